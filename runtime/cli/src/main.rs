@@ -1,0 +1,122 @@
+//! `warden`: run WebAssembly tool plugins in a fresh sandbox per call, under
+//! limits, seeing only what the operator granted.
+//!
+//! Exit codes (a contract): 0 success · 1 the plugin returned an error ·
+//! 2 bad input (usage, plugin, JSON, policy) · 3 a limit was exceeded (stderr
+//! names it) · 4 the plugin trapped otherwise.
+
+#![forbid(unsafe_code)]
+
+mod exit;
+mod plugin_cmd;
+mod sandbox_args;
+mod tool;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use warden_core::{Engine, EngineConfig};
+
+use crate::exit::Failure;
+
+#[derive(Parser)]
+#[command(name = "warden", version, about = "Run untrusted WebAssembly tool plugins under limits and grants", long_about = None)]
+struct Cli {
+    /// Where warden keeps its data (compiled-artifact cache, and later
+    /// memory, journals and models). Default: $WARDEN_DATA_DIR, else
+    /// ~/.local/share/warden.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Log filter for warden's own trace on stderr (e.g. `info`,
+    /// `warden=debug`). Default: $RUST_LOG, else `warn`.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log: Option<String>,
+
+    /// Write the trace as JSON lines instead of text.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List or call the tools of a plugin.
+    #[command(subcommand)]
+    Tool(tool::ToolCommand),
+    /// Inspect or pack plugin files.
+    #[command(subcommand)]
+    Plugin(plugin_cmd::PluginCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log.as_deref(), cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("warden: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::INTERNAL);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("warden: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    let data_dir = data_dir(cli.data_dir);
+    match cli.command {
+        Command::Tool(cmd) => tool::run(cmd, &engine(data_dir.as_deref())?).await,
+        Command::Plugin(cmd) => plugin_cmd::run(cmd, data_dir.as_deref()).await,
+    }
+}
+
+/// `--data-dir`, else `$WARDEN_DATA_DIR`, else the XDG data dir.
+fn data_dir(flag: Option<PathBuf>) -> Option<PathBuf> {
+    flag.or_else(|| std::env::var_os("WARDEN_DATA_DIR").map(PathBuf::from))
+        .or_else(|| dirs::data_dir().map(|d| d.join("warden")))
+}
+
+pub(crate) fn engine(data_dir: Option<&std::path::Path>) -> Result<Engine, Failure> {
+    let config = EngineConfig {
+        cache_dir: data_dir.map(|d| d.join("cache").join("compiled")),
+        // The CLI runs one call at a time; keep the pool's reservation small.
+        max_concurrent_calls: 8,
+    };
+    Engine::new(&config).map_err(|e| Failure::internal(e.to_string()))
+}
+
+fn init_tracing(filter: Option<&str>, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match filter {
+        Some(f) => EnvFilter::try_new(f).unwrap_or_else(|e| {
+            eprintln!("warden: ignoring --log {f:?}: {e}");
+            EnvFilter::new("warn")
+        }),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,111 @@
+//! The grant and limit flags shared by every command that runs a plugin.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use warden_core::{
+    CallOptions, CompiledPlugin, DirGrant, DirMode, Grant, HostPattern, LimitSettings, Policy,
+    TenantId,
+};
+
+use crate::exit::Failure;
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct SandboxArgs {
+    /// Grant read-only access to a host directory, seen by the plugin at
+    /// GUEST (default: the host path as written). Repeatable.
+    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+    pub dirs: Vec<String>,
+
+    /// Grant read-write access to a host directory. Repeatable.
+    #[arg(long = "dir-rw", value_name = "HOST[::GUEST]")]
+    pub dirs_rw: Vec<String>,
+
+    /// Allow outbound HTTP to URLs matching scheme://host:port (`*`
+    /// wildcards; loopback and private addresses only when named
+    /// literally). Repeatable.
+    #[arg(long = "allow-host", value_name = "PATTERN")]
+    pub allow_hosts: Vec<String>,
+
+    /// Fuel budget (about one unit per wasm instruction).
+    #[arg(long, value_name = "N")]
+    pub fuel: Option<u64>,
+
+    /// Linear-memory cap in MiB.
+    #[arg(long, value_name = "MIB")]
+    pub memory: Option<u64>,
+
+    /// Wall-clock deadline in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub timeout: Option<u64>,
+
+    /// Cap on the result (and on any one piece of data the plugin hands the
+    /// host), in KiB.
+    #[arg(long, value_name = "KIB")]
+    pub output_kib: Option<u64>,
+
+    /// Policy file (TOML) with limits and grants; flags add to it.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+
+    /// Tenant the call runs for.
+    #[arg(long, value_name = "ID", default_value = "default")]
+    pub tenant: String,
+}
+
+impl SandboxArgs {
+    /// The operator's grant and limits for one call of `plugin`.
+    pub fn call_options(&self, plugin: &CompiledPlugin) -> Result<CallOptions, Failure> {
+        let policy = match &self.policy {
+            Some(path) => Policy::load(path).map_err(|e| Failure::bad_input(e.to_string()))?,
+            None => Policy::default(),
+        };
+        let (mut grant, policy_limits) = policy.for_plugin(plugin.name());
+        grant.extend(&self.grant()?);
+        let explicit = LimitSettings {
+            fuel: self.fuel,
+            timeout_ms: self.timeout,
+            memory_mib: self.memory,
+            output_kib: self.output_kib,
+        };
+        let limits = plugin
+            .limits(policy_limits, explicit)
+            .map_err(|e| Failure::bad_input(format!("bad limit: {e}")))?;
+        let tenant = TenantId::new(&self.tenant)
+            .map_err(|e| Failure::bad_input(format!("--tenant: {e}")))?;
+        Ok(CallOptions {
+            tenant,
+            grant,
+            limits,
+        })
+    }
+
+    fn grant(&self) -> Result<Grant, Failure> {
+        let mut grant = Grant::default();
+        for (specs, mode, flag) in [
+            (&self.dirs, DirMode::ReadOnly, "--dir"),
+            (&self.dirs_rw, DirMode::ReadWrite, "--dir-rw"),
+        ] {
+            for spec in specs {
+                let dir = DirGrant::parse(spec, mode)
+                    .map_err(|e| Failure::bad_input(format!("{flag}: {e}")))?;
+                if !dir.host.is_dir() {
+                    return Err(Failure::bad_input(format!(
+                        "{flag} {spec}: {} is not a directory on this host",
+                        dir.host.display()
+                    )));
+                }
+                grant.dirs.push(dir);
+            }
+        }
+        for pattern in &self.allow_hosts {
+            let pattern = HostPattern::parse(pattern).map_err(|e| {
+                Failure::bad_input(format!(
+                    "--allow-host: {e}; write it as scheme://host:port, e.g. https://api.example.com or http://127.0.0.1:8080"
+                ))
+            })?;
+            grant.allow_hosts.push(pattern);
+        }
+        Ok(grant)
+    }
+}

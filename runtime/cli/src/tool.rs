@@ -1,0 +1,93 @@
+//! `warden tool list` and `warden tool call`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use warden_core::{CallOutcome, Engine};
+
+use crate::exit::{self, Failure};
+use crate::sandbox_args::SandboxArgs;
+
+#[derive(Subcommand)]
+pub enum ToolCommand {
+    /// Print a plugin's tools (name, description, input schema) as JSON.
+    List {
+        plugin: PathBuf,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// Call one tool in a fresh sandbox and print its JSON result.
+    Call {
+        plugin: PathBuf,
+        tool: String,
+        /// The tool's arguments, a JSON object.
+        #[arg(long, value_name = "JSON", default_value = "{}")]
+        args: String,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+}
+
+pub async fn run(cmd: ToolCommand, engine: &Engine) -> Result<ExitCode, Failure> {
+    match cmd {
+        ToolCommand::List { plugin, sandbox } => {
+            let plugin = engine.load_file(&plugin)?;
+            let options = sandbox.call_options(&plugin)?;
+            let outcome = plugin.list_tools(&options).await;
+            let tools = finish(plugin.name(), outcome)?;
+            print_json(&serde_json::to_value(tools).unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+        ToolCommand::Call {
+            plugin,
+            tool,
+            args,
+            sandbox,
+        } => {
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(&args) {
+                return Err(Failure::bad_input(format!(
+                    "--args is not valid JSON: {e}; pass an object such as '{{\"path\":\"/data/notes.txt\"}}'"
+                )));
+            }
+            let plugin = engine.load_file(&plugin)?;
+            let options = sandbox.call_options(&plugin)?;
+            let outcome = plugin.call_tool(&options, &tool, &args).await;
+            match finish(plugin.name(), outcome)? {
+                Ok(json) => {
+                    println!("{json}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(tool_error) => {
+                    let body = serde_json::json!({ "error": tool_error });
+                    println!("{body}");
+                    Ok(ExitCode::from(exit::PLUGIN_ERROR))
+                }
+            }
+        }
+    }
+}
+
+/// Passes on what the guest printed and what the manifest narrowed, then the
+/// result or the failure with its exit code.
+pub fn finish<T>(plugin: &str, outcome: CallOutcome<T>) -> Result<T, Failure> {
+    for note in &outcome.narrowed {
+        eprintln!("warden: warning: {note}");
+    }
+    for (stream, output) in [("stdout", &outcome.stdout), ("stderr", &outcome.stderr)] {
+        if output.bytes.is_empty() && !output.truncated() {
+            continue;
+        }
+        for line in output.to_text().lines() {
+            eprintln!("[{plugin} {stream}] {line}");
+        }
+    }
+    outcome.result.map_err(Failure::from)
+}
+
+pub fn print_json(value: &serde_json::Value) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(_) => println!("{value}"),
+    }
+}

@@ -1,0 +1,414 @@
+//! One call: a fresh `Store` with its own limits, WASI context and grants;
+//! instantiate, call one export, report, drop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tracing::Instrument;
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use crate::bindings::exports::warden::plugin::tool as wit_tool;
+use crate::host::http::OutboundHttp;
+use crate::host::log::LogBudget;
+use crate::limits::{CallLimiter, LimitKind, Limits, MIB};
+use crate::plugin::{CompiledPlugin, ToolError, ToolSpec};
+use crate::policy::{self, Capabilities, DirMode, Grant, TenantId};
+use crate::state::{CallLabels, CallState};
+use crate::stdio::{CapturedOutput, Output};
+
+/// What the operator decides about one call.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    pub tenant: TenantId,
+    pub grant: Grant,
+    pub limits: Limits,
+}
+
+/// How a call ended, with what it used and printed. Always returned, whether
+/// the call succeeded or not, so a caller can report usage and output either
+/// way.
+#[derive(Debug)]
+pub struct CallOutcome<T> {
+    pub result: Result<T, CallError>,
+    pub usage: Usage,
+    pub stdout: Output,
+    pub stderr: Output,
+    /// Grants the plugin's manifest cut away or narrowed, each with why.
+    pub narrowed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub fuel_used: u64,
+    pub duration: Duration,
+    /// Log lines past the per-call budget that were dropped.
+    pub log_lines_dropped: u32,
+}
+
+/// Why a call produced no result. A tool's own error is not one of these: it
+/// is a result (`Ok(Err(ToolError))`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// A limit stopped the guest.
+    #[error("{kind} limit exceeded: {detail}")]
+    Limit { kind: LimitKind, detail: String },
+    /// The guest trapped for a reason of its own.
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// The guest returned something the contract does not allow (a tool
+    /// result or schema that is not JSON).
+    #[error("plugin broke the warden:plugin contract: {0}")]
+    Contract(String),
+    /// The call could not be set up from what the operator gave (a granted
+    /// directory that cannot be opened).
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl CallError {
+    pub fn limit(&self) -> Option<LimitKind> {
+        match self {
+            CallError::Limit { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+}
+
+/// Headroom over the output limit for wasmtime's per-host-call data fuel,
+/// which also bounds single WASI writes: large enough for ordinary file I/O,
+/// small enough that a guest cannot make the host allocate much.
+const HOSTCALL_DATA_FLOOR: u64 = 64 * MIB;
+
+enum Invocation<'a> {
+    ListTools,
+    CallTool { name: &'a str, arguments: &'a str },
+}
+
+enum Returned {
+    Tools(Vec<wit_tool::ToolSpec>),
+    Call(Result<String, wit_tool::ToolError>),
+}
+
+impl CompiledPlugin {
+    /// Calls the plugin's `list-tools` in a fresh sandbox.
+    pub async fn list_tools(&self, options: &CallOptions) -> CallOutcome<Vec<ToolSpec>> {
+        let outcome = self.run(options, Invocation::ListTools).await;
+        outcome.map(|returned| match returned {
+            Returned::Tools(specs) => specs.into_iter().map(tool_spec).collect(),
+            Returned::Call(_) => Err(CallError::Contract("wrong export answered".into())),
+        })
+    }
+
+    /// Calls one tool with JSON arguments in a fresh sandbox. `Ok(Err(_))` is
+    /// the tool's own error.
+    pub async fn call_tool(
+        &self,
+        options: &CallOptions,
+        tool: &str,
+        arguments: &str,
+    ) -> CallOutcome<Result<String, ToolError>> {
+        let output_limit = options.limits.output_bytes;
+        let invocation = Invocation::CallTool {
+            name: tool,
+            arguments,
+        };
+        let outcome = self.run(options, invocation).await;
+        outcome.map(|returned| match returned {
+            Returned::Call(Ok(json)) => {
+                if json.len() as u64 > output_limit {
+                    return Err(CallError::Limit {
+                        kind: LimitKind::Output,
+                        detail: format!(
+                            "the tool returned {} bytes; the output limit is {output_limit}",
+                            json.len()
+                        ),
+                    });
+                }
+                match serde_json::from_str::<serde::de::IgnoredAny>(&json) {
+                    Ok(_) => Ok(Ok(json)),
+                    Err(e) => Err(CallError::Contract(format!(
+                        "tool {tool:?} returned a result that is not JSON: {e}"
+                    ))),
+                }
+            }
+            Returned::Call(Err(e)) => Ok(Err(tool_error(e))),
+            Returned::Tools(_) => Err(CallError::Contract("wrong export answered".into())),
+        })
+    }
+
+    async fn run(
+        &self,
+        options: &CallOptions,
+        invocation: Invocation<'_>,
+    ) -> CallOutcome<Returned> {
+        let tool = match &invocation {
+            Invocation::ListTools => "list-tools",
+            Invocation::CallTool { name, .. } => name,
+        };
+        let span =
+            tracing::info_span!("call", tenant = %options.tenant, plugin = %self.inner.name, tool);
+        self.run_in_span(options, invocation).instrument(span).await
+    }
+
+    async fn run_in_span(
+        &self,
+        options: &CallOptions,
+        invocation: Invocation<'_>,
+    ) -> CallOutcome<Returned> {
+        let started = Instant::now();
+        let plugin = &self.inner;
+        let limits = options.limits;
+        let labels = CallLabels {
+            tenant: options.tenant.clone(),
+            plugin: plugin.name.clone(),
+        };
+
+        let caps = policy::effective(
+            &options.grant,
+            plugin.manifest.as_ref(),
+            &labels.tenant,
+            &labels.plugin,
+        );
+        let stdout = CapturedOutput::new(limits.stdio_bytes as usize);
+        let stderr = CapturedOutput::new(limits.stdio_bytes as usize);
+        let mut outcome = CallOutcome {
+            result: Err(CallError::Setup(String::new())),
+            usage: Usage::default(),
+            stdout: Output::default(),
+            stderr: Output::default(),
+            narrowed: caps.narrowed.clone(),
+        };
+        let wasi = match build_wasi(&caps, &stdout, &stderr) {
+            Ok(wasi) => wasi,
+            Err(e) => {
+                outcome.result = Err(e);
+                return outcome;
+            }
+        };
+        let deadline = started + limits.timeout;
+        let state = CallState {
+            labels: labels.clone(),
+            wasi,
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            outbound: OutboundHttp::new(Arc::new(caps.net), labels, limits.http_body_bytes),
+            limiter: CallLimiter::new(&limits),
+            log: LogBudget::default(),
+            deadline,
+            deadline_hit: false,
+        };
+
+        let mut store = Store::new(&plugin.engine.inner.wasmtime, state);
+        store.limiter(|state| &mut state.limiter);
+        let hostcall_data = limits.output_bytes.max(HOSTCALL_DATA_FLOOR) + 64 * 1024;
+        store.set_hostcall_fuel(usize::try_from(hostcall_data).unwrap_or(usize::MAX));
+        if let Err(e) = store.set_fuel(limits.fuel) {
+            outcome.result = Err(CallError::Setup(format!("cannot set fuel: {e}")));
+            return outcome;
+        }
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            if Instant::now() >= state.deadline {
+                state.deadline_hit = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Let other tasks on this thread run between ticks.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let pre = &plugin.pre;
+        let run = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            let tool = instance.warden_plugin_tool();
+            match invocation {
+                Invocation::ListTools => {
+                    tool.call_list_tools(&mut store).await.map(Returned::Tools)
+                }
+                Invocation::CallTool { name, arguments } => tool
+                    .call_call_tool(&mut store, name, &arguments.to_string())
+                    .await
+                    .map(Returned::Call),
+            }
+        };
+        // The epoch callback stops guest code at the deadline; this timer
+        // also stops a guest that is waiting in a host call.
+        let timed = tokio::time::timeout_at(deadline.into(), run).await;
+
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        let state = store.data();
+        outcome.result = match timed {
+            Ok(Ok(returned)) => Ok(returned),
+            Ok(Err(error)) => Err(classify(&error, state, &limits)),
+            Err(_elapsed) => Err(deadline_error(&limits)),
+        };
+        outcome.usage = Usage {
+            fuel_used: limits.fuel.saturating_sub(fuel_left),
+            duration: started.elapsed(),
+            log_lines_dropped: state.log.dropped(),
+        };
+        outcome.stdout = stdout.take();
+        outcome.stderr = stderr.take();
+        let status = match &outcome.result {
+            Ok(_) => "returned".to_string(),
+            Err(CallError::Limit { kind, .. }) => format!("limit:{kind}"),
+            Err(CallError::Trap(_)) => "trap".into(),
+            Err(CallError::Contract(_)) => "contract".into(),
+            Err(CallError::Setup(_)) => "setup".into(),
+        };
+        tracing::info!(
+            fuel_used = outcome.usage.fuel_used,
+            duration_us = outcome.usage.duration.as_micros() as u64,
+            status,
+            "call finished"
+        );
+        outcome
+    }
+}
+
+impl<T> CallOutcome<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> Result<U, CallError>) -> CallOutcome<U> {
+        CallOutcome {
+            result: self.result.and_then(f),
+            usage: self.usage,
+            stdout: self.stdout,
+            stderr: self.stderr,
+            narrowed: self.narrowed,
+        }
+    }
+}
+
+fn build_wasi(
+    caps: &Capabilities,
+    stdout: &CapturedOutput,
+    stderr: &CapturedOutput,
+) -> Result<WasiCtx, CallError> {
+    let mut builder = WasiCtxBuilder::new();
+    // No env, no args, no stdin, no sockets: only what is granted below.
+    builder
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    for dir in &caps.dirs {
+        let perms = match dir.mode {
+            DirMode::ReadOnly => FsPerms::ReadOnly,
+            DirMode::ReadWrite => FsPerms::ReadWrite,
+        };
+        builder
+            .preopened_dir(&dir.host, &dir.guest, perms)
+            .map_err(|e| {
+                CallError::Setup(format!(
+                    "cannot open granted directory {}: {e:#}; check the path given to --dir/--dir-rw or the policy file",
+                    dir.host.display()
+                ))
+            })?;
+    }
+    Ok(builder.build())
+}
+
+fn deadline_error(limits: &Limits) -> CallError {
+    CallError::Limit {
+        kind: LimitKind::Deadline,
+        detail: format!(
+            "the call ran longer than {} ms (raise it with --timeout)",
+            limits.timeout.as_millis()
+        ),
+    }
+}
+
+/// Names what stopped a guest. Limits are checked before the trap itself: a
+/// Rust guest whose allocation was refused aborts with `unreachable`, which
+/// only the limiter's record can explain.
+fn classify(error: &wasmtime::Error, state: &CallState, limits: &Limits) -> CallError {
+    let trap = error.downcast_ref::<Trap>().copied();
+    if state.deadline_hit || trap == Some(Trap::Interrupt) {
+        return deadline_error(limits);
+    }
+    if trap == Some(Trap::OutOfFuel) {
+        return CallError::Limit {
+            kind: LimitKind::Fuel,
+            detail: format!(
+                "the guest used all {} units of fuel (raise it with --fuel)",
+                limits.fuel
+            ),
+        };
+    }
+    if let Some(asked) = state.limiter.memory_refused {
+        return CallError::Limit {
+            kind: LimitKind::Memory,
+            detail: format!(
+                "the guest asked for {} MiB of linear memory; the limit is {} MiB (raise it with --memory)",
+                asked.div_ceil(MIB),
+                limits.memory_bytes / MIB
+            ),
+        };
+    }
+    if is_hostcall_data_exhausted(error) {
+        return CallError::Limit {
+            kind: LimitKind::Output,
+            detail: format!(
+                "the guest tried to hand the host more than {} bytes in one call",
+                limits.output_bytes.max(HOSTCALL_DATA_FLOOR)
+            ),
+        };
+    }
+    if trap == Some(Trap::StackOverflow) {
+        return CallError::Trap("stack overflow: the guest recursed too deeply".into());
+    }
+    if let Some(elements) = state.limiter.table_refused {
+        return CallError::Trap(format!(
+            "a table grew to {elements} elements, past the limit of {}",
+            limits.table_elements
+        ));
+    }
+    let mut text = format!("{error:?}");
+    if text.len() > 8 * 1024 {
+        let mut end = 8 * 1024;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("\n[...]");
+    }
+    CallError::Trap(text)
+}
+
+/// wasmtime reports exhausted hostcall fuel with a private error type; its
+/// message is the only handle on it.
+fn is_hostcall_data_exhausted(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .to_string()
+            .contains("fuel allocated for hostcalls has been exhausted")
+    })
+}
+
+fn tool_spec(spec: wit_tool::ToolSpec) -> Result<ToolSpec, CallError> {
+    let input_schema = serde_json::from_str(&spec.input_schema).map_err(|e| {
+        CallError::Contract(format!(
+            "tool {:?} has an input schema that is not JSON: {e}",
+            spec.name
+        ))
+    })?;
+    Ok(ToolSpec {
+        name: spec.name,
+        description: spec.description,
+        input_schema,
+    })
+}
+
+fn tool_error(e: wit_tool::ToolError) -> ToolError {
+    match e {
+        wit_tool::ToolError::InvalidArguments(m) => ToolError::InvalidArguments(m),
+        wit_tool::ToolError::UnknownTool(m) => ToolError::UnknownTool(m),
+        wit_tool::ToolError::Denied(m) => ToolError::Denied(m),
+        wit_tool::ToolError::Failed(m) => ToolError::Failed(m),
+    }
+}

@@ -1,0 +1,4 @@
+//! The host side of each interface a plugin imports, one file each.
+
+pub(crate) mod http;
+pub(crate) mod log;

@@ -1,0 +1,551 @@
+//! Grants, the policy file, and the effective capability of one call:
+//! the manifest's ceiling intersected with the operator's grant.
+//!
+//! ```toml
+//! version = 1
+//!
+//! [limits]               # defaults for every call, also the ceiling for
+//! timeout-ms = 5000      # what a manifest may ask for
+//! memory-mib = 256
+//!
+//! [grant]                # granted to every plugin
+//! allow-hosts = ["https://api.github.com"]
+//!
+//! [plugins.fs]           # granted to the plugin named "fs" only
+//! dirs = [{ host = "./data", guest = "/data", mode = "rw" }]
+//! limits = { timeout-ms = 10000 }
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits::LimitSettings;
+use crate::manifest::Manifest;
+use crate::net::{HostPattern, NetPolicy};
+
+/// The tenant a call runs for. Compiled plugins are shared between tenants;
+/// data and state never are.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn new(id: &str) -> Result<TenantId, PolicyError> {
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok {
+            Ok(TenantId(id.to_string()))
+        } else {
+            Err(PolicyError::Tenant(id.to_string()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for TenantId {
+    fn default() -> Self {
+        TenantId("default".into())
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Read-only or read-write access to a directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum DirMode {
+    #[serde(rename = "ro")]
+    ReadOnly,
+    #[serde(rename = "rw")]
+    ReadWrite,
+}
+
+impl fmt::Display for DirMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DirMode::ReadOnly => "ro",
+            DirMode::ReadWrite => "rw",
+        })
+    }
+}
+
+/// A host directory made visible to the guest at `guest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    pub host: PathBuf,
+    pub guest: String,
+    pub mode: DirMode,
+}
+
+impl DirGrant {
+    /// Parses the CLI form `HOST[::GUEST]`; the guest path defaults to the
+    /// host path as written.
+    pub fn parse(spec: &str, mode: DirMode) -> Result<DirGrant, PolicyError> {
+        let (host, guest) = match spec.split_once("::") {
+            Some((host, guest)) => (host, guest),
+            None => (spec, spec),
+        };
+        if host.is_empty() || guest.is_empty() {
+            return Err(PolicyError::DirSpec(spec.to_string()));
+        }
+        Ok(DirGrant {
+            host: PathBuf::from(host),
+            guest: guest.to_string(),
+            mode,
+        })
+    }
+}
+
+/// What the operator grants a plugin. Only ever built by the host, from CLI
+/// flags and policy files: nothing a guest says reaches it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grant {
+    pub dirs: Vec<DirGrant>,
+    pub allow_hosts: Vec<HostPattern>,
+}
+
+impl Grant {
+    pub fn extend(&mut self, other: &Grant) {
+        self.dirs.extend(other.dirs.iter().cloned());
+        self.allow_hosts.extend(other.allow_hosts.iter().cloned());
+    }
+}
+
+/// The capabilities a call actually gets.
+#[derive(Debug, Clone, Default)]
+pub struct Capabilities {
+    pub dirs: Vec<DirGrant>,
+    pub net: NetPolicy,
+    /// Grants the manifest's ceiling cut away or narrowed, each with why.
+    pub narrowed: Vec<String>,
+}
+
+/// Effective capability = manifest ceiling ∩ operator grant. A plugin without
+/// a manifest has no ceiling: the grant alone decides.
+pub fn effective(
+    grant: &Grant,
+    manifest: Option<&Manifest>,
+    tenant: &TenantId,
+    plugin: &str,
+) -> Capabilities {
+    let mut caps = Capabilities::default();
+    for dir in &grant.dirs {
+        let Some(manifest) = manifest else {
+            caps.dirs.push(dir.clone());
+            continue;
+        };
+        // The widest mode any matching declaration allows.
+        let declared = manifest
+            .capabilities
+            .fs
+            .iter()
+            .filter(|c| c.path == "*" || c.path == dir.guest)
+            .map(|c| c.mode)
+            .max();
+        match declared {
+            None => {
+                let why = format!(
+                    "dir {} (as {}) dropped: plugin {plugin} declares no filesystem access to {}",
+                    dir.host.display(),
+                    dir.guest,
+                    dir.guest
+                );
+                tracing::info!(%tenant, plugin, reason = %why, "grant denied by manifest");
+                caps.narrowed.push(why);
+            }
+            Some(mode) => {
+                let mode = mode.min(dir.mode);
+                if mode < dir.mode {
+                    let why = format!(
+                        "dir {} (as {}) narrowed to read-only: plugin {plugin} declares only read access",
+                        dir.host.display(),
+                        dir.guest
+                    );
+                    tracing::info!(%tenant, plugin, reason = %why, "grant narrowed by manifest");
+                    caps.narrowed.push(why);
+                }
+                caps.dirs.push(DirGrant {
+                    mode,
+                    ..dir.clone()
+                });
+            }
+        }
+    }
+    for dir in &caps.dirs {
+        tracing::debug!(%tenant, plugin, host = %dir.host.display(), guest = %dir.guest, mode = %dir.mode, "dir granted");
+    }
+    for pattern in &grant.allow_hosts {
+        tracing::debug!(%tenant, plugin, %pattern, "outbound host granted");
+    }
+    caps.net = NetPolicy::new(
+        grant.allow_hosts.clone(),
+        manifest.map(Manifest::http_patterns),
+    );
+    caps
+}
+
+/// A policy file, resolved: relative paths are relative to the file.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub limits: LimitSettings,
+    pub grant: Grant,
+    pub plugins: BTreeMap<String, PluginPolicy>,
+}
+
+/// What a policy file grants one plugin, on top of `[grant]`.
+#[derive(Debug, Clone, Default)]
+pub struct PluginPolicy {
+    pub grant: Grant,
+    pub limits: LimitSettings,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyDoc {
+    version: Option<u32>,
+    #[serde(default)]
+    limits: LimitSettings,
+    #[serde(default)]
+    grant: GrantDoc,
+    #[serde(default)]
+    plugins: BTreeMap<String, PluginDoc>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct GrantDoc {
+    #[serde(default)]
+    dirs: Vec<DirDoc>,
+    #[serde(default)]
+    allow_hosts: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PluginDoc {
+    #[serde(default)]
+    dirs: Vec<DirDoc>,
+    #[serde(default)]
+    allow_hosts: Vec<String>,
+    #[serde(default)]
+    limits: LimitSettings,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirDoc {
+    host: PathBuf,
+    guest: Option<String>,
+    #[serde(default = "read_only")]
+    mode: DirMode,
+}
+
+fn read_only() -> DirMode {
+    DirMode::ReadOnly
+}
+
+impl Policy {
+    /// Reads a policy file.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError::Read {
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Policy::from_toml(&text, base)
+    }
+
+    /// Parses policy text; relative host paths are joined to `base`.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Policy, PolicyError> {
+        let doc: PolicyDoc =
+            toml::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
+        match doc.version {
+            Some(1) => {}
+            None => {
+                return Err(PolicyError::field(
+                    "version",
+                    "missing",
+                    "add `version = 1`",
+                ));
+            }
+            Some(v) => {
+                return Err(PolicyError::field(
+                    "version",
+                    format!("{v} is not a version this warden reads"),
+                    "set `version = 1`",
+                ));
+            }
+        }
+        check_limits("limits", &doc.limits)?;
+        let grant = resolve_grant("grant", doc.grant.dirs, doc.grant.allow_hosts, base)?;
+        let mut plugins = BTreeMap::new();
+        for (name, p) in doc.plugins {
+            let field = format!("plugins.{name}");
+            if !crate::manifest::is_valid_plugin_name(&name) {
+                return Err(PolicyError::field(
+                    field,
+                    format!("{name:?} is not a plugin name"),
+                    "use the `name` from the plugin's manifest (see `warden plugin inspect`)",
+                ));
+            }
+            check_limits(&format!("{field}.limits"), &p.limits)?;
+            let grant = resolve_grant(&field, p.dirs, p.allow_hosts, base)?;
+            plugins.insert(
+                name,
+                PluginPolicy {
+                    grant,
+                    limits: p.limits,
+                },
+            );
+        }
+        Ok(Policy {
+            limits: doc.limits,
+            grant,
+            plugins,
+        })
+    }
+
+    /// The grant and limit settings this policy gives plugin `name`.
+    pub fn for_plugin(&self, name: &str) -> (Grant, LimitSettings) {
+        let mut grant = self.grant.clone();
+        let mut limits = self.limits;
+        if let Some(p) = self.plugins.get(name) {
+            grant.extend(&p.grant);
+            limits = p.limits.or(limits);
+        }
+        (grant, limits)
+    }
+}
+
+fn check_limits(field: &str, limits: &LimitSettings) -> Result<(), PolicyError> {
+    limits
+        .apply_to(crate::limits::Limits::default())
+        .map(|_| ())
+        .map_err(|e| PolicyError::field(field, e.to_string(), "fix the value"))
+}
+
+fn resolve_grant(
+    field: &str,
+    dirs: Vec<DirDoc>,
+    hosts: Vec<String>,
+    base: &Path,
+) -> Result<Grant, PolicyError> {
+    let mut grant = Grant::default();
+    for (i, d) in dirs.into_iter().enumerate() {
+        let guest = match d.guest {
+            Some(g) if g.is_empty() => {
+                return Err(PolicyError::field(
+                    format!("{field}.dirs[{i}].guest"),
+                    "is empty",
+                    "give the path the plugin should see, e.g. \"/data\", or leave it out",
+                ));
+            }
+            Some(g) => g,
+            None => d.host.to_string_lossy().into_owned(),
+        };
+        grant.dirs.push(DirGrant {
+            host: base.join(&d.host),
+            guest,
+            mode: d.mode,
+        });
+    }
+    for (i, h) in hosts.iter().enumerate() {
+        let pattern = HostPattern::parse(h).map_err(|e| {
+            PolicyError::field(
+                format!("{field}.allow-hosts[{i}]"),
+                e.to_string(),
+                "write it as scheme://host:port, e.g. \"https://api.example.com\" or \"http://127.0.0.1:8080\"",
+            )
+        })?;
+        grant.allow_hosts.push(pattern);
+    }
+    Ok(grant)
+}
+
+/// A grant or policy that cannot be used.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error("cannot read policy file {}: {error}", path.display())]
+    Read { path: PathBuf, error: String },
+    #[error("policy file is not valid: {0}")]
+    Syntax(String),
+    #[error("policy field `{field}`: {problem}; {fix}")]
+    Field {
+        field: String,
+        problem: String,
+        fix: String,
+    },
+    #[error("{0:?} is not a directory grant; write HOST or HOST::GUEST, e.g. ./data::/data")]
+    DirSpec(String),
+    #[error("{0:?} is not a tenant id; use 1-64 letters, digits, '-' or '_'")]
+    Tenant(String),
+}
+
+impl PolicyError {
+    fn field(
+        field: impl Into<String>,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> PolicyError {
+        PolicyError::Field {
+            field: field.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{FsCapability, Manifest, PluginKind};
+
+    fn manifest(fs: Vec<(&str, DirMode)>) -> Manifest {
+        Manifest {
+            manifest_version: 1,
+            name: "p".into(),
+            version: "0.1.0".into(),
+            kind: PluginKind::Tool,
+            description: "d".into(),
+            capabilities: crate::manifest::Capabilities {
+                fs: fs
+                    .into_iter()
+                    .map(|(path, mode)| FsCapability {
+                        path: path.into(),
+                        mode,
+                        reason: "r".into(),
+                    })
+                    .collect(),
+                http: vec![],
+            },
+            limits: Default::default(),
+        }
+    }
+
+    fn grant(dirs: &[(&str, DirMode)]) -> Grant {
+        Grant {
+            dirs: dirs
+                .iter()
+                .map(|(spec, mode)| DirGrant::parse(spec, *mode).unwrap())
+                .collect(),
+            allow_hosts: vec![],
+        }
+    }
+
+    #[test]
+    fn dir_flag_parsing() {
+        let d = DirGrant::parse("./data::/data", DirMode::ReadOnly).unwrap();
+        assert_eq!(d.host, PathBuf::from("./data"));
+        assert_eq!(d.guest, "/data");
+        let d = DirGrant::parse("/srv/x", DirMode::ReadWrite).unwrap();
+        assert_eq!(d.guest, "/srv/x");
+        assert!(DirGrant::parse("::/data", DirMode::ReadOnly).is_err());
+        assert!(DirGrant::parse("./data::", DirMode::ReadOnly).is_err());
+    }
+
+    #[test]
+    fn no_manifest_means_the_grant_decides() {
+        let g = grant(&[("./a::/a", DirMode::ReadWrite)]);
+        let caps = effective(&g, None, &TenantId::default(), "p");
+        assert_eq!(caps.dirs, g.dirs);
+        assert!(caps.narrowed.is_empty());
+    }
+
+    #[test]
+    fn manifest_ceiling_drops_and_narrows() {
+        let m = manifest(vec![
+            ("/ro", DirMode::ReadOnly),
+            ("/rw", DirMode::ReadWrite),
+        ]);
+        let g = grant(&[
+            ("./a::/ro", DirMode::ReadWrite),
+            ("./b::/rw", DirMode::ReadWrite),
+            ("./c::/other", DirMode::ReadOnly),
+        ]);
+        let caps = effective(&g, Some(&m), &TenantId::default(), "p");
+        assert_eq!(caps.dirs.len(), 2);
+        assert_eq!(caps.dirs[0].mode, DirMode::ReadOnly);
+        assert_eq!(caps.dirs[1].mode, DirMode::ReadWrite);
+        assert_eq!(caps.narrowed.len(), 2);
+        assert!(caps.narrowed[1].contains("declares no filesystem access to /other"));
+        // A manifest can never widen: ro grant under an rw ceiling stays ro.
+        let m = manifest(vec![("*", DirMode::ReadWrite)]);
+        let caps = effective(
+            &grant(&[("./a::/x", DirMode::ReadOnly)]),
+            Some(&m),
+            &TenantId::default(),
+            "p",
+        );
+        assert_eq!(caps.dirs[0].mode, DirMode::ReadOnly);
+    }
+
+    #[test]
+    fn policy_file_resolves_relative_paths_and_merges_per_plugin() {
+        let text = r#"
+version = 1
+[limits]
+timeout-ms = 2000
+[grant]
+allow-hosts = ["https://example.com"]
+[plugins.fs]
+dirs = [{ host = "data", guest = "/data", mode = "rw" }]
+limits = { timeout-ms = 9000 }
+"#;
+        let policy = Policy::from_toml(text, Path::new("/etc/warden")).unwrap();
+        let (g, l) = policy.for_plugin("fs");
+        assert_eq!(g.dirs[0].host, PathBuf::from("/etc/warden/data"));
+        assert_eq!(g.dirs[0].mode, DirMode::ReadWrite);
+        assert_eq!(g.allow_hosts.len(), 1);
+        assert_eq!(l.timeout_ms, Some(9000));
+        let (g, l) = policy.for_plugin("other");
+        assert!(g.dirs.is_empty());
+        assert_eq!(l.timeout_ms, Some(2000));
+    }
+
+    #[test]
+    fn policy_errors_name_the_field() {
+        let cases = [
+            ("", "policy field `version`: missing; add `version = 1`"),
+            (
+                "version = 1\n[grant]\nallow-hosts = [\"example.com\"]",
+                "policy field `grant.allow-hosts[0]`: \"example.com\" has no scheme; write it as scheme://host:port, e.g. \"https://api.example.com\" or \"http://127.0.0.1:8080\"",
+            ),
+            (
+                "version = 1\n[plugins.Bad]\n",
+                "policy field `plugins.Bad`: \"Bad\" is not a plugin name; use the `name` from the plugin's manifest (see `warden plugin inspect`)",
+            ),
+            (
+                "version = 1\n[limits]\nmemory-mib = 9000",
+                "policy field `limits`: `memory-mib = 9000` is above the 4096 MiB a 32-bit wasm memory can address; use at most 4096; fix the value",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = Policy::from_toml(text, Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(err, expected);
+        }
+        let err = Policy::from_toml("version = 1\n[grnt]\n", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `grnt`"), "{err}");
+    }
+
+    #[test]
+    fn tenant_ids() {
+        assert!(TenantId::new("acme-1").is_ok());
+        assert!(TenantId::new("").is_err());
+        assert!(TenantId::new("../etc").is_err());
+    }
+}
