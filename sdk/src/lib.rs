@@ -52,6 +52,8 @@ extern crate self as warden_sdk;
 
 use std::fmt;
 
+pub mod http;
+
 pub use schemars::{self, JsonSchema};
 pub use serde::{self, Deserialize, Serialize};
 pub use serde_json;
