@@ -151,6 +151,28 @@ impl Toolbox {
         self
     }
 
+    /// Adds a tool that takes its arguments and returns its result as raw
+    /// JSON text, with a hand-written JSON Schema. For tools whose input does
+    /// not fit a Rust type; the host rejects a result that is not JSON.
+    pub fn raw_tool<F>(
+        mut self,
+        name: &str,
+        description: &str,
+        schema: fn() -> schemars::Schema,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(&str) -> Result<String, ToolError> + 'static,
+    {
+        self.tools.push(Tool {
+            name: name.to_string(),
+            description: description.to_string(),
+            schema,
+            handler: Box::new(handler),
+        });
+        self
+    }
+
     /// The tools' names, descriptions and input schemas (JSON).
     pub fn specs(&self) -> Vec<(String, String, String)> {
         self.tools
@@ -178,8 +200,16 @@ impl Toolbox {
 }
 
 /// Logging into the host's trace, tagged there with the plugin and tenant.
+/// Outside wasm (a plugin's native unit tests) lines go to stderr.
 pub mod log {
-    use crate::bindings::warden::plugin::log::{Level, log};
+    use crate::bindings::warden::plugin::log::Level;
+
+    fn log(level: Level, message: &str) {
+        #[cfg(target_arch = "wasm32")]
+        crate::bindings::warden::plugin::log::log(level, message);
+        #[cfg(not(target_arch = "wasm32"))]
+        eprintln!("[{level:?}] {message}");
+    }
 
     pub fn trace(message: impl AsRef<str>) {
         log(Level::Trace, message.as_ref());

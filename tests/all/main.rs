@@ -1,1 +1,119 @@
-fn main() {}
+//! warden's workspace suites, in one binary: every first-party plugin, the
+//! limits, the filesystem and network sandbox, the manifest ceiling, and host
+//! survival. Guests are real components built from source by this crate's
+//! build script.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod filesystem;
+mod host_memory;
+mod limits;
+mod manifest_ceiling;
+mod network;
+mod plugins;
+mod survival;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use warden_core::{
+    CallError, CallOptions, CallOutcome, CompiledPlugin, DirGrant, DirMode, Engine, EngineConfig,
+    Grant, HostPattern, LimitKind, Limits, ToolError,
+};
+
+/// One engine for the whole binary, as in the real process.
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| Engine::new(&EngineConfig::default()).expect("engine"))
+}
+
+/// Each guest compiled once and shared, as the runtime shares them.
+pub fn plugin(path: &str) -> CompiledPlugin {
+    static LOADED: OnceLock<Mutex<HashMap<String, CompiledPlugin>>> = OnceLock::new();
+    let loaded = LOADED.get_or_init(Default::default);
+    let mut loaded = loaded.lock().unwrap_or_else(|e| e.into_inner());
+    loaded
+        .entry(path.to_string())
+        .or_insert_with(|| engine().load_file(path.as_ref()).expect("load guest"))
+        .clone()
+}
+
+/// Options with default limits and the given grant.
+pub fn options(grant: Grant) -> CallOptions {
+    CallOptions {
+        grant,
+        ..CallOptions::default()
+    }
+}
+
+pub fn with_limits(grant: Grant, f: impl FnOnce(&mut Limits)) -> CallOptions {
+    let mut o = options(grant);
+    f(&mut o.limits);
+    o
+}
+
+pub fn ro(spec: &str) -> DirGrant {
+    DirGrant::parse(spec, DirMode::ReadOnly).expect("dir spec")
+}
+
+pub fn rw(spec: &str) -> DirGrant {
+    DirGrant::parse(spec, DirMode::ReadWrite).expect("dir spec")
+}
+
+pub fn dirs(dirs: Vec<DirGrant>) -> Grant {
+    Grant {
+        dirs,
+        ..Grant::default()
+    }
+}
+
+pub fn hosts(patterns: &[&str]) -> Grant {
+    Grant {
+        allow_hosts: patterns
+            .iter()
+            .map(|p| HostPattern::parse(p).expect("pattern"))
+            .collect(),
+        ..Grant::default()
+    }
+}
+
+pub async fn call(
+    path: &str,
+    tool: &str,
+    args: serde_json::Value,
+    options: &CallOptions,
+) -> CallOutcome<Result<String, ToolError>> {
+    plugin(path)
+        .call_tool(options, tool, &args.to_string())
+        .await
+}
+
+/// The tool's JSON result; panics with the outcome otherwise.
+pub fn ok_json(outcome: &CallOutcome<Result<String, ToolError>>) -> serde_json::Value {
+    match &outcome.result {
+        Ok(Ok(json)) => serde_json::from_str(json).expect("result is JSON"),
+        other => panic!(
+            "expected a result, got {other:?}\nstderr: {}",
+            outcome.stderr.to_text()
+        ),
+    }
+}
+
+/// The tool's own error; panics otherwise.
+pub fn tool_error(outcome: &CallOutcome<Result<String, ToolError>>) -> ToolError {
+    match &outcome.result {
+        Ok(Err(e)) => e.clone(),
+        other => panic!("expected a tool error, got {other:?}"),
+    }
+}
+
+/// The limit that stopped the call; panics otherwise.
+pub fn limit<T: std::fmt::Debug>(outcome: &CallOutcome<T>) -> LimitKind {
+    match &outcome.result {
+        Err(CallError::Limit { kind, .. }) => *kind,
+        other => panic!("expected a limit, got {other:?}"),
+    }
+}
+
+pub const SHORT: Duration = Duration::from_millis(400);

@@ -368,7 +368,15 @@ fn classify(error: &wasmtime::Error, state: &CallState, limits: &Limits) -> Call
             limits.table_elements
         ));
     }
-    let mut text = format!("{error:?}");
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return CallError::Trap(format!(
+            "the plugin called exit({}) instead of returning a result",
+            exit.0
+        ));
+    }
+    // `{:#}` is the error chain with the wasm backtrace, without the host's
+    // own native backtrace.
+    let mut text = format!("{error:#}");
     if text.len() > 8 * 1024 {
         let mut end = 8 * 1024;
         while !text.is_char_boundary(end) {

@@ -95,6 +95,7 @@ impl Engine {
         let mut wasm = Config::new();
         wasm.consume_fuel(true)
             .epoch_interruption(true)
+            .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(16))
             .wasm_component_model(true)
             // Deep recursion traps cleanly as a stack overflow well before
             // the fiber's own stack runs out.
@@ -121,10 +122,10 @@ impl Engine {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
         crate::host::log::add_to_linker(&mut linker).map_err(err)?;
 
-        let cache = match &config.cache_dir {
-            Some(dir) => Some(ArtifactCache::new(dir, &engine)),
-            None => None,
-        };
+        let cache = config
+            .cache_dir
+            .as_ref()
+            .map(|dir| ArtifactCache::new(dir, &engine));
         let ticker = EpochTicker::start(&engine);
         Ok(Engine {
             inner: Arc::new(EngineInner {

@@ -43,7 +43,7 @@ impl Default for Limits {
     /// Stops a runaway loop within about five seconds and 256 MiB.
     fn default() -> Self {
         Limits {
-            fuel: 10_000_000_000,
+            fuel: 1_000_000_000_000,
             timeout: Duration::from_secs(5),
             memory_bytes: 256 * MIB,
             table_elements: 100_000,

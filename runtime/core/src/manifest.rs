@@ -362,12 +362,10 @@ pub fn pack(component: &[u8], manifest: &Manifest) -> Result<Vec<u8>, ScanError>
         let start = offset;
         let mut end = offset + consumed;
         match &payload {
-            Payload::Version { encoding, .. } => {
-                if *encoding != wasmparser::Encoding::Component {
-                    return Err(ScanError::Invalid(
-                        "this is a core wasm module, not a component; build it for wasm32-wasip2 (or run `wasm-tools component new`) first".into(),
-                    ));
-                }
+            Payload::Version { encoding, .. } if *encoding != wasmparser::Encoding::Component => {
+                return Err(ScanError::Invalid(
+                    "this is a core wasm module, not a component; build it for wasm32-wasip2 (or run `wasm-tools component new`) first".into(),
+                ));
             }
             Payload::ModuleSection {
                 unchecked_range, ..
@@ -375,9 +373,9 @@ pub fn pack(component: &[u8], manifest: &Manifest) -> Result<Vec<u8>, ScanError>
             | Payload::ComponentSection {
                 unchecked_range, ..
             } => {
-                // Copy nested modules and components whole, without descending.
+                // Copy nested modules and components whole without descending:
+                // the outer parser resumes after them.
                 end = unchecked_range.end;
-                parser.skip_section();
             }
             _ => {}
         }

@@ -121,7 +121,9 @@ impl HostPattern {
     pub fn matches(&self, target: &Target) -> bool {
         let host_ok = match (&self.host, &target.host) {
             (HostMatch::Any, _) => true,
-            (HostMatch::Ip(ip), TargetHost::Ip(t)) => canonical(*ip) == canonical(*t),
+            // Exactly the literal the operator wrote: `[::ffff:127.0.0.1]`
+            // is another spelling, and spellings are not widened.
+            (HostMatch::Ip(ip), TargetHost::Ip(t)) => ip == t,
             (HostMatch::Name(name), TargetHost::Name(t)) => name == t,
             (HostMatch::Suffix(suffix), TargetHost::Name(t)) => t
                 .strip_suffix(suffix.as_str())
@@ -147,8 +149,7 @@ impl HostPattern {
     /// Whether this pattern names `ip` literally and allows `target`'s scheme
     /// and port: the only way to reach a loopback or private address.
     fn names_ip(&self, ip: IpAddr, target: &Target) -> bool {
-        matches!(self.host, HostMatch::Ip(p) if canonical(p) == canonical(ip))
-            && self.matches_scheme_and_port(target)
+        matches!(self.host, HostMatch::Ip(p) if p == ip) && self.matches_scheme_and_port(target)
     }
 
     pub fn as_str(&self) -> &str {
@@ -188,17 +189,6 @@ fn parse_ip_literal(host: &str) -> Option<IpAddr> {
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
     host.parse::<IpAddr>().ok()
-}
-
-/// IPv4-mapped and -compatible IPv6 addresses as the IPv4 address they carry.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
-        v4 => v4,
-    }
 }
 
 /// Why an address may not be reached without a literal grant, or `None` for
@@ -510,9 +500,14 @@ mod tests {
         let other_port = t(false, "127.0.0.1", 8081);
         assert!(exact.check_target(&other_port).is_err());
         assert!(exact.check_address(&other_port, lo).is_err());
-        // A mapped form of the same address is the same address.
+        // Another spelling of the same address is not the literal granted.
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
-        assert!(exact.check_address(&target, mapped).is_ok());
+        assert!(
+            exact
+                .check_target(&t(false, "[::ffff:127.0.0.1]", 8080))
+                .is_err()
+        );
+        assert!(exact.check_address(&target, mapped).is_err());
     }
 
     #[test]

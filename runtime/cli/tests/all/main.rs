@@ -1,1 +1,59 @@
-fn main() {}
+//! The `warden` binary end to end: its commands, flags and exit codes, run as
+//! a user runs them, against guests built from source.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod exit_codes;
+mod inspect;
+mod policy;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `warden ARGS` in `cwd` with a private data dir.
+pub fn warden(cwd: &Path, data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+        .current_dir(cwd)
+        .env("WARDEN_DATA_DIR", data)
+        .env_remove("RUST_LOG")
+        .args(args)
+        .output()
+        .expect("run warden")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited normally")
+}
+
+/// A scratch dir for cwd and one for the data dir.
+pub struct Scratch {
+    pub cwd: tempfile::TempDir,
+    pub data: tempfile::TempDir,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch::new()
+    }
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            cwd: tempfile::tempdir().expect("tempdir"),
+            data: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        warden(self.cwd.path(), self.data.path(), args)
+    }
+}
