@@ -273,7 +273,12 @@ macro_rules! export {
             }
         }
 
+        // Only wasm has the component exports; a native build (the plugin's
+        // own unit tests) keeps the plain Rust functions.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_tool_plugin!(__WardenToolPlugin with_types_in $crate::bindings);
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() -> $crate::Toolbox = $toolbox;
     };
 }
 

@@ -80,20 +80,12 @@ async fn escapes_are_refused_and_the_canary_is_never_read() {
     ];
     for path in attempts {
         let out = call(HOSTILE, "read", json!({"path": path}), &o).await;
-        assert!(
-            matches!(tool_error(&out), ToolError::Failed(_)),
-            "{path}: {:?}",
-            out.result
-        );
+        failed(&out);
         assert_no_canary(&out);
     }
     // Listing the parent of the mount is refused too.
     let out = call(HOSTILE, "list", json!({"path": "/data/.."}), &o).await;
-    assert!(
-        matches!(tool_error(&out), ToolError::Failed(_)),
-        "{:?}",
-        out.result
-    );
+    failed(&out);
     assert!(!format!("{:?}", out.result).contains("canary.txt"));
 }
 
@@ -108,11 +100,7 @@ async fn the_fs_plugin_refuses_the_same_escapes() {
         l.canary_path().as_str(),
     ] {
         let out = call(FS, "read_file", json!({"path": path}), &o).await;
-        assert!(
-            matches!(tool_error(&out), ToolError::Denied(_)),
-            "{path}: {:?}",
-            out.result
-        );
+        denied(&out);
         assert_no_canary(&out);
     }
     let out = call(
@@ -137,11 +125,7 @@ async fn writes_to_a_read_only_grant_are_refused() {
         &o,
     )
     .await;
-    assert!(
-        matches!(tool_error(&out), ToolError::Failed(_)),
-        "{:?}",
-        out.result
-    );
+    failed(&out);
     let out = call(
         HOSTILE,
         "write",
@@ -149,11 +133,7 @@ async fn writes_to_a_read_only_grant_are_refused() {
         &o,
     )
     .await;
-    assert!(
-        matches!(tool_error(&out), ToolError::Failed(_)),
-        "{:?}",
-        out.result
-    );
+    failed(&out);
     assert_eq!(
         std::fs::read_to_string(l.root.path().join("data/ok.txt")).unwrap(),
         "inside"
@@ -187,11 +167,7 @@ async fn writes_through_a_symlink_out_of_a_read_write_grant_are_refused() {
         &o,
     )
     .await;
-    assert!(
-        matches!(tool_error(&out), ToolError::Failed(_)),
-        "{:?}",
-        out.result
-    );
+    failed(&out);
     assert_eq!(
         std::fs::read_to_string(l.root.path().join("canary.txt")).unwrap(),
         CANARY
@@ -204,19 +180,11 @@ async fn with_no_grant_nothing_is_visible() {
     let o = options(Grant::default());
     for path in ["/data/ok.txt", l.canary_path().as_str(), "/etc/passwd", "."] {
         let out = call(HOSTILE, "read", json!({"path": path}), &o).await;
-        assert!(
-            matches!(tool_error(&out), ToolError::Failed(_)),
-            "{path}: {:?}",
-            out.result
-        );
+        failed(&out);
         assert_no_canary(&out);
     }
     let out = call(HOSTILE, "list", json!({"path": "/"}), &o).await;
-    assert!(
-        matches!(tool_error(&out), ToolError::Failed(_)),
-        "{:?}",
-        out.result
-    );
+    failed(&out);
 }
 
 #[tokio::test]

@@ -108,6 +108,22 @@ pub fn tool_error(outcome: &CallOutcome<Result<String, ToolError>>) -> ToolError
     }
 }
 
+/// The message of a `failed` tool error; panics on anything else.
+pub fn failed(outcome: &CallOutcome<Result<String, ToolError>>) -> String {
+    match tool_error(outcome) {
+        ToolError::Failed(m) => m,
+        other => panic!("expected failed, got {other:?}"),
+    }
+}
+
+/// The message of a `denied` tool error; panics on anything else.
+pub fn denied(outcome: &CallOutcome<Result<String, ToolError>>) -> String {
+    match tool_error(outcome) {
+        ToolError::Denied(m) => m,
+        other => panic!("expected denied, got {other:?}"),
+    }
+}
+
 /// The limit that stopped the call; panics otherwise.
 pub fn limit<T: std::fmt::Debug>(outcome: &CallOutcome<T>) -> LimitKind {
     match &outcome.result {

@@ -8,13 +8,6 @@ use warden_tests::server::{RecordingServer, Reply};
 
 use crate::*;
 
-fn denied(out: &warden_core::CallOutcome<Result<String, ToolError>>) -> String {
-    match tool_error(out) {
-        ToolError::Denied(m) => m,
-        other => panic!("expected denied, got {other:?}"),
-    }
-}
-
 async fn raw_get(
     authority: &str,
     grant: &[&str],
@@ -156,10 +149,26 @@ async fn raw_sockets_are_unavailable() {
         &options(hosts(&["*://*:*"])),
     )
     .await;
-    assert!(
-        matches!(tool_error(&out), ToolError::Failed(_)),
-        "{:?}",
-        out.result
-    );
+    failed(&out);
     assert_eq!(server.hits(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_response_body_over_the_cap_is_cut_off_by_the_host() {
+    let server = RecordingServer::start(Reply::Body("a".repeat(64 * 1024)));
+    let mut o = options(hosts(&[&server.origin()]));
+    o.limits.http_body_bytes = 8 * 1024;
+    let out = call(FETCH, "fetch_url", json!({"url": server.origin()}), &o).await;
+    let why = failed(&out);
+    assert!(
+        why.contains("reading the body failed") || why.contains("larger than the host allows"),
+        "{why}"
+    );
+    // Under the cap the same response goes through.
+    o.limits.http_body_bytes = 128 * 1024;
+    let out = call(FETCH, "fetch_url", json!({"url": server.origin()}), &o).await;
+    assert_eq!(
+        ok_json(&out)["body"].as_str().map(str::len),
+        Some(64 * 1024)
+    );
 }

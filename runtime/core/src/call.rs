@@ -70,6 +70,21 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// A short tag for traces: `limit:fuel`, `trap`, …
+    pub fn status(&self) -> &'static str {
+        match self {
+            CallError::Limit { kind, .. } => match kind {
+                LimitKind::Fuel => "limit:fuel",
+                LimitKind::Deadline => "limit:deadline",
+                LimitKind::Memory => "limit:memory",
+                LimitKind::Output => "limit:output",
+            },
+            CallError::Trap(_) => "trap",
+            CallError::Contract(_) => "contract",
+            CallError::Setup(_) => "setup",
+        }
+    }
+
     pub fn limit(&self) -> Option<LimitKind> {
         match self {
             CallError::Limit { kind, .. } => Some(*kind),
@@ -175,41 +190,97 @@ impl CompiledPlugin {
         );
         let stdout = CapturedOutput::new(limits.stdio_bytes as usize);
         let stderr = CapturedOutput::new(limits.stdio_bytes as usize);
-        let mut outcome = CallOutcome {
-            result: Err(CallError::Setup(String::new())),
-            usage: Usage::default(),
-            stdout: Output::default(),
-            stderr: Output::default(),
-            narrowed: caps.narrowed.clone(),
-        };
-        let wasi = match build_wasi(&caps, &stdout, &stderr) {
-            Ok(wasi) => wasi,
-            Err(e) => {
-                outcome.result = Err(e);
-                return outcome;
-            }
-        };
         let deadline = started + limits.timeout;
+
+        let (result, fuel_used, log_lines_dropped) =
+            match self.new_store(&caps, labels, &limits, deadline, &stdout, &stderr) {
+                Err(setup) => (Err(setup), 0, 0),
+                Ok(mut store) => {
+                    let pre = &plugin.pre;
+                    let run = async {
+                        let instance = pre.instantiate_async(&mut store).await?;
+                        let tool = instance.warden_plugin_tool();
+                        match invocation {
+                            Invocation::ListTools => {
+                                tool.call_list_tools(&mut store).await.map(Returned::Tools)
+                            }
+                            Invocation::CallTool { name, arguments } => tool
+                                .call_call_tool(&mut store, name, &arguments.to_string())
+                                .await
+                                .map(Returned::Call),
+                        }
+                    };
+                    // The epoch callback stops guest code at the deadline;
+                    // this timer also stops a guest waiting in a host call.
+                    let timed = tokio::time::timeout_at(deadline.into(), run).await;
+                    let state = store.data();
+                    let result = match timed {
+                        Ok(Ok(returned)) => Ok(returned),
+                        Ok(Err(error)) => Err(classify(&error, state, &limits)),
+                        Err(_elapsed) => Err(deadline_error(&limits)),
+                    };
+                    let dropped = state.log.dropped();
+                    let fuel_left = store.get_fuel().unwrap_or(0);
+                    (result, limits.fuel.saturating_sub(fuel_left), dropped)
+                }
+            };
+
+        let outcome = CallOutcome {
+            result,
+            usage: Usage {
+                fuel_used,
+                duration: started.elapsed(),
+                log_lines_dropped,
+            },
+            stdout: stdout.take(),
+            stderr: stderr.take(),
+            narrowed: caps.narrowed,
+        };
+        tracing::info!(
+            fuel_used = outcome.usage.fuel_used,
+            duration_us = outcome.usage.duration.as_micros() as u64,
+            status = outcome
+                .result
+                .as_ref()
+                .map_or_else(CallError::status, |_| "returned"),
+            "call finished"
+        );
+        outcome
+    }
+
+    /// A fresh store for one call: its state, limiter, fuel, hostcall-data
+    /// cap and deadline.
+    fn new_store(
+        &self,
+        caps: &Capabilities,
+        labels: CallLabels,
+        limits: &Limits,
+        deadline: Instant,
+        stdout: &CapturedOutput,
+        stderr: &CapturedOutput,
+    ) -> Result<Store<CallState>, CallError> {
         let state = CallState {
-            labels: labels.clone(),
-            wasi,
+            wasi: build_wasi(caps, stdout, stderr)?,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            outbound: OutboundHttp::new(Arc::new(caps.net), labels, limits.http_body_bytes),
-            limiter: CallLimiter::new(&limits),
+            outbound: OutboundHttp::new(
+                Arc::new(caps.net.clone()),
+                labels.clone(),
+                limits.http_body_bytes,
+            ),
+            limiter: CallLimiter::new(limits),
             log: LogBudget::default(),
+            labels,
             deadline,
             deadline_hit: false,
         };
-
-        let mut store = Store::new(&plugin.engine.inner.wasmtime, state);
+        let mut store = Store::new(&self.inner.engine.inner.wasmtime, state);
         store.limiter(|state| &mut state.limiter);
         let hostcall_data = limits.output_bytes.max(HOSTCALL_DATA_FLOOR) + 64 * 1024;
         store.set_hostcall_fuel(usize::try_from(hostcall_data).unwrap_or(usize::MAX));
-        if let Err(e) = store.set_fuel(limits.fuel) {
-            outcome.result = Err(CallError::Setup(format!("cannot set fuel: {e}")));
-            return outcome;
-        }
+        store
+            .set_fuel(limits.fuel)
+            .map_err(|e| CallError::Setup(format!("cannot set fuel: {e}")))?;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
@@ -221,53 +292,7 @@ impl CompiledPlugin {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-
-        let pre = &plugin.pre;
-        let run = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            let tool = instance.warden_plugin_tool();
-            match invocation {
-                Invocation::ListTools => {
-                    tool.call_list_tools(&mut store).await.map(Returned::Tools)
-                }
-                Invocation::CallTool { name, arguments } => tool
-                    .call_call_tool(&mut store, name, &arguments.to_string())
-                    .await
-                    .map(Returned::Call),
-            }
-        };
-        // The epoch callback stops guest code at the deadline; this timer
-        // also stops a guest that is waiting in a host call.
-        let timed = tokio::time::timeout_at(deadline.into(), run).await;
-
-        let fuel_left = store.get_fuel().unwrap_or(0);
-        let state = store.data();
-        outcome.result = match timed {
-            Ok(Ok(returned)) => Ok(returned),
-            Ok(Err(error)) => Err(classify(&error, state, &limits)),
-            Err(_elapsed) => Err(deadline_error(&limits)),
-        };
-        outcome.usage = Usage {
-            fuel_used: limits.fuel.saturating_sub(fuel_left),
-            duration: started.elapsed(),
-            log_lines_dropped: state.log.dropped(),
-        };
-        outcome.stdout = stdout.take();
-        outcome.stderr = stderr.take();
-        let status = match &outcome.result {
-            Ok(_) => "returned".to_string(),
-            Err(CallError::Limit { kind, .. }) => format!("limit:{kind}"),
-            Err(CallError::Trap(_)) => "trap".into(),
-            Err(CallError::Contract(_)) => "contract".into(),
-            Err(CallError::Setup(_)) => "setup".into(),
-        };
-        tracing::info!(
-            fuel_used = outcome.usage.fuel_used,
-            duration_us = outcome.usage.duration.as_micros() as u64,
-            status,
-            "call finished"
-        );
-        outcome
+        Ok(store)
     }
 }
 

@@ -51,6 +51,7 @@ struct Addr {
 /// A raw `wasi:http` request: the authority goes to the host exactly as
 /// given, with no URL normalisation on the way.
 #[derive(Deserialize, JsonSchema)]
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct RawHttp {
     scheme: String,
     authority: String,
