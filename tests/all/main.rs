@@ -126,9 +126,9 @@ pub fn denied(outcome: &CallOutcome<Result<String, ToolError>>) -> String {
 
 /// The limit that stopped the call; panics otherwise.
 pub fn limit<T: std::fmt::Debug>(outcome: &CallOutcome<T>) -> LimitKind {
-    match &outcome.result {
-        Err(CallError::Limit { kind, .. }) => *kind,
-        other => panic!("expected a limit, got {other:?}"),
+    match outcome.result.as_ref().err().and_then(CallError::limit) {
+        Some(kind) => kind,
+        None => panic!("expected a limit, got {:?}", outcome.result),
     }
 }
 

@@ -141,13 +141,7 @@ fn print_text(
                 .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
                 .unwrap_or_default();
             for (arg, schema) in props {
-                let ty = schema
-                    .get("type")
-                    .map(|t| match t {
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                    .unwrap_or_else(|| "any".into());
+                let ty = schema_type(&tool.input_schema, schema);
                 let req = if required.contains(&arg.as_str()) {
                     ", required"
                 } else {
@@ -161,6 +155,44 @@ fn print_text(
                 println!("    {arg} ({ty}{req}){desc}");
             }
         }
+    }
+}
+
+/// A short name for an argument's type: `string`, `integer or null`, or the
+/// values of an enum (following a `$ref` into the tool's own schema).
+fn schema_type(root: &serde_json::Value, schema: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let schema = match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => reference
+            .strip_prefix('#')
+            .and_then(|pointer| root.pointer(pointer))
+            .unwrap_or(schema),
+        None => schema,
+    };
+    let consts: Vec<String> = match (schema.get("enum"), schema.get("oneOf")) {
+        (Some(Value::Array(values)), _) => values.iter().map(Value::to_string).collect(),
+        // schemars writes documented variants as `const`, others as `enum`.
+        (_, Some(Value::Array(variants))) => variants
+            .iter()
+            .flat_map(|v| match (v.get("const"), v.get("enum")) {
+                (Some(c), _) => vec![c.to_string()],
+                (_, Some(Value::Array(values))) => values.iter().map(Value::to_string).collect(),
+                _ => vec![],
+            })
+            .collect(),
+        _ => vec![],
+    };
+    if !consts.is_empty() {
+        return consts.join(" | ");
+    }
+    match schema.get("type") {
+        Some(Value::String(t)) => t.clone(),
+        Some(Value::Array(types)) => types
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" or "),
+        _ => "any".into(),
     }
 }
 

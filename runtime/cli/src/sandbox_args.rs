@@ -60,7 +60,9 @@ impl SandboxArgs {
             Some(path) => Policy::load(path).map_err(|e| Failure::bad_input(e.to_string()))?,
             None => Policy::default(),
         };
-        let (mut grant, policy_limits) = policy.for_plugin(plugin.name());
+        let (mut grant, policy_limits) = policy
+            .for_plugin(plugin.name(), plugin.sha256())
+            .map_err(|e| Failure::bad_input(e.to_string()))?;
         grant.extend(&self.grant()?);
         let explicit = LimitSettings {
             fuel: self.fuel,

@@ -208,6 +208,9 @@ pub struct Policy {
 pub struct PluginPolicy {
     pub grant: Grant,
     pub limits: LimitSettings,
+    /// When set, the section applies only to the component with this
+    /// SHA-256: a manifest name is the plugin's own claim, a hash is not.
+    pub sha256: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -240,6 +243,7 @@ struct PluginDoc {
     allow_hosts: Vec<String>,
     #[serde(default)]
     limits: LimitSettings,
+    sha256: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -300,12 +304,22 @@ impl Policy {
                 ));
             }
             check_limits(&format!("{field}.limits"), &p.limits)?;
+            if let Some(hash) = &p.sha256
+                && !(hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                return Err(PolicyError::field(
+                    format!("{field}.sha256"),
+                    format!("{hash:?} is not a SHA-256"),
+                    "copy the 64 hex digits `warden plugin inspect` prints",
+                ));
+            }
             let grant = resolve_grant(&field, p.dirs, p.allow_hosts, base)?;
             plugins.insert(
                 name,
                 PluginPolicy {
                     grant,
                     limits: p.limits,
+                    sha256: p.sha256.map(|h| h.to_ascii_lowercase()),
                 },
             );
         }
@@ -316,15 +330,30 @@ impl Policy {
         })
     }
 
-    /// The grant and limit settings this policy gives plugin `name`.
-    pub fn for_plugin(&self, name: &str) -> (Grant, LimitSettings) {
+    /// The grant and limit settings this policy gives plugin `name`, whose
+    /// component has SHA-256 `sha256`. A section pinned to another hash is an
+    /// error, not a silent fallback: the operator meant a specific build.
+    pub fn for_plugin(
+        &self,
+        name: &str,
+        sha256: &str,
+    ) -> Result<(Grant, LimitSettings), PolicyError> {
         let mut grant = self.grant.clone();
         let mut limits = self.limits;
         if let Some(p) = self.plugins.get(name) {
+            if let Some(pinned) = &p.sha256
+                && !pinned.eq_ignore_ascii_case(sha256)
+            {
+                return Err(PolicyError::Pinned {
+                    name: name.to_string(),
+                    pinned: pinned.clone(),
+                    actual: sha256.to_string(),
+                });
+            }
             grant.extend(&p.grant);
             limits = p.limits.or(limits);
         }
-        (grant, limits)
+        Ok((grant, limits))
     }
 }
 
@@ -390,6 +419,14 @@ pub enum PolicyError {
     DirSpec(String),
     #[error("{0:?} is not a tenant id; use 1-64 letters, digits, '-' or '_'")]
     Tenant(String),
+    #[error(
+        "the policy pins plugin {name} to sha256 {pinned}, but this component is {actual}; update `plugins.{name}.sha256` if the new build is trusted"
+    )]
+    Pinned {
+        name: String,
+        pinned: String,
+        actual: String,
+    },
 }
 
 impl PolicyError {
@@ -503,14 +540,44 @@ dirs = [{ host = "data", guest = "/data", mode = "rw" }]
 limits = { timeout-ms = 9000 }
 "#;
         let policy = Policy::from_toml(text, Path::new("/etc/warden")).unwrap();
-        let (g, l) = policy.for_plugin("fs");
+        let (g, l) = policy.for_plugin("fs", "ab").unwrap();
         assert_eq!(g.dirs[0].host, PathBuf::from("/etc/warden/data"));
         assert_eq!(g.dirs[0].mode, DirMode::ReadWrite);
         assert_eq!(g.allow_hosts.len(), 1);
         assert_eq!(l.timeout_ms, Some(9000));
-        let (g, l) = policy.for_plugin("other");
+        let (g, l) = policy.for_plugin("other", "ab").unwrap();
         assert!(g.dirs.is_empty());
         assert_eq!(l.timeout_ms, Some(2000));
+    }
+
+    #[test]
+    fn a_section_pinned_to_a_hash_applies_to_that_build_only() {
+        let good = "a".repeat(64);
+        let text = format!(
+            "version = 1\n[plugins.fs]\nsha256 = \"{}\"\nallow-hosts = [\"https://example.com\"]\n",
+            good.to_uppercase()
+        );
+        let policy = Policy::from_toml(&text, Path::new(".")).unwrap();
+        let (g, _) = policy.for_plugin("fs", &good).unwrap();
+        assert_eq!(g.allow_hosts.len(), 1);
+        let err = policy
+            .for_plugin("fs", &"b".repeat(64))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("the policy pins plugin fs to sha256 aaaa"),
+            "{err}"
+        );
+        let err = Policy::from_toml(
+            "version = 1\n[plugins.fs]\nsha256 = \"xyz\"\n",
+            Path::new("."),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "policy field `plugins.fs.sha256`: \"xyz\" is not a SHA-256; copy the 64 hex digits `warden plugin inspect` prints"
+        );
     }
 
     #[test]

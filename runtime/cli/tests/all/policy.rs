@@ -108,3 +108,32 @@ fn a_narrowed_grant_is_reported_on_stderr() {
     );
     assert!(!s.cwd.path().join("d/x").exists());
 }
+
+#[test]
+fn a_section_pinned_to_another_build_is_refused() {
+    let s = Scratch::new();
+    std::fs::write(
+        s.cwd.path().join("policy.toml"),
+        format!(
+            "version = 1\n[plugins.hello]\nsha256 = \"{}\"\n",
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    let out = s.run(&[
+        "tool",
+        "call",
+        HELLO,
+        "greet",
+        "--args",
+        r#"{"name":"x"}"#,
+        "--policy",
+        "policy.toml",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the policy pins plugin hello to sha256 0000"),
+        "{}",
+        stderr(&out)
+    );
+}
