@@ -40,6 +40,21 @@ impl Layout {
     }
 }
 
+/// The hostile guest writes `content` to `path` with `std::fs`.
+async fn write(
+    path: &str,
+    content: &str,
+    o: &warden_core::CallOptions,
+) -> warden_core::CallOutcome<Result<String, ToolError>> {
+    call(
+        HOSTILE,
+        "write",
+        json!({"path": path, "content": content}),
+        o,
+    )
+    .await
+}
+
 fn assert_no_canary(out: &warden_core::CallOutcome<Result<String, ToolError>>) {
     let everything = format!(
         "{:?} {} {}",
@@ -118,21 +133,9 @@ async fn the_fs_plugin_refuses_the_same_escapes() {
 async fn writes_to_a_read_only_grant_are_refused() {
     let l = Layout::new();
     let o = options(dirs(vec![ro(&l.data())]));
-    let out = call(
-        HOSTILE,
-        "write",
-        json!({"path": "/data/ok.txt", "content": "overwritten"}),
-        &o,
-    )
-    .await;
+    let out = write("/data/ok.txt", "overwritten", &o).await;
     failed(&out);
-    let out = call(
-        HOSTILE,
-        "write",
-        json!({"path": "/data/new.txt", "content": "x"}),
-        &o,
-    )
-    .await;
+    let out = write("/data/new.txt", "x", &o).await;
     failed(&out);
     assert_eq!(
         std::fs::read_to_string(l.root.path().join("data/ok.txt")).unwrap(),
@@ -142,13 +145,7 @@ async fn writes_to_a_read_only_grant_are_refused() {
 
     // The same write with a read-write grant goes through.
     let o = options(dirs(vec![rw(&l.data())]));
-    let out = call(
-        HOSTILE,
-        "write",
-        json!({"path": "/data/new.txt", "content": "x"}),
-        &o,
-    )
-    .await;
+    let out = write("/data/new.txt", "x", &o).await;
     assert_eq!(ok_json(&out), json!(true));
     assert_eq!(
         std::fs::read_to_string(l.root.path().join("data/new.txt")).unwrap(),
@@ -160,13 +157,7 @@ async fn writes_to_a_read_only_grant_are_refused() {
 async fn writes_through_a_symlink_out_of_a_read_write_grant_are_refused() {
     let l = Layout::new();
     let o = options(dirs(vec![rw(&l.data())]));
-    let out = call(
-        HOSTILE,
-        "write",
-        json!({"path": "/data/escape", "content": "pwned"}),
-        &o,
-    )
-    .await;
+    let out = write("/data/escape", "pwned", &o).await;
     failed(&out);
     assert_eq!(
         std::fs::read_to_string(l.root.path().join("canary.txt")).unwrap(),

@@ -162,13 +162,7 @@ fn bad_input_is_2_with_a_message_that_says_what_to_fix() {
         (&["tool", "frobnicate"], "unrecognized subcommand"),
     ];
     for (args, expected) in cases {
-        let out = s.run(args);
-        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains(expected),
-            "{args:?}: {}",
-            stderr(&out)
-        );
+        assert_exit(&s.run(args), 2, expected, args);
     }
 }
 
@@ -234,13 +228,7 @@ fn a_limit_is_3_and_stderr_names_it() {
         ),
     ];
     for (args, expected) in cases {
-        let out = s.run(args);
-        assert_eq!(code(&out), 3, "{args:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains(expected),
-            "{args:?}: {}",
-            stderr(&out)
-        );
+        assert_exit(&s.run(args), 3, expected, args);
     }
 }
 

@@ -33,6 +33,16 @@ pub fn code(out: &Output) -> i32 {
     out.status.code().expect("exited normally")
 }
 
+/// Asserts the exit code and that stderr says `expected`.
+pub fn assert_exit(out: &Output, want: i32, expected: &str, context: &dyn std::fmt::Debug) {
+    assert_eq!(code(out), want, "{context:?}: {}", stderr(out));
+    assert!(
+        stderr(out).contains(expected),
+        "{context:?}: {}",
+        stderr(out)
+    );
+}
+
 /// A scratch dir for cwd and one for the data dir.
 pub struct Scratch {
     pub cwd: tempfile::TempDir,
