@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod exit;
+mod mcp;
 mod plugin_cmd;
 mod sandbox_args;
 mod tool;
@@ -56,12 +57,19 @@ enum Command {
     /// Inspect or pack plugin files.
     #[command(subcommand)]
     Plugin(plugin_cmd::PluginCommand),
+    /// Serve the tools of plugins to MCP clients (stdio, or --http ADDR).
+    Mcp(mcp::McpArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log.as_deref(), cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // A server logs every call by default; one-shot commands only problems.
+    let default_filter = match cli.command {
+        Command::Mcp(_) => "info",
+        _ => "warn",
+    };
+    init_tracing(cli.log.as_deref(), default_filter, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
@@ -83,8 +91,9 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let data_dir = data_dir(cli.data_dir);
     match cli.command {
-        Command::Tool(cmd) => tool::run(cmd, &engine(data_dir.as_deref())?).await,
+        Command::Tool(cmd) => tool::run(cmd, &engine(data_dir.as_deref(), ONE_SHOT_SLOTS)?).await,
         Command::Plugin(cmd) => plugin_cmd::run(cmd, data_dir.as_deref()).await,
+        Command::Mcp(args) => mcp::run(args, data_dir.as_deref()).await,
     }
 }
 
@@ -94,26 +103,29 @@ fn data_dir(flag: Option<PathBuf>) -> Option<PathBuf> {
         .or_else(|| dirs::data_dir().map(|d| d.join("warden")))
 }
 
-pub(crate) fn engine(data_dir: Option<&std::path::Path>) -> Result<Engine, Failure> {
+/// Pool slots for commands that run one call at a time: a small reservation.
+pub(crate) const ONE_SHOT_SLOTS: u32 = 8;
+
+pub(crate) fn engine(data_dir: Option<&std::path::Path>, slots: u32) -> Result<Engine, Failure> {
     let config = EngineConfig {
         cache_dir: data_dir.map(|d| d.join("cache").join("compiled")),
-        // The CLI runs one call at a time; keep the pool's reservation small.
-        max_concurrent_calls: 8,
+        max_concurrent_calls: slots,
     };
     Engine::new(&config).map_err(|e| Failure::internal(e.to_string()))
 }
 
-fn init_tracing(filter: Option<&str>, format: LogFormat) {
+fn init_tracing(filter: Option<&str>, default: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = match filter {
         Some(f) => EnvFilter::try_new(f).unwrap_or_else(|e| {
             eprintln!("warden: ignoring --log {f:?}: {e}");
-            EnvFilter::new("warn")
+            EnvFilter::new(default)
         }),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -51,7 +51,7 @@ async fn inspect(path: &Path, json: bool, data_dir: Option<&Path>) -> Result<Exi
         path: path.to_path_buf(),
         error: e.to_string(),
     })?;
-    let engine = crate::engine(data_dir)?;
+    let engine = crate::engine(data_dir, crate::ONE_SHOT_SLOTS)?;
     let plugin = engine.load_bytes(&bytes, path)?;
     let limits = plugin
         .limits(Default::default(), Default::default())

@@ -5,6 +5,7 @@
 
 mod exit_codes;
 mod inspect;
+mod mcp;
 mod policy;
 
 use std::path::Path;

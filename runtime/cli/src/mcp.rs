@@ -1,0 +1,105 @@
+//! `warden mcp`: serve the tools of plugins to MCP clients, over stdio or
+//! streamable HTTP.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use warden_mcp::{Catalog, Plugin, WardenMcp};
+
+use crate::exit::Failure;
+use crate::sandbox_args::SandboxArgs;
+
+#[derive(Args)]
+pub struct McpArgs {
+    /// A plugin to serve. Repeatable.
+    #[arg(long = "plugin", value_name = "FILE")]
+    plugins: Vec<PathBuf>,
+
+    /// Serve every `.wasm` file in this directory too.
+    #[arg(long, value_name = "DIR")]
+    plugins_dir: Option<PathBuf>,
+
+    /// Serve streamable HTTP at http://ADDR/mcp instead of stdio.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+
+    /// A Host header value to accept over HTTP besides the loopback names
+    /// (DNS-rebinding protection). Repeatable.
+    #[arg(long = "http-host", value_name = "NAME")]
+    http_hosts: Vec<String>,
+
+    /// Calls that may run at once; more wait their turn.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    max_concurrent: u32,
+
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+}
+
+pub async fn run(args: McpArgs, data_dir: Option<&Path>) -> Result<ExitCode, Failure> {
+    let engine = crate::engine(data_dir, args.max_concurrent.max(1))?;
+    let mut files = args.plugins.clone();
+    if let Some(dir) = &args.plugins_dir {
+        files.extend(wasm_files(dir)?);
+    }
+    let mut plugins = Vec::with_capacity(files.len());
+    for file in &files {
+        let plugin = engine.load_file(file)?;
+        let options = args.sandbox.call_options(&plugin)?;
+        plugins.push(Plugin { plugin, options });
+    }
+    let catalog = Catalog::new(plugins, args.max_concurrent as usize)
+        .await
+        .map_err(|e| Failure::bad_input(e.to_string()))?;
+    let names: Vec<String> = catalog.tools().iter().map(|t| t.name.to_string()).collect();
+    tracing::info!(tools = %names.join(", "), "serving {} tools", names.len());
+    let server = WardenMcp::new(catalog);
+    match args.http {
+        Some(addr) => {
+            let ready = |local| eprintln!("warden: serving MCP at http://{local}/mcp");
+            warden_mcp::serve_http(server, addr, args.http_hosts, ready, shutdown_signal()).await
+        }
+        None => warden_mcp::serve_stdio(server).await,
+    }
+    .map_err(|e| Failure::internal(e.to_string()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `.wasm` files of `dir`, sorted, so tool order is stable.
+fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Failure::bad_input(format!("--plugins-dir {}: {e}", dir.display())))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down");
+}

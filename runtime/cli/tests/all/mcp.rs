@@ -1,0 +1,75 @@
+//! `warden mcp` driven by the official MCP Python SDK (`mcp` on PyPI, pinned
+//! in tests/mcp/requirements.txt), over stdio and over streamable HTTP. The
+//! scenario and its assertions are in tests/mcp/suite.py.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use warden_tests::artifacts::{FS, HELLO, HOSTILE};
+
+/// The Python with the MCP SDK that `scripts/dev setup` prepares.
+fn python() -> PathBuf {
+    let python = std::env::var_os("WARDEN_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/warden/venv/bin/python"))
+        })
+        .expect("HOME or WARDEN_PYTHON is set");
+    let has_sdk = Command::new(&python)
+        .args(["-c", "import mcp.client.session"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_sdk,
+        "{} cannot import the MCP Python SDK; run `scripts/dev setup` (or point WARDEN_PYTHON at a Python with `pip install -r tests/mcp/requirements.txt`)",
+        python.display()
+    );
+    python
+}
+
+fn run_suite(transport: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("ok.txt"), "inside").unwrap();
+    let canary = dir.path().join("canary.txt");
+    std::fs::write(&canary, "CANARY-mcp-4e1b").unwrap();
+    let suite = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/mcp/suite.py");
+    let out = Command::new(python())
+        .arg(suite)
+        .args([
+            "--transport",
+            transport,
+            "--warden",
+            env!("CARGO_BIN_EXE_warden"),
+        ])
+        .args(["--hello", HELLO, "--fs", FS, "--hostile", HOSTILE])
+        .arg("--data")
+        .arg(&data)
+        .arg("--canary")
+        .arg(&canary)
+        .arg("--data-dir")
+        .arg(dir.path().join("warden-data"))
+        .output()
+        .expect("run the MCP suite");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "MCP suite over {transport} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("mcp suite ({transport}): ok")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_official_python_client_over_stdio() {
+    run_suite("stdio");
+}
+
+#[test]
+fn the_official_python_client_over_streamable_http() {
+    run_suite("http");
+}
