@@ -160,6 +160,14 @@ fn bad_input_is_2_with_a_message_that_says_what_to_fix() {
         ),
         (&["tool", "call"], "required"),
         (&["tool", "frobnicate"], "unrecognized subcommand"),
+        (
+            &["mcp"],
+            "no plugins to serve; pass --plugin FILE or --plugins-dir DIR",
+        ),
+        (
+            &["mcp", "--plugins-dir", "nowhere"],
+            "--plugins-dir nowhere",
+        ),
     ];
     for (args, expected) in cases {
         assert_exit(&s.run(args), 2, expected, args);
