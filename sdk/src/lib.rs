@@ -52,6 +52,7 @@ extern crate self as warden_sdk;
 
 use std::fmt;
 
+pub mod exec;
 pub mod http;
 
 pub use schemars::{self, JsonSchema};
@@ -63,7 +64,9 @@ pub use serde_json;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "tool-plugin",
+        // The widest tool world: a plugin that never calls `exec` does not
+        // import it (unused imports are left out of the component).
+        world: "tool-plugin-exec",
         pub_export_macro: true,
         export_macro_name: "__export_tool_plugin",
         default_bindings_module: "warden_sdk::bindings",

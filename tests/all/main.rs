@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod exec;
 mod filesystem;
 mod host_memory;
 mod limits;
@@ -25,7 +26,16 @@ use warden_core::{
 /// One engine for the whole binary, as in the real process.
 pub fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| Engine::new(&EngineConfig::default()).expect("engine"))
+    ENGINE.get_or_init(|| {
+        Engine::new(&EngineConfig {
+            // The Python runtime takes seconds to compile: share the result
+            // between test runs and with the CLI suite.
+            cache_dir: Some(warden_tests::artifacts::CACHE_DIR.into()),
+            runtime_dir: Some(warden_tests::artifacts::RUNTIME_DIR.into()),
+            ..EngineConfig::default()
+        })
+        .expect("engine")
+    })
 }
 
 /// Each guest compiled once and shared, as the runtime shares them.

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod exec;
 mod exit;
 mod mcp;
 mod plugin_cmd;
@@ -35,6 +36,12 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILTER")]
     log: Option<String>,
 
+    /// Where the language runtimes for `warden exec` (python.wasm, js.wasm)
+    /// live. Default: $WARDEN_RUNTIME_DIR, else DATA_DIR/runtimes, else
+    /// `runtimes` beside the directory of the warden binary.
+    #[arg(long, global = true, value_name = "DIR")]
+    runtime_dir: Option<PathBuf>,
+
     /// Write the trace as JSON lines instead of text.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -59,6 +66,10 @@ enum Command {
     Plugin(plugin_cmd::PluginCommand),
     /// Serve the tools of plugins to MCP clients (stdio, or --http ADDR).
     Mcp(mcp::McpArgs),
+    /// Run untrusted code (Python, JavaScript, any WASI program) in a fresh
+    /// sandbox.
+    #[command(subcommand)]
+    Exec(exec::ExecCommand),
 }
 
 fn main() -> ExitCode {
@@ -90,11 +101,45 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let data_dir = data_dir(cli.data_dir);
+    let dirs = Dirs {
+        runtimes: runtime_dir(cli.runtime_dir, data_dir.as_deref()),
+        data: data_dir,
+    };
     match cli.command {
-        Command::Tool(cmd) => tool::run(cmd, &engine(data_dir.as_deref(), ONE_SHOT_SLOTS)?).await,
-        Command::Plugin(cmd) => plugin_cmd::run(cmd, data_dir.as_deref()).await,
-        Command::Mcp(args) => mcp::run(args, data_dir.as_deref()).await,
+        Command::Tool(cmd) => tool::run(cmd, &dirs.engine(ONE_SHOT_SLOTS)?).await,
+        Command::Plugin(cmd) => plugin_cmd::run(cmd, &dirs).await,
+        Command::Mcp(args) => mcp::run(args, &dirs).await,
+        Command::Exec(cmd) => exec::run(cmd, &dirs.engine(ONE_SHOT_SLOTS)?).await,
     }
+}
+
+/// Where warden keeps things, resolved once.
+pub(crate) struct Dirs {
+    data: Option<PathBuf>,
+    runtimes: Option<PathBuf>,
+}
+
+impl Dirs {
+    pub(crate) fn engine(&self, slots: u32) -> Result<Engine, Failure> {
+        let config = EngineConfig {
+            cache_dir: self.data.as_ref().map(|d| d.join("cache").join("compiled")),
+            max_concurrent_calls: slots,
+            runtime_dir: self.runtimes.clone(),
+        };
+        Engine::new(&config).map_err(|e| Failure::internal(e.to_string()))
+    }
+}
+
+/// `--runtime-dir`, else `$WARDEN_RUNTIME_DIR`, else DATA_DIR/runtimes if it
+/// exists, else `runtimes` next to the directory holding the binary (where
+/// `scripts/dev runtimes` puts them: target/runtimes).
+fn runtime_dir(flag: Option<PathBuf>, data_dir: Option<&std::path::Path>) -> Option<PathBuf> {
+    flag.or_else(|| std::env::var_os("WARDEN_RUNTIME_DIR").map(PathBuf::from))
+        .or_else(|| data_dir.map(|d| d.join("runtimes")).filter(|d| d.is_dir()))
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.parent()?.parent()?.join("runtimes"))
+        })
 }
 
 /// `--data-dir`, else `$WARDEN_DATA_DIR`, else the XDG data dir.
@@ -105,14 +150,6 @@ fn data_dir(flag: Option<PathBuf>) -> Option<PathBuf> {
 
 /// Pool slots for commands that run one call at a time: a small reservation.
 pub(crate) const ONE_SHOT_SLOTS: u32 = 8;
-
-pub(crate) fn engine(data_dir: Option<&std::path::Path>, slots: u32) -> Result<Engine, Failure> {
-    let config = EngineConfig {
-        cache_dir: data_dir.map(|d| d.join("cache").join("compiled")),
-        max_concurrent_calls: slots,
-    };
-    Engine::new(&config).map_err(|e| Failure::internal(e.to_string()))
-}
 
 fn init_tracing(filter: Option<&str>, default: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;

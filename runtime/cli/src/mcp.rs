@@ -38,8 +38,8 @@ pub struct McpArgs {
     sandbox: SandboxArgs,
 }
 
-pub async fn run(args: McpArgs, data_dir: Option<&Path>) -> Result<ExitCode, Failure> {
-    let engine = crate::engine(data_dir, args.max_concurrent.max(1))?;
+pub async fn run(args: McpArgs, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
+    let engine = dirs.engine(args.max_concurrent.max(1))?;
     let mut files = args.plugins.clone();
     if let Some(dir) = &args.plugins_dir {
         files.extend(wasm_files(dir)?);

@@ -35,9 +35,9 @@ pub enum PluginCommand {
 
 const NO_MANIFEST_WARNING: &str = "this component has no manifest, so it declares no capability ceiling: the operator's grant alone decides what it can reach. Give it one with `warden plugin pack --manifest warden.toml`.";
 
-pub async fn run(cmd: PluginCommand, data_dir: Option<&Path>) -> Result<ExitCode, Failure> {
+pub async fn run(cmd: PluginCommand, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
     match cmd {
-        PluginCommand::Inspect { plugin, json } => inspect(&plugin, json, data_dir).await,
+        PluginCommand::Inspect { plugin, json } => inspect(&plugin, json, dirs).await,
         PluginCommand::Pack {
             plugin,
             manifest,
@@ -46,12 +46,12 @@ pub async fn run(cmd: PluginCommand, data_dir: Option<&Path>) -> Result<ExitCode
     }
 }
 
-async fn inspect(path: &Path, json: bool, data_dir: Option<&Path>) -> Result<ExitCode, Failure> {
+async fn inspect(path: &Path, json: bool, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
     let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
         path: path.to_path_buf(),
         error: e.to_string(),
     })?;
-    let engine = crate::engine(data_dir, crate::ONE_SHOT_SLOTS)?;
+    let engine = dirs.engine(crate::ONE_SHOT_SLOTS)?;
     let plugin = engine.load_bytes(&bytes, path)?;
     let limits = plugin
         .limits(Default::default(), Default::default())

@@ -1,9 +1,10 @@
 //! Host-side bindings for the `warden:plugin` WIT package, generated once for
-//! the whole crate.
+//! the whole crate. `tool-plugin-exec` is the widest tool world: a plugin of
+//! the plain `tool-plugin` world imports a subset of it and loads the same.
 
 wasmtime::component::bindgen!({
     path: "../../wit",
-    world: "tool-plugin",
+    world: "tool-plugin-exec",
     imports: { default: async },
     exports: { default: async },
 });

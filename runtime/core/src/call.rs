@@ -8,14 +8,16 @@ use serde::Serialize;
 use tracing::Instrument;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::bindings::exports::warden::plugin::tool as wit_tool;
+use crate::host::exec::ExecContext;
 use crate::host::http::OutboundHttp;
 use crate::host::log::LogBudget;
 use crate::limits::{CallLimiter, LimitKind, Limits, MIB};
-use crate::plugin::{CompiledPlugin, ToolError, ToolSpec};
+use crate::plugin::{CompiledPlugin, Exports, ToolError, ToolSpec};
 use crate::policy::{self, Capabilities, DirMode, Grant, TenantId};
 use crate::state::{CallLabels, CallState};
 use crate::stdio::{CapturedOutput, Output};
@@ -98,14 +100,38 @@ impl CallError {
 /// small enough that a guest cannot make the host allocate much.
 const HOSTCALL_DATA_FLOOR: u64 = 64 * MIB;
 
+/// What a program run gets besides its grants: its argv, its stdin and the
+/// directory it starts in.
+#[derive(Debug, Clone, Default)]
+pub struct RunInput {
+    /// `argv`, program name first.
+    pub args: Vec<String>,
+    pub stdin: Vec<u8>,
+    /// The guest's working directory, e.g. `/work`.
+    pub cwd: Option<String>,
+}
+
 enum Invocation<'a> {
     ListTools,
     CallTool { name: &'a str, arguments: &'a str },
+    Run(&'a RunInput),
 }
 
 enum Returned {
     Tools(Vec<wit_tool::ToolSpec>),
     Call(Result<String, wit_tool::ToolError>),
+    Exit(i32),
+}
+
+impl Invocation<'_> {
+    /// The name traces give it.
+    fn label(&self) -> &str {
+        match self {
+            Invocation::ListTools => "list-tools",
+            Invocation::CallTool { name, .. } => name,
+            Invocation::Run(_) => "run",
+        }
+    }
 }
 
 impl CompiledPlugin {
@@ -114,7 +140,7 @@ impl CompiledPlugin {
         let outcome = self.run(options, Invocation::ListTools).await;
         outcome.map(|returned| match returned {
             Returned::Tools(specs) => specs.into_iter().map(tool_spec).collect(),
-            Returned::Call(_) => Err(CallError::Contract("wrong export answered".into())),
+            _ => Err(CallError::Contract("wrong export answered".into())),
         })
     }
 
@@ -151,7 +177,18 @@ impl CompiledPlugin {
                 }
             }
             Returned::Call(Err(e)) => Ok(Err(tool_error(e))),
-            Returned::Tools(_) => Err(CallError::Contract("wrong export answered".into())),
+            _ => Err(CallError::Contract("wrong export answered".into())),
+        })
+    }
+
+    /// Runs a program (a `wasi:cli/run` component) in a fresh sandbox and
+    /// returns its exit code. A program that exits non-zero after a refused
+    /// memory growth is reported as stopped by the memory limit.
+    pub async fn run_program(&self, options: &CallOptions, input: &RunInput) -> CallOutcome<i32> {
+        let outcome = self.run(options, Invocation::Run(input)).await;
+        outcome.map(|returned| match returned {
+            Returned::Exit(code) => Ok(code),
+            _ => Err(CallError::Contract("wrong export answered".into())),
         })
     }
 
@@ -160,10 +197,7 @@ impl CompiledPlugin {
         options: &CallOptions,
         invocation: Invocation<'_>,
     ) -> CallOutcome<Returned> {
-        let tool = match &invocation {
-            Invocation::ListTools => "list-tools",
-            Invocation::CallTool { name, .. } => name,
-        };
+        let tool = invocation.label();
         let span =
             tracing::info_span!("call", tenant = %options.tenant, plugin = %self.inner.name, tool);
         self.run_in_span(options, invocation).instrument(span).await
@@ -192,38 +226,72 @@ impl CompiledPlugin {
         let stderr = CapturedOutput::new(limits.stdio_bytes as usize);
         let deadline = started + limits.timeout;
 
-        let (result, fuel_used, log_lines_dropped) =
-            match self.new_store(&caps, labels, &limits, deadline, &stdout, &stderr) {
-                Err(setup) => (Err(setup), 0, 0),
-                Ok(mut store) => {
-                    let pre = &plugin.pre;
-                    let run = async {
-                        let instance = pre.instantiate_async(&mut store).await?;
-                        let tool = instance.warden_plugin_tool();
-                        match invocation {
-                            Invocation::ListTools => {
-                                tool.call_list_tools(&mut store).await.map(Returned::Tools)
-                            }
-                            Invocation::CallTool { name, arguments } => tool
-                                .call_call_tool(&mut store, name, &arguments.to_string())
-                                .await
-                                .map(Returned::Call),
+        let run_input = match &invocation {
+            Invocation::Run(input) => Some(*input),
+            _ => None,
+        };
+        let (result, fuel_used, log_lines_dropped) = match self.new_store(
+            &caps, labels, &limits, deadline, &stdout, &stderr, run_input,
+        ) {
+            Err(setup) => (Err(setup), 0, 0),
+            Ok(mut store) => {
+                let exports = &plugin.exports;
+                let run = async {
+                    match (exports, invocation) {
+                        (Exports::Tool(pre), Invocation::ListTools) => {
+                            let instance = pre.instantiate_async(&mut store).await?;
+                            let tool = instance.warden_plugin_tool();
+                            tool.call_list_tools(&mut store).await.map(Returned::Tools)
                         }
-                    };
-                    // The epoch callback stops guest code at the deadline;
-                    // this timer also stops a guest waiting in a host call.
-                    let timed = tokio::time::timeout_at(deadline.into(), run).await;
-                    let state = store.data();
-                    let result = match timed {
-                        Ok(Ok(returned)) => Ok(returned),
-                        Ok(Err(error)) => Err(classify(&error, state, &limits)),
-                        Err(_elapsed) => Err(deadline_error(&limits)),
-                    };
-                    let dropped = state.log.dropped();
-                    let fuel_left = store.get_fuel().unwrap_or(0);
-                    (result, limits.fuel.saturating_sub(fuel_left), dropped)
-                }
-            };
+                        (Exports::Tool(pre), Invocation::CallTool { name, arguments }) => {
+                            let instance = pre.instantiate_async(&mut store).await?;
+                            let tool = instance.warden_plugin_tool();
+                            tool.call_call_tool(&mut store, name, &arguments.to_string())
+                                .await
+                                .map(Returned::Call)
+                        }
+                        (Exports::Command(pre), Invocation::Run(_)) => {
+                            let command = pre.instantiate_async(&mut store).await?;
+                            let ran = command.wasi_cli_run().call_run(&mut store).await?;
+                            Ok(Returned::Exit(if ran.is_ok() { 0 } else { 1 }))
+                        }
+                        (Exports::Tool(_), Invocation::Run(_)) => {
+                            Err(wasmtime::Error::new(WrongKind(
+                                "is a tool plugin, not a program; call its tools with `warden tool call`",
+                            )))
+                        }
+                        (Exports::Command(_), _) => Err(wasmtime::Error::new(WrongKind(
+                            "is a program (wasi:cli/run), not a tool plugin; run it with `warden exec wasm`",
+                        ))),
+                    }
+                };
+                // The epoch callback stops guest code at the deadline; this
+                // timer also stops a guest waiting in a host call.
+                let timed = tokio::time::timeout_at(deadline.into(), run).await;
+                let state = store.data();
+                let result = match timed {
+                    Ok(Ok(returned)) => Ok(returned),
+                    Ok(Err(error)) => match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                        Some(exit) if run_input.is_some() => Ok(Returned::Exit(exit.0)),
+                        _ => Err(classify(&error, state, &limits, plugin.name.as_ref())),
+                    },
+                    Err(_elapsed) => Err(deadline_error(&limits)),
+                };
+                // A program that failed after a refused growth was stopped by
+                // the cap, even if it caught the error and exited itself.
+                let result = match result {
+                    Ok(Returned::Exit(code))
+                        if code != 0 && state.limiter.memory_refused.is_some() =>
+                    {
+                        Err(memory_error(state, &limits))
+                    }
+                    other => other,
+                };
+                let dropped = state.log.dropped();
+                let fuel_left = store.get_fuel().unwrap_or(0);
+                (result, limits.fuel.saturating_sub(fuel_left), dropped)
+            }
+        };
 
         let outcome = CallOutcome {
             result,
@@ -250,6 +318,7 @@ impl CompiledPlugin {
 
     /// A fresh store for one call: its state, limiter, fuel, hostcall-data
     /// cap and deadline.
+    #[allow(clippy::too_many_arguments)]
     fn new_store(
         &self,
         caps: &Capabilities,
@@ -258,9 +327,11 @@ impl CompiledPlugin {
         deadline: Instant,
         stdout: &CapturedOutput,
         stderr: &CapturedOutput,
+        run_input: Option<&RunInput>,
     ) -> Result<Store<CallState>, CallError> {
         let state = CallState {
-            wasi: build_wasi(caps, stdout, stderr)?,
+            wasi: build_wasi(caps, stdout, stderr, run_input)?,
+            exec: ExecContext::new(&self.inner.engine, labels.tenant.clone(), *limits, deadline),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             outbound: OutboundHttp::new(
@@ -312,15 +383,24 @@ fn build_wasi(
     caps: &Capabilities,
     stdout: &CapturedOutput,
     stderr: &CapturedOutput,
+    run_input: Option<&RunInput>,
 ) -> Result<WasiCtx, CallError> {
     let mut builder = WasiCtxBuilder::new();
-    // No env, no args, no stdin, no sockets: only what is granted below.
+    // No env, no sockets; args and stdin only for a program, as given; files
+    // only as granted below.
     builder
         .stdout(stdout.clone())
         .stderr(stderr.clone())
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
+    if let Some(input) = run_input {
+        builder.args(&input.args);
+        builder.stdin(MemoryInputPipe::new(input.stdin.clone()));
+        if let Some(cwd) = &input.cwd {
+            builder.initial_cwd(cwd);
+        }
+    }
     for dir in &caps.dirs {
         let perms = match dir.mode {
             DirMode::ReadOnly => FsPerms::ReadOnly,
@@ -338,6 +418,30 @@ fn build_wasi(
     Ok(builder.build())
 }
 
+/// Asking a tool plugin to run as a program, or the other way round.
+#[derive(Debug)]
+struct WrongKind(&'static str);
+
+impl std::fmt::Display for WrongKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for WrongKind {}
+
+fn memory_error(state: &CallState, limits: &Limits) -> CallError {
+    let asked = state.limiter.memory_refused.unwrap_or(limits.memory_bytes);
+    CallError::Limit {
+        kind: LimitKind::Memory,
+        detail: format!(
+            "the guest asked for {} MiB of linear memory; the limit is {} MiB (raise it with --memory)",
+            asked.div_ceil(MIB),
+            limits.memory_bytes / MIB
+        ),
+    }
+}
+
 fn deadline_error(limits: &Limits) -> CallError {
     CallError::Limit {
         kind: LimitKind::Deadline,
@@ -351,7 +455,12 @@ fn deadline_error(limits: &Limits) -> CallError {
 /// Names what stopped a guest. Limits are checked before the trap itself: a
 /// Rust guest whose allocation was refused aborts with `unreachable`, which
 /// only the limiter's record can explain.
-fn classify(error: &wasmtime::Error, state: &CallState, limits: &Limits) -> CallError {
+fn classify(
+    error: &wasmtime::Error,
+    state: &CallState,
+    limits: &Limits,
+    plugin: &str,
+) -> CallError {
     let trap = error.downcast_ref::<Trap>().copied();
     if state.deadline_hit || trap == Some(Trap::Interrupt) {
         return deadline_error(limits);
@@ -365,15 +474,8 @@ fn classify(error: &wasmtime::Error, state: &CallState, limits: &Limits) -> Call
             ),
         };
     }
-    if let Some(asked) = state.limiter.memory_refused {
-        return CallError::Limit {
-            kind: LimitKind::Memory,
-            detail: format!(
-                "the guest asked for {} MiB of linear memory; the limit is {} MiB (raise it with --memory)",
-                asked.div_ceil(MIB),
-                limits.memory_bytes / MIB
-            ),
-        };
+    if state.limiter.memory_refused.is_some() {
+        return memory_error(state, limits);
     }
     if is_hostcall_data_exhausted(error) {
         return CallError::Limit {
@@ -392,6 +494,9 @@ fn classify(error: &wasmtime::Error, state: &CallState, limits: &Limits) -> Call
             "a table grew to {elements} elements, past the limit of {}",
             limits.table_elements
         ));
+    }
+    if let Some(WrongKind(why)) = error.downcast_ref::<WrongKind>() {
+        return CallError::Setup(format!("{plugin} {why}"));
     }
     if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return CallError::Trap(format!(

@@ -13,10 +13,11 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bindings::ToolPluginPre;
+use crate::bindings::ToolPluginExecPre;
+use crate::exec::Runtimes;
 use crate::limits::MAX_MEMORY_BYTES;
 use crate::manifest;
-use crate::plugin::{CompiledPlugin, PluginInner};
+use crate::plugin::{CompiledPlugin, Exports, PluginInner};
 use crate::state::CallState;
 
 /// How often the epoch advances: the granularity of wall-clock deadlines and
@@ -35,6 +36,8 @@ pub struct EngineConfig {
     /// Calls that may be running at once; the pooling allocator reserves
     /// (virtual) room for this many instances.
     pub max_concurrent_calls: u32,
+    /// Where the language runtimes (`python.wasm`, `js.wasm`) live.
+    pub runtime_dir: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -42,6 +45,7 @@ impl Default for EngineConfig {
         EngineConfig {
             cache_dir: None,
             max_concurrent_calls: 256,
+            runtime_dir: None,
         }
     }
 }
@@ -56,6 +60,7 @@ pub(crate) struct EngineInner {
     pub(crate) wasmtime: wasmtime::Engine,
     linker: Linker<CallState>,
     cache: Option<ArtifactCache>,
+    pub(crate) runtimes: Runtimes,
     _ticker: EpochTicker,
 }
 
@@ -87,7 +92,7 @@ pub enum LoadError {
     )]
     Link { path: PathBuf, error: String },
     #[error(
-        "{} does not export warden:plugin/tool@0.1.0 ({error}); build it against the tool-plugin world of the warden WIT package", path.display()
+        "{} does not export warden:plugin/tool@0.1.0 ({error}) nor wasi:cli/run; build it against the tool-plugin world of the warden WIT package, or as a WASI command", path.display()
     )]
     NotToolPlugin { path: PathBuf, error: String },
 }
@@ -131,6 +136,7 @@ impl Engine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
         crate::host::log::add_to_linker(&mut linker).map_err(err)?;
+        crate::host::exec::add_to_linker(&mut linker).map_err(err)?;
 
         let cache = config
             .cache_dir
@@ -142,6 +148,7 @@ impl Engine {
                 wasmtime: engine,
                 linker,
                 cache,
+                runtimes: Runtimes::new(config.runtime_dir.clone()),
                 _ticker: ticker,
             }),
         })
@@ -183,10 +190,20 @@ impl Engine {
                 path: path.to_path_buf(),
                 error: format!("{e:#}"),
             })?;
-        let pre = ToolPluginPre::new(pre).map_err(|e| LoadError::NotToolPlugin {
-            path: path.to_path_buf(),
-            error: format!("{e:#}"),
-        })?;
+        // A tool plugin, else a program; the narrower tool worlds are
+        // subsets of tool-plugin-exec, so its Pre accepts them all.
+        let exports = match ToolPluginExecPre::new(pre.clone()) {
+            Ok(tool) => Exports::Tool(tool),
+            Err(tool_error) => match wasmtime_wasi::p2::bindings::CommandPre::new(pre) {
+                Ok(command) => Exports::Command(command),
+                Err(_) => {
+                    return Err(LoadError::NotToolPlugin {
+                        path: path.to_path_buf(),
+                        error: format!("{tool_error:#}"),
+                    });
+                }
+            },
+        };
         let name = match &scan.manifest {
             Some(m) => m.name.clone(),
             None => name_from_path(path),
@@ -197,7 +214,7 @@ impl Engine {
                 name: name.into(),
                 sha256,
                 manifest: scan.manifest,
-                pre,
+                exports,
             }),
         })
     }

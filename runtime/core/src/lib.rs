@@ -38,6 +38,7 @@
 mod bindings;
 pub mod call;
 pub mod engine;
+pub mod exec;
 mod host;
 pub mod limits;
 pub mod manifest;
@@ -47,10 +48,11 @@ pub mod policy;
 mod state;
 pub mod stdio;
 
-pub use call::{CallError, CallOptions, CallOutcome, Usage};
+pub use call::{CallError, CallOptions, CallOutcome, RunInput, Usage};
 pub use engine::{Engine, EngineConfig, EngineError, LoadError};
+pub use exec::{ExecError, Language, Scratch};
 pub use limits::{LimitKind, LimitSettings, Limits};
 pub use manifest::{Manifest, PluginKind};
 pub use net::HostPattern;
-pub use plugin::{CompiledPlugin, ToolError, ToolSpec};
+pub use plugin::{CompiledPlugin, ComponentKind, ToolError, ToolSpec};
 pub use policy::{DirGrant, DirMode, Grant, Policy, TenantId};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bindings::ToolPluginPre;
+use crate::bindings::ToolPluginExecPre;
 use crate::engine::Engine;
 use crate::limits::{LimitError, LimitSettings, Limits};
 use crate::manifest::Manifest;
@@ -22,7 +22,25 @@ pub(crate) struct PluginInner {
     pub(crate) name: Arc<str>,
     pub(crate) sha256: String,
     pub(crate) manifest: Option<Manifest>,
-    pub(crate) pre: ToolPluginPre<CallState>,
+    pub(crate) exports: Exports,
+}
+
+/// What a component exports, linked and ready to instantiate.
+pub(crate) enum Exports {
+    /// `warden:plugin/tool`: a tool plugin.
+    Tool(ToolPluginExecPre<CallState>),
+    /// `wasi:cli/run`: a program (`warden exec wasm`, the language runtimes).
+    Command(wasmtime_wasi::p2::bindings::CommandPre<CallState>),
+}
+
+/// Which kind of component a plugin is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentKind {
+    /// Exports `warden:plugin/tool`.
+    Tool,
+    /// Exports `wasi:cli/run`.
+    Command,
 }
 
 impl std::fmt::Debug for CompiledPlugin {
@@ -47,6 +65,13 @@ impl CompiledPlugin {
 
     pub fn manifest(&self) -> Option<&Manifest> {
         self.inner.manifest.as_ref()
+    }
+
+    pub fn kind(&self) -> ComponentKind {
+        match self.inner.exports {
+            Exports::Tool(_) => ComponentKind::Tool,
+            Exports::Command(_) => ComponentKind::Command,
+        }
     }
 
     /// The limits of a call. `explicit` (CLI flags) wins outright; otherwise

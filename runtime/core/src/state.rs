@@ -8,6 +8,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::host::exec::ExecContext;
 use crate::host::http::OutboundHttp;
 use crate::host::log::LogBudget;
 use crate::limits::CallLimiter;
@@ -29,6 +30,7 @@ pub(crate) struct CallState {
     pub(crate) outbound: OutboundHttp,
     pub(crate) limiter: CallLimiter,
     pub(crate) log: LogBudget,
+    pub(crate) exec: ExecContext,
     /// When the epoch callback stops the guest.
     pub(crate) deadline: Instant,
     /// Set by the epoch callback when it stopped the guest for the deadline.

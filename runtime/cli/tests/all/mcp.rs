@@ -1,5 +1,5 @@
 //! `warden mcp` driven by the official MCP Python SDK (`mcp` on PyPI, pinned
-//! in tests/mcp/requirements.txt), over stdio and over streamable HTTP. The
+//! in scripts/requirements-dev.txt), over stdio and over streamable HTTP. The
 //! scenario and its assertions are in tests/mcp/suite.py.
 
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ fn python() -> PathBuf {
         .is_ok_and(|s| s.success());
     assert!(
         has_sdk,
-        "{} cannot import the MCP Python SDK; run `scripts/dev setup` (or point WARDEN_PYTHON at a Python with `pip install -r tests/mcp/requirements.txt`)",
+        "{} cannot import the MCP Python SDK; run `scripts/dev setup` (or point WARDEN_PYTHON at a Python with `pip install -r scripts/requirements-dev.txt`)",
         python.display()
     );
     python

@@ -1,4 +1,5 @@
 //! The host side of each interface a plugin imports, one file each.
 
+pub(crate) mod exec;
 pub(crate) mod http;
 pub(crate) mod log;

@@ -1,0 +1,214 @@
+//! `warden exec`: run untrusted Python, JavaScript or any WASI program in a
+//! fresh sandbox, with a scratch directory at /work and nothing else unless
+//! granted.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use warden_core::exec::{self, Scratch};
+use warden_core::{CallError, CallOutcome, Engine, Language, RunInput};
+
+use crate::exit::{self, Failure};
+use crate::sandbox_args::SandboxArgs;
+
+#[derive(Subcommand)]
+pub enum ExecCommand {
+    /// Run Python (CPython with its standard library) from FILE, or - for stdin.
+    Python(CodeArgs),
+    /// Run JavaScript (the boa engine) from FILE, or - for stdin.
+    Js(CodeArgs),
+    /// Run a WASI program: any component exporting wasi:cli/run.
+    Wasm(WasmArgs),
+}
+
+#[derive(Args)]
+pub struct CodeArgs {
+    /// The code: a file, or - to read it from stdin.
+    source: String,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Arguments for the script (after --).
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct WasmArgs {
+    program: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
+    /// Arguments for the program (after --).
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// A file to feed the program as its stdin (default: empty).
+    #[arg(long, value_name = "FILE")]
+    stdin: Option<PathBuf>,
+    /// Copy this directory into the scratch dir the program sees at /work.
+    #[arg(long, value_name = "DIR")]
+    files: Option<PathBuf>,
+    /// Keep the scratch dir afterwards by copying it to DIR.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
+    /// Print {"stdout","stderr","exit_code","duration_ms","fuel_used","limit"}
+    /// instead of passing the output through.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+}
+
+pub async fn run(cmd: ExecCommand, engine: &Engine) -> Result<ExitCode, Failure> {
+    let (program, run_args, args) = match cmd {
+        ExecCommand::Python(code) => (
+            Program::Code(Language::Python, code.source),
+            code.run,
+            code.args,
+        ),
+        ExecCommand::Js(code) => (
+            Program::Code(Language::Js, code.source),
+            code.run,
+            code.args,
+        ),
+        ExecCommand::Wasm(wasm) => (Program::Wasm(wasm.program), wasm.run, wasm.args),
+    };
+    let stdin = match &run_args.stdin {
+        Some(path) => std::fs::read(path)
+            .map_err(|e| Failure::bad_input(format!("--stdin {}: {e}", path.display())))?,
+        None => Vec::new(),
+    };
+    let scratch = Scratch::new().map_err(|e| Failure::internal(e.to_string()))?;
+    if let Some(dir) = &run_args.files {
+        if !dir.is_dir() {
+            return Err(Failure::bad_input(format!(
+                "--files {}: not a directory",
+                dir.display()
+            )));
+        }
+        let skipped = scratch
+            .copy_from(dir)
+            .map_err(|e| Failure::bad_input(e.to_string()))?;
+        for path in skipped {
+            eprintln!(
+                "warden: warning: --files: skipped {} (not a regular file or directory)",
+                path.display()
+            );
+        }
+    }
+
+    let outcome = match program {
+        Program::Code(language, source) => {
+            let code = read_source(&source)?;
+            let runtime = engine
+                .runtime(language)
+                .map_err(|e| Failure::bad_input(e.to_string()))?;
+            let options = run_args.sandbox.call_options(&runtime)?;
+            exec::run_code(engine, language, &code, &scratch, stdin, &args, &options)
+                .await
+                .map_err(|e| Failure::bad_input(e.to_string()))?
+        }
+        Program::Wasm(path) => {
+            let program = engine.load_file(&path)?;
+            let mut options = run_args.sandbox.call_options(&program)?;
+            options.grant.dirs.extend(scratch.grants());
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "program".into());
+            let input = RunInput {
+                args: std::iter::once(name).chain(args).collect(),
+                stdin,
+                cwd: Some(exec::WORK_DIR.to_string()),
+            };
+            program.run_program(&options, &input).await
+        }
+    };
+
+    if let Some(dir) = &run_args.keep {
+        scratch
+            .keep_to(dir)
+            .map_err(|e| Failure::internal(e.to_string()))?;
+    }
+    for note in &outcome.narrowed {
+        eprintln!("warden: warning: {note}");
+    }
+    if run_args.json {
+        print_json(&outcome)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    pass_through(outcome)
+}
+
+enum Program {
+    Code(Language, String),
+    Wasm(PathBuf),
+}
+
+fn read_source(source: &str) -> Result<String, Failure> {
+    if source == "-" {
+        let mut code = String::new();
+        std::io::stdin()
+            .read_to_string(&mut code)
+            .map_err(|e| Failure::bad_input(format!("cannot read the code from stdin: {e}")))?;
+        return Ok(code);
+    }
+    std::fs::read_to_string(Path::new(source))
+        .map_err(|e| Failure::bad_input(format!("cannot read {source}: {e}")))
+}
+
+fn print_json(outcome: &CallOutcome<i32>) -> Result<(), Failure> {
+    let (exit_code, limit, trap) = match &outcome.result {
+        Ok(code) => (Some(*code), None, None),
+        Err(CallError::Limit { kind, .. }) => (None, Some(kind.as_str()), None),
+        Err(CallError::Setup(message)) => return Err(Failure::bad_input(message.clone())),
+        Err(other) => (None, None, Some(other.to_string())),
+    };
+    let body = json!({
+        "stdout": outcome.stdout.to_text(),
+        "stderr": outcome.stderr.to_text(),
+        "exit_code": exit_code,
+        "duration_ms": outcome.usage.duration.as_millis() as u64,
+        "fuel_used": outcome.usage.fuel_used,
+        "limit": limit,
+        "trap": trap,
+    });
+    println!("{body}");
+    Ok(())
+}
+
+/// The program's output goes where it would have gone; warden exits with
+/// the program's exit code, 3 for a limit, 4 for a trap.
+fn pass_through(outcome: CallOutcome<i32>) -> Result<ExitCode, Failure> {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&outcome.stdout.bytes);
+    if outcome.stdout.truncated() {
+        let _ = writeln!(
+            out,
+            "\n[warden: stdout truncated, {} more bytes dropped]",
+            outcome.stdout.dropped
+        );
+    }
+    let _ = out.flush();
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(&outcome.stderr.bytes);
+    if outcome.stderr.truncated() {
+        let _ = writeln!(
+            err,
+            "\n[warden: stderr truncated, {} more bytes dropped]",
+            outcome.stderr.dropped
+        );
+    }
+    let _ = err.flush();
+    match outcome.result {
+        Ok(code) => Ok(ExitCode::from(
+            u8::try_from(code).unwrap_or(exit::PLUGIN_ERROR),
+        )),
+        Err(e) => Err(Failure::from(e)),
+    }
+}

@@ -1,0 +1,368 @@
+//! Untrusted code: Python and JavaScript through their runtimes, a plain WASI
+//! program, and the exec plugin. Every hostile snippet is followed by an
+//! ordinary one that must still work in the same process.
+
+use std::time::Duration;
+
+use serde_json::json;
+use warden_core::exec::{self, Scratch};
+use warden_core::{CallError, CallOutcome, Language, LimitKind, RunInput};
+use warden_tests::artifacts::{EXEC, PROGRAM};
+use warden_tests::server::{RecordingServer, Reply};
+
+use crate::*;
+
+const CANARY: &str = "CANARY-exec-51c2e";
+
+async fn python(code: &str, options: &CallOptions) -> CallOutcome<i32> {
+    run(Language::Python, code, options).await
+}
+
+async fn js(code: &str, options: &CallOptions) -> CallOutcome<i32> {
+    run(Language::Js, code, options).await
+}
+
+async fn run(language: Language, code: &str, options: &CallOptions) -> CallOutcome<i32> {
+    let scratch = Scratch::new().unwrap();
+    exec::run_code(engine(), language, code, &scratch, Vec::new(), &[], options)
+        .await
+        .expect("the runtime is there")
+}
+
+fn short() -> CallOptions {
+    with_limits(Grant::default(), |l| l.timeout = Duration::from_secs(3))
+}
+
+/// The ordinary snippet every hostile one is followed by.
+async fn still_works(language: Language) {
+    let code = match language {
+        Language::Python => "print(6 * 7)",
+        Language::Js => "console.log(6 * 7)",
+    };
+    let out = run(language, code, &short()).await;
+    assert_eq!(out.result, Ok(0), "{}", out.stderr.to_text());
+    assert_eq!(out.stdout.to_text(), "42\n");
+}
+
+fn exit_code(out: &CallOutcome<i32>) -> i32 {
+    match &out.result {
+        Ok(code) => *code,
+        other => panic!(
+            "expected an exit code, got {other:?}\nstderr: {}",
+            out.stderr.to_text()
+        ),
+    }
+}
+
+#[tokio::test]
+async fn python_runs_with_its_standard_library() {
+    let code = r#"
+import json, re, collections, datetime, math, decimal, statistics, hashlib, itertools, textwrap
+print(json.dumps({"pi": round(math.pi, 3), "median": statistics.median([3, 1, 2])}))
+print(hashlib.sha256(b"warden").hexdigest()[:12], datetime.date(2024, 2, 29).isoformat())
+"#;
+    let out = python(code, &short()).await;
+    assert_eq!(exit_code(&out), 0, "{}", out.stderr.to_text());
+    // sha256("warden") from the host's own Python, not trusted from the guest.
+    let native = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import hashlib; print(hashlib.sha256(b'warden').hexdigest()[:12])",
+        ])
+        .output()
+        .expect("python3");
+    let sha = String::from_utf8_lossy(&native.stdout).trim().to_string();
+    assert_eq!(
+        out.stdout.to_text(),
+        format!("{{\"pi\": 3.142, \"median\": 2}}\n{sha} 2024-02-29\n")
+    );
+}
+
+#[tokio::test]
+async fn python_exit_codes_exceptions_stdin_args_and_scratch() {
+    let out = python("import sys; sys.exit(7)", &short()).await;
+    assert_eq!(exit_code(&out), 7);
+    let out = python("raise ValueError('bad value')", &short()).await;
+    assert_eq!(exit_code(&out), 1);
+    assert!(
+        out.stderr.to_text().contains("ValueError: bad value"),
+        "{}",
+        out.stderr.to_text()
+    );
+
+    let scratch = Scratch::new().unwrap();
+    scratch
+        .write("data/in.txt", b"from the scratch dir")
+        .unwrap();
+    let code = "import sys\nprint(open('data/in.txt').read(), sys.stdin.read(), sys.argv[1:])\nopen('out.txt', 'w').write('written')";
+    let out = exec::run_code(
+        engine(),
+        Language::Python,
+        code,
+        &scratch,
+        b"piped".to_vec(),
+        &["a".into(), "b".into()],
+        &short(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(exit_code(&out), 0, "{}", out.stderr.to_text());
+    assert_eq!(
+        out.stdout.to_text(),
+        "from the scratch dir piped ['a', 'b']\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(scratch.path().join("out.txt")).unwrap(),
+        "written"
+    );
+}
+
+#[tokio::test]
+async fn hostile_python_is_contained() {
+    let outside = tempfile::tempdir().unwrap();
+    let canary = outside.path().join("canary.txt");
+    std::fs::write(&canary, CANARY).unwrap();
+    let server = RecordingServer::start(Reply::Body("never".into()));
+
+    // (snippet, what must be true of the outcome)
+    let cases: Vec<(String, Check)> = vec![
+        (
+            "while True: pass".into(),
+            Box::new(|o| assert_eq!(limit(o), LimitKind::Deadline)),
+        ),
+        (
+            "x = bytearray(1 << 30)".into(),
+            Box::new(|o| assert_eq!(limit(o), LimitKind::Memory)),
+        ),
+        (
+            "chunks = []\nwhile True: chunks.append(bytearray(1 << 20))".into(),
+            Box::new(|o| assert_eq!(limit(o), LimitKind::Memory)),
+        ),
+        (
+            "import os; os.fork()".into(),
+            Box::new(|o| expect_error(o, "AttributeError")),
+        ),
+        (
+            "import subprocess; subprocess.run(['ls'])".into(),
+            Box::new(|o| expect_error(o, "does not support processes")),
+        ),
+        (
+            "import threading; threading.Thread(target=print).start()".into(),
+            Box::new(|o| expect_error(o, "can't start new thread")),
+        ),
+        (
+            "print(open('/etc/passwd').read())".into(),
+            Box::new(|o| expect_error(o, "FileNotFoundError")),
+        ),
+        (
+            format!("print(open({:?}).read())", canary.display().to_string()),
+            Box::new(|o| expect_error(o, "FileNotFoundError")),
+        ),
+        (
+            "print(open('../canary.txt').read())".into(),
+            Box::new(|o| expect_error(o, "Error")),
+        ),
+        (
+            format!(
+                "import socket; socket.create_connection(('127.0.0.1', {}), timeout=2)",
+                server.port()
+            ),
+            Box::new(|o| expect_error(o, "create_connection")),
+        ),
+        (
+            "import os; print(dict(os.environ))".into(),
+            Box::new(|o| {
+                assert_eq!(o.result, Ok(0));
+                assert_eq!(o.stdout.to_text(), "{}\n");
+            }),
+        ),
+        (
+            "import sys; sys.stdout.write('x' * (100 * 1024 * 1024)); print('done')".into(),
+            Box::new(|o| {
+                assert_eq!(o.result, Ok(0), "a big print is truncated, not fatal");
+                assert_eq!(o.stdout.bytes.len(), 1024 * 1024);
+                assert!(o.stdout.dropped > 99 * 1024 * 1024);
+                assert!(o.stdout.to_text().ends_with("more bytes dropped]\n"));
+            }),
+        ),
+        (
+            "def f(n): return f(n + 1)\nf(0)".into(),
+            Box::new(|o| expect_error(o, "RecursionError")),
+        ),
+        (
+            "import ctypes".into(),
+            Box::new(|o| expect_error(o, "ModuleNotFoundError: No module named 'ctypes'")),
+        ),
+        (
+            "import no_such_module_here".into(),
+            Box::new(|o| expect_error(o, "ModuleNotFoundError")),
+        ),
+    ];
+    for (snippet, check) in cases {
+        let out = python(&snippet, &short()).await;
+        check(&out);
+        let everything = format!(
+            "{:?}{}{}",
+            out.result,
+            out.stdout.to_text(),
+            out.stderr.to_text()
+        );
+        assert!(!everything.contains(CANARY), "{snippet}: the canary leaked");
+        still_works(Language::Python).await;
+    }
+    assert_eq!(
+        server.hits(),
+        Vec::<String>::new(),
+        "a connection reached the loopback server"
+    );
+}
+
+/// What must be true of a hostile snippet's outcome.
+type Check = Box<dyn Fn(&CallOutcome<i32>)>;
+
+/// Exit 1 with `needle` in stderr: the program met a clean error.
+fn expect_error(out: &CallOutcome<i32>, needle: &str) {
+    assert_eq!(out.result, Ok(1), "stderr: {}", out.stderr.to_text());
+    assert!(
+        out.stderr.to_text().contains(needle),
+        "expected {needle:?} in: {}",
+        out.stderr.to_text()
+    );
+}
+
+#[tokio::test]
+async fn javascript_runs_and_hostile_javascript_is_contained() {
+    let out = js(
+        "const xs = [3, 1, 2].sort(); console.log(JSON.stringify({xs, n: xs.length}))",
+        &short(),
+    )
+    .await;
+    assert_eq!(exit_code(&out), 0, "{}", out.stderr.to_text());
+    assert_eq!(out.stdout.to_text(), "{\"xs\":[1,2,3],\"n\":3}\n");
+
+    let out = js("throw new TypeError('nope')", &short()).await;
+    assert_eq!(exit_code(&out), 1);
+    assert!(
+        out.stderr.to_text().contains("Uncaught TypeError: nope"),
+        "{}",
+        out.stderr.to_text()
+    );
+
+    let out = js("for (;;) {}", &short()).await;
+    assert_eq!(limit(&out), LimitKind::Deadline);
+    still_works(Language::Js).await;
+
+    for bomb in [
+        "new ArrayBuffer(2 ** 30)",
+        "const a = []; for (;;) a.push(new Uint8Array(1 << 24))",
+    ] {
+        let out = js(bomb, &short()).await;
+        assert_eq!(limit(&out), LimitKind::Memory, "{bomb}");
+        still_works(Language::Js).await;
+    }
+
+    // No file, network or process API exists to misuse.
+    for probe in [
+        "require('fs')",
+        "fetch('http://127.0.0.1/')",
+        "process.exit(3)",
+        "Deno.readFileSync('/etc/passwd')",
+    ] {
+        let out = js(probe, &short()).await;
+        assert_eq!(exit_code(&out), 1, "{probe}");
+        still_works(Language::Js).await;
+    }
+}
+
+#[tokio::test]
+async fn a_wasi_program_gets_args_stdin_and_the_scratch_dir_only() {
+    let program = plugin(PROGRAM);
+    let scratch = Scratch::new().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("canary.txt"), CANARY).unwrap();
+    let mut options = short();
+    options.grant.dirs.extend(scratch.grants());
+    let canary = outside.path().join("canary.txt").display().to_string();
+    let input = RunInput {
+        args: [
+            "program", "write", "note.txt", "hi", "read", &canary, "exit", "9",
+        ]
+        .map(String::from)
+        .to_vec(),
+        stdin: b"the input".to_vec(),
+        cwd: Some("/work".into()),
+    };
+    let out = program.run_program(&options, &input).await;
+    assert_eq!(out.result, Ok(9), "{}", out.stderr.to_text());
+    let stdout = out.stdout.to_text();
+    assert!(stdout.contains("stdin: \"the input\""), "{stdout}");
+    assert!(stdout.contains("wrote note.txt"), "{stdout}");
+    assert!(
+        out.stderr.to_text().contains("cannot read"),
+        "{}",
+        out.stderr.to_text()
+    );
+    assert!(!stdout.contains(CANARY));
+    assert_eq!(
+        std::fs::read_to_string(scratch.path().join("note.txt")).unwrap(),
+        "hi"
+    );
+}
+
+#[tokio::test]
+async fn a_program_and_a_tool_plugin_are_not_confused() {
+    let out = plugin(PROGRAM).call_tool(&short(), "anything", "{}").await;
+    assert!(
+        matches!(&out.result, Err(CallError::Setup(m)) if m.contains("is a program")),
+        "{:?}",
+        out.result
+    );
+    let out = plugin(warden_tests::artifacts::HELLO)
+        .run_program(&short(), &RunInput::default())
+        .await;
+    assert!(
+        matches!(&out.result, Err(CallError::Setup(m)) if m.contains("is a tool plugin")),
+        "{:?}",
+        out.result
+    );
+}
+
+#[tokio::test]
+async fn the_exec_plugin_runs_code_under_its_callers_limits() {
+    let o = short();
+    let out = call(EXEC, "run_python", json!({"code": "import sys\nprint(open('in.txt').read() + sys.stdin.read())", "stdin": "!", "files": {"in.txt": "from a file"}}), &o).await;
+    let v = ok_json(&out);
+    assert_eq!(v["stdout"], "from a file!\n");
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["limit"], serde_json::Value::Null);
+
+    let out = call(
+        EXEC,
+        "run_js",
+        json!({"code": "console.log(readStdin().toUpperCase())", "stdin": "shout"}),
+        &o,
+    )
+    .await;
+    assert_eq!(ok_json(&out)["stdout"], "SHOUT\n");
+
+    // A runaway program is stopped within the calling tool's own deadline,
+    // and comes back as data the caller can read.
+    let o = with_limits(Grant::default(), |l| {
+        l.timeout = Duration::from_millis(1500)
+    });
+    let out = call(EXEC, "run_python", json!({"code": "while True: pass"}), &o).await;
+    let v = ok_json(&out);
+    assert_eq!(v["limit"], "deadline");
+    assert_eq!(v["exit_code"], serde_json::Value::Null);
+
+    let out = call(
+        EXEC,
+        "run_python",
+        json!({"code": "print(1)", "files": {"../escape.txt": "x"}}),
+        &short(),
+    )
+    .await;
+    assert!(
+        matches!(tool_error(&out), warden_core::ToolError::InvalidArguments(m) if m.contains("without `..`"))
+    );
+}
