@@ -129,6 +129,7 @@ fn build_python(workspace: &Path, output: &Path) {
     {
         return;
     }
+    println!("cargo:rerun-if-env-changed=WARDEN_COMPONENTIZE_PY");
     let componentize = env::var_os("WARDEN_COMPONENTIZE_PY")
         .map(PathBuf::from)
         .or_else(|| {
