@@ -92,8 +92,9 @@ class Run(exports.Run):
             exec(compile(source, path, "exec"), namespace)
         except SystemExit as e:
             code = _exit_code(e.code)
-        except BaseException:
-            traceback.print_exc()
+        except BaseException as e:
+            # Start the traceback at the user's code, not at this runner.
+            traceback.print_exception(type(e), e, e.__traceback__.tb_next)
             code = 1
         finally:
             for stream in (sys.stdout, sys.stderr):
