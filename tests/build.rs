@@ -23,6 +23,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("HOSTILE", "warden-guest-hostile", "hostile"),
     ("EXEC", "warden-plugin-exec", "exec"),
     ("PROGRAM", "warden-guest-program", "program"),
+    ("THINKER", "warden-guest-thinker", "thinker"),
     ("JS_RUNTIME", "warden-runtime-js", "js"),
 ];
 

@@ -54,6 +54,7 @@ use std::fmt;
 
 pub mod exec;
 pub mod http;
+pub mod llm;
 
 pub use schemars::{self, JsonSchema};
 pub use serde::{self, Deserialize, Serialize};
@@ -66,7 +67,7 @@ pub mod bindings {
         path: "../wit",
         // The widest tool world: a plugin that never calls `exec` does not
         // import it (unused imports are left out of the component).
-        world: "tool-plugin-exec",
+        world: "tool-plugin-ext",
         pub_export_macro: true,
         export_macro_name: "__export_tool_plugin",
         default_bindings_module: "warden_sdk::bindings",

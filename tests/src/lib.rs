@@ -9,4 +9,5 @@ pub mod artifacts {
     include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 }
 
+pub mod fake_llm;
 pub mod server;

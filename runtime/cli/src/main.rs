@@ -9,16 +9,19 @@
 
 mod exec;
 mod exit;
+mod llm;
 mod mcp;
 mod plugin_cmd;
 mod sandbox_args;
 mod tool;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use warden_core::{Engine, EngineConfig};
+use warden_llm::router::{LlmConfig, Router};
 
 use crate::exit::Failure;
 
@@ -41,6 +44,12 @@ struct Cli {
     /// `runtimes` beside the directory of the warden binary.
     #[arg(long, global = true, value_name = "DIR")]
     runtime_dir: Option<PathBuf>,
+
+    /// The LLM router config (providers, aliases, budgets) behind plugins'
+    /// `llm` calls and `warden llm`. Default: $WARDEN_LLM_CONFIG, else
+    /// DATA_DIR/llm.toml if present, else the local model alone.
+    #[arg(long, global = true, value_name = "FILE")]
+    llm_config: Option<PathBuf>,
 
     /// Write the trace as JSON lines instead of text.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -70,6 +79,12 @@ enum Command {
     /// sandbox.
     #[command(subcommand)]
     Exec(exec::ExecCommand),
+    /// Ask models through warden's router (local by default).
+    #[command(subcommand)]
+    Llm(llm::LlmCommand),
+    /// Fetch or list the model files.
+    #[command(subcommand)]
+    Models(llm::ModelsCommand),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +118,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let data_dir = data_dir(cli.data_dir);
     let dirs = Dirs {
         runtimes: runtime_dir(cli.runtime_dir, data_dir.as_deref()),
+        llm_config: cli
+            .llm_config
+            .or_else(|| std::env::var_os("WARDEN_LLM_CONFIG").map(PathBuf::from)),
         data: data_dir,
     };
     match cli.command {
@@ -110,6 +128,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Plugin(cmd) => plugin_cmd::run(cmd, &dirs).await,
         Command::Mcp(args) => mcp::run(args, &dirs).await,
         Command::Exec(cmd) => exec::run(cmd, &dirs.engine(ONE_SHOT_SLOTS)?).await,
+        Command::Llm(cmd) => llm::run(cmd, &dirs).await,
+        Command::Models(cmd) => llm::models(cmd, dirs.data.as_deref()),
     }
 }
 
@@ -117,6 +137,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
 pub(crate) struct Dirs {
     data: Option<PathBuf>,
     runtimes: Option<PathBuf>,
+    llm_config: Option<PathBuf>,
 }
 
 impl Dirs {
@@ -125,8 +146,31 @@ impl Dirs {
             cache_dir: self.data.as_ref().map(|d| d.join("cache").join("compiled")),
             max_concurrent_calls: slots,
             runtime_dir: self.runtimes.clone(),
+            llm: Some(Arc::new(self.router(None)?)),
         };
         Engine::new(&config).map_err(|e| Failure::internal(e.to_string()))
+    }
+}
+
+impl Dirs {
+    /// The model router: `config` (a command's own `--config`), else
+    /// `--llm-config`, else DATA_DIR/llm.toml if present, else the local
+    /// model alone.
+    pub(crate) fn router(&self, config: Option<&Path>) -> Result<Router, Failure> {
+        let path = config
+            .or(self.llm_config.as_deref())
+            .map(Path::to_path_buf)
+            .or_else(|| {
+                self.data
+                    .as_ref()
+                    .map(|d| d.join("llm.toml"))
+                    .filter(|p| p.is_file())
+            });
+        let config = match path {
+            Some(path) => LlmConfig::load(&path).map_err(Failure::bad_input)?,
+            None => LlmConfig::local_only(),
+        };
+        Router::new(config, self.data.as_deref()).map_err(Failure::bad_input)
     }
 }
 

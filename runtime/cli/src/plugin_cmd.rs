@@ -112,14 +112,20 @@ fn print_text(
     println!("sha256:  {sha256}");
     if let Some(m) = manifest {
         println!("requests:");
-        if m.capabilities.fs.is_empty() && m.capabilities.http.is_empty() {
-            println!("  nothing (no files, no network)");
+        if m.capabilities.fs.is_empty()
+            && m.capabilities.http.is_empty()
+            && m.capabilities.llm.is_empty()
+        {
+            println!("  nothing (no files, no network, no models)");
         }
         for fs in &m.capabilities.fs {
             println!("  fs   {} ({}): {}", fs.path, fs.mode, fs.reason);
         }
         for http in &m.capabilities.http {
             println!("  http {}: {}", http.host, http.reason);
+        }
+        for llm in &m.capabilities.llm {
+            println!("  llm  {}: {}", llm.model, llm.reason);
         }
         let limits = toml_line(&m.limits);
         if !limits.is_empty() {

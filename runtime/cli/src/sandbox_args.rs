@@ -27,6 +27,11 @@ pub struct SandboxArgs {
     #[arg(long = "allow-host", value_name = "PATTERN")]
     pub allow_hosts: Vec<String>,
 
+    /// Let the plugin ask this model alias (from the LLM config) through
+    /// `warden:plugin/llm`; `*` for any. Repeatable.
+    #[arg(long = "allow-model", value_name = "ALIAS")]
+    pub allow_models: Vec<String>,
+
     /// Fuel budget (about one unit per wasm instruction).
     #[arg(long, value_name = "N")]
     pub fuel: Option<u64>,
@@ -107,6 +112,14 @@ impl SandboxArgs {
                 ))
             })?;
             grant.allow_hosts.push(pattern);
+        }
+        for model in &self.allow_models {
+            if model.trim().is_empty() || model.chars().any(char::is_whitespace) {
+                return Err(Failure::bad_input(format!(
+                    "--allow-model {model:?}: not a model name; name an alias from the LLM config, a provider/model, or *"
+                )));
+            }
+            grant.models.push(model.clone());
         }
         Ok(grant)
     }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tracing::Instrument;
+use warden_llm::router::Caller;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -15,6 +16,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 use crate::bindings::exports::warden::plugin::tool as wit_tool;
 use crate::host::exec::ExecContext;
 use crate::host::http::OutboundHttp;
+use crate::host::llm::LlmContext;
 use crate::host::log::LogBudget;
 use crate::limits::{CallLimiter, LimitKind, Limits, MIB};
 use crate::plugin::{CompiledPlugin, Exports, ToolError, ToolSpec};
@@ -332,6 +334,15 @@ impl CompiledPlugin {
         let state = CallState {
             wasi: build_wasi(caps, stdout, stderr, run_input)?,
             exec: ExecContext::new(&self.inner.engine, labels.tenant.clone(), *limits, deadline),
+            llm: LlmContext::new(
+                self.inner.engine.inner.llm.clone(),
+                Caller {
+                    tenant: labels.tenant.to_string(),
+                    plugin: labels.plugin.to_string(),
+                    allowed: caps.models.clone(),
+                    ..Caller::default()
+                },
+            ),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             outbound: OutboundHttp::new(

@@ -10,10 +10,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use warden_llm::router::Router;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bindings::ToolPluginExecPre;
+use crate::bindings::ToolPluginExtPre;
 use crate::exec::Runtimes;
 use crate::limits::MAX_MEMORY_BYTES;
 use crate::manifest;
@@ -38,6 +39,9 @@ pub struct EngineConfig {
     pub max_concurrent_calls: u32,
     /// Where the language runtimes (`python.wasm`, `js.wasm`) live.
     pub runtime_dir: Option<PathBuf>,
+    /// The model router behind `warden:plugin/llm`; without one, a plugin's
+    /// completions fail as unavailable.
+    pub llm: Option<Arc<Router>>,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +50,7 @@ impl Default for EngineConfig {
             cache_dir: None,
             max_concurrent_calls: 256,
             runtime_dir: None,
+            llm: None,
         }
     }
 }
@@ -61,6 +66,7 @@ pub(crate) struct EngineInner {
     linker: Linker<CallState>,
     cache: Option<ArtifactCache>,
     pub(crate) runtimes: Runtimes,
+    pub(crate) llm: Option<Arc<Router>>,
     _ticker: EpochTicker,
 }
 
@@ -137,6 +143,7 @@ impl Engine {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
         crate::host::log::add_to_linker(&mut linker).map_err(err)?;
         crate::host::exec::add_to_linker(&mut linker).map_err(err)?;
+        crate::host::llm::add_to_linker(&mut linker).map_err(err)?;
 
         let cache = config
             .cache_dir
@@ -149,6 +156,7 @@ impl Engine {
                 linker,
                 cache,
                 runtimes: Runtimes::new(config.runtime_dir.clone()),
+                llm: config.llm.clone(),
                 _ticker: ticker,
             }),
         })
@@ -191,8 +199,8 @@ impl Engine {
                 error: format!("{e:#}"),
             })?;
         // A tool plugin, else a program; the narrower tool worlds are
-        // subsets of tool-plugin-exec, so its Pre accepts them all.
-        let exports = match ToolPluginExecPre::new(pre.clone()) {
+        // subsets of tool-plugin-ext, so its Pre accepts them all.
+        let exports = match ToolPluginExtPre::new(pre.clone()) {
             Ok(tool) => Exports::Tool(tool),
             Err(tool_error) => match wasmtime_wasi::p2::bindings::CommandPre::new(pre) {
                 Ok(command) => Exports::Command(command),

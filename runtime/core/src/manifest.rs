@@ -21,6 +21,10 @@
 //! host = "https://*:443"
 //! reason = "fetches pages the user asks for"
 //!
+//! [[capabilities.llm]]
+//! model = "*"
+//! reason = "summarises what it read"
+//!
 //! [limits]
 //! timeout-ms = 10000
 //! ```
@@ -83,6 +87,8 @@ pub struct Capabilities {
     pub fs: Vec<FsCapability>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub http: Vec<HttpCapability>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub llm: Vec<LlmCapability>,
 }
 
 /// Access to a directory as the guest sees it.
@@ -101,6 +107,15 @@ pub struct FsCapability {
 #[serde(deny_unknown_fields)]
 pub struct HttpCapability {
     pub host: String,
+    pub reason: String,
+}
+
+/// Asking a model through `warden:plugin/llm`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmCapability {
+    /// A model alias such as `planner`, or `*` for any the operator grants.
+    pub model: String,
     pub reason: String,
 }
 
@@ -237,6 +252,17 @@ impl Manifest {
                 ));
             }
             require_reason(&field, &http.reason)?;
+        }
+        for (i, llm) in self.capabilities.llm.iter().enumerate() {
+            let field = format!("capabilities.llm[{i}]");
+            if llm.model.trim().is_empty() || llm.model.chars().any(char::is_whitespace) {
+                return Err(field_error(
+                    format!("{field}.model"),
+                    format!("{:?} is not a model name", llm.model),
+                    "name the alias the plugin asks for, e.g. \"planner\", or \"*\" for any the operator grants",
+                ));
+            }
+            require_reason(&field, &llm.reason)?;
         }
         if let Err(e) = self.limits.apply_to(crate::limits::Limits::default()) {
             return Err(field_error("limits", e.to_string(), "fix the value"));

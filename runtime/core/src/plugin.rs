@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bindings::ToolPluginExecPre;
+use crate::bindings::ToolPluginExtPre;
 use crate::engine::Engine;
 use crate::limits::{LimitError, LimitSettings, Limits};
 use crate::manifest::Manifest;
@@ -28,7 +28,7 @@ pub(crate) struct PluginInner {
 /// What a component exports, linked and ready to instantiate.
 pub(crate) enum Exports {
     /// `warden:plugin/tool`: a tool plugin.
-    Tool(ToolPluginExecPre<CallState>),
+    Tool(ToolPluginExtPre<CallState>),
     /// `wasi:cli/run`: a program (`warden exec wasm`, the language runtimes).
     Command(wasmtime_wasi::p2::bindings::CommandPre<CallState>),
 }

@@ -10,6 +10,7 @@
 //!
 //! [grant]                # granted to every plugin
 //! allow-hosts = ["https://api.github.com"]
+//! models = ["fast"]      # LLM aliases (from the LLM config); "*" for any
 //!
 //! [plugins.fs]           # granted to the plugin named "fs" only
 //! dirs = [{ host = "./data", guest = "/data", mode = "rw" }]
@@ -113,12 +114,20 @@ impl DirGrant {
 pub struct Grant {
     pub dirs: Vec<DirGrant>,
     pub allow_hosts: Vec<HostPattern>,
+    /// Model aliases (or `provider/model` names) the plugin may ask through
+    /// `warden:plugin/llm`; `*` for any the router knows.
+    pub models: Vec<String>,
 }
 
 impl Grant {
     pub fn extend(&mut self, other: &Grant) {
         self.dirs.extend(other.dirs.iter().cloned());
         self.allow_hosts.extend(other.allow_hosts.iter().cloned());
+        for model in &other.models {
+            if !self.models.contains(model) {
+                self.models.push(model.clone());
+            }
+        }
     }
 }
 
@@ -127,6 +136,8 @@ impl Grant {
 pub struct Capabilities {
     pub dirs: Vec<DirGrant>,
     pub net: NetPolicy,
+    /// The models the plugin may ask; `None` means any.
+    pub models: Option<Vec<String>>,
     /// Grants the manifest's ceiling cut away or narrowed, each with why.
     pub narrowed: Vec<String>,
 }
@@ -192,7 +203,52 @@ pub fn effective(
         grant.allow_hosts.clone(),
         manifest.map(Manifest::http_patterns),
     );
+    caps.models = effective_models(&grant.models, manifest, tenant, plugin, &mut caps.narrowed);
     caps
+}
+
+/// The models a plugin may ask: the grant, cut to what its manifest
+/// declares. `*` on either side means "any the other side allows".
+fn effective_models(
+    granted: &[String],
+    manifest: Option<&Manifest>,
+    tenant: &TenantId,
+    plugin: &str,
+    narrowed: &mut Vec<String>,
+) -> Option<Vec<String>> {
+    let any_granted = granted.iter().any(|m| m == "*");
+    let Some(manifest) = manifest else {
+        return if any_granted {
+            None
+        } else {
+            Some(granted.to_vec())
+        };
+    };
+    let declared: Vec<&str> = manifest
+        .capabilities
+        .llm
+        .iter()
+        .map(|c| c.model.as_str())
+        .collect();
+    let any_declared = declared.contains(&"*");
+    match (any_granted, any_declared) {
+        (true, true) => None,
+        (true, false) => Some(declared.iter().map(|m| m.to_string()).collect()),
+        (false, _) => {
+            let mut kept = Vec::new();
+            for model in granted {
+                if any_declared || declared.contains(&model.as_str()) {
+                    kept.push(model.clone());
+                } else {
+                    let why =
+                        format!("model {model} dropped: plugin {plugin} declares no use of it");
+                    tracing::info!(%tenant, plugin, reason = %why, "grant denied by manifest");
+                    narrowed.push(why);
+                }
+            }
+            Some(kept)
+        }
+    }
 }
 
 /// A policy file, resolved: relative paths are relative to the file.
@@ -232,6 +288,8 @@ struct GrantDoc {
     dirs: Vec<DirDoc>,
     #[serde(default)]
     allow_hosts: Vec<String>,
+    #[serde(default)]
+    models: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +299,8 @@ struct PluginDoc {
     dirs: Vec<DirDoc>,
     #[serde(default)]
     allow_hosts: Vec<String>,
+    #[serde(default)]
+    models: Vec<String>,
     #[serde(default)]
     limits: LimitSettings,
     sha256: Option<String>,
@@ -292,7 +352,13 @@ impl Policy {
             }
         }
         check_limits("limits", &doc.limits)?;
-        let grant = resolve_grant("grant", doc.grant.dirs, doc.grant.allow_hosts, base)?;
+        let grant = resolve_grant(
+            "grant",
+            doc.grant.dirs,
+            doc.grant.allow_hosts,
+            doc.grant.models,
+            base,
+        )?;
         let mut plugins = BTreeMap::new();
         for (name, p) in doc.plugins {
             let field = format!("plugins.{name}");
@@ -313,7 +379,7 @@ impl Policy {
                     "copy the 64 hex digits `warden plugin inspect` prints",
                 ));
             }
-            let grant = resolve_grant(&field, p.dirs, p.allow_hosts, base)?;
+            let grant = resolve_grant(&field, p.dirs, p.allow_hosts, p.models, base)?;
             plugins.insert(
                 name,
                 PluginPolicy {
@@ -368,9 +434,20 @@ fn resolve_grant(
     field: &str,
     dirs: Vec<DirDoc>,
     hosts: Vec<String>,
+    models: Vec<String>,
     base: &Path,
 ) -> Result<Grant, PolicyError> {
     let mut grant = Grant::default();
+    for (i, m) in models.iter().enumerate() {
+        if m.trim().is_empty() || m.chars().any(char::is_whitespace) {
+            return Err(PolicyError::field(
+                format!("{field}.models[{i}]"),
+                format!("{m:?} is not a model name"),
+                "name an alias from the LLM config, a provider/model, or \"*\"",
+            ));
+        }
+    }
+    grant.models = models;
     for (i, d) in dirs.into_iter().enumerate() {
         let guest = match d.guest {
             Some(g) if g.is_empty() => {
@@ -465,6 +542,7 @@ mod tests {
                     })
                     .collect(),
                 http: vec![],
+                llm: vec![],
             },
             limits: Default::default(),
         }
@@ -477,7 +555,63 @@ mod tests {
                 .map(|(spec, mode)| DirGrant::parse(spec, *mode).unwrap())
                 .collect(),
             allow_hosts: vec![],
+            models: vec![],
         }
+    }
+
+    fn models(granted: &[&str], declared: Option<&[&str]>) -> (Option<Vec<String>>, Vec<String>) {
+        let mut m = manifest(vec![]);
+        if let Some(declared) = declared {
+            m.capabilities.llm = declared
+                .iter()
+                .map(|d| crate::manifest::LlmCapability {
+                    model: d.to_string(),
+                    reason: "r".into(),
+                })
+                .collect();
+        }
+        let g = Grant {
+            models: granted.iter().map(|s| s.to_string()).collect(),
+            ..Grant::default()
+        };
+        let caps = effective(&g, declared.map(|_| &m), &TenantId::default(), "p");
+        (caps.models, caps.narrowed)
+    }
+
+    #[test]
+    fn models_are_the_grant_cut_to_the_manifest() {
+        let some = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        // No manifest: the grant decides; `*` means any.
+        assert_eq!(models(&["fast"], None).0, some(&["fast"]));
+        assert_eq!(models(&["*"], None).0, None);
+        assert_eq!(models(&[], None).0, some(&[]));
+        // A manifest that declares no model gets none, and says why.
+        let (m, why) = models(&["fast", "smart"], Some(&[]));
+        assert_eq!(m, some(&[]));
+        assert_eq!(why.len(), 2);
+        assert!(why[0].contains("model fast dropped"), "{why:?}");
+        // Declared ∩ granted, with `*` on either side.
+        assert_eq!(
+            models(&["fast", "smart"], Some(&["smart"])).0,
+            some(&["smart"])
+        );
+        assert_eq!(models(&["*"], Some(&["smart"])).0, some(&["smart"]));
+        assert_eq!(models(&["fast"], Some(&["*"])).0, some(&["fast"]));
+        assert_eq!(models(&["*"], Some(&["*"])).0, None);
+    }
+
+    #[test]
+    fn policy_models_are_checked_and_merged() {
+        let text = "version = 1\n[grant]\nmodels = [\"fast\"]\n[plugins.fs]\nmodels = [\"smart\", \"fast\"]\n";
+        let policy = Policy::from_toml(text, Path::new(".")).unwrap();
+        let (g, _) = policy.for_plugin("fs", "ab").unwrap();
+        assert_eq!(g.models, vec!["fast".to_string(), "smart".to_string()]);
+        let err = Policy::from_toml(
+            "version = 1\n[grant]\nmodels = [\"two words\"]\n",
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`grant.models[0]`"), "{err}");
     }
 
     #[test]

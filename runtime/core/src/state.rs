@@ -10,6 +10,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::host::exec::ExecContext;
 use crate::host::http::OutboundHttp;
+use crate::host::llm::LlmContext;
 use crate::host::log::LogBudget;
 use crate::limits::CallLimiter;
 use crate::policy::TenantId;
@@ -31,6 +32,7 @@ pub(crate) struct CallState {
     pub(crate) limiter: CallLimiter,
     pub(crate) log: LogBudget,
     pub(crate) exec: ExecContext,
+    pub(crate) llm: LlmContext,
     /// When the epoch callback stops the guest.
     pub(crate) deadline: Instant,
     /// Set by the epoch callback when it stopped the guest for the deadline.

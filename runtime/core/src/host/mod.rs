@@ -2,4 +2,5 @@
 
 pub(crate) mod exec;
 pub(crate) mod http;
+pub(crate) mod llm;
 pub(crate) mod log;

@@ -1,0 +1,67 @@
+//! warden's model layer: one way to ask any model — an OpenAI-compatible
+//! API, Anthropic's, a local model run in-process, or a recorded cassette —
+//! with routing, retries, budgets and usage kept by the host.
+//!
+//! ```no_run
+//! use warden_llm::router::{Caller, LlmConfig, Router};
+//! use warden_llm::{ChatRequest, Message, Role};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let router = Router::new(LlmConfig::local_only(), Some("/var/lib/warden".as_ref()))?;
+//! let request = ChatRequest {
+//!     messages: vec![Message::new(Role::User, "Say hello.")],
+//!     ..ChatRequest::default()
+//! };
+//! let answer = router.complete(&request, &Caller::default()).await?;
+//! println!("{} ({} tokens out)", answer.text, answer.usage.output_tokens);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod anthropic;
+pub mod guide;
+pub mod local;
+pub mod models;
+pub mod openai;
+pub mod provider;
+pub mod replay;
+pub mod router;
+pub mod types;
+pub mod usage;
+
+use std::time::Duration;
+
+pub use types::{
+    ChatRequest, Completion, FinishReason, LlmError, Message, Role, TokenUsage, ToolCall, ToolDef,
+};
+
+/// One HTTP client setup for the remote providers: rustls with ring, the
+/// system's roots, the given timeout.
+pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    // reqwest is built without a crypto provider; ring is the one warden
+    // already uses. Installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("cannot set up an HTTP client: {e}"))
+}
+
+/// `message` with every occurrence of `key` replaced.
+pub(crate) fn redact(message: &str, key: Option<&str>) -> String {
+    match key {
+        Some(k) if !k.is_empty() => message.replace(k, "[redacted]"),
+        _ => message.to_string(),
+    }
+}
+
+/// A transport failure: timeouts and connection errors are worth a retry.
+pub(crate) fn transport_error(e: &reqwest::Error, key: Option<&str>) -> provider::ProviderError {
+    let message = redact(&format!("{e}"), key);
+    if e.is_timeout() || e.is_connect() || e.is_request() {
+        provider::ProviderError::retryable(message, None)
+    } else {
+        provider::ProviderError::fatal(message)
+    }
+}
