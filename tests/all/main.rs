@@ -1,6 +1,6 @@
 //! warden's workspace suites, in one binary: every first-party plugin, the
-//! limits, the filesystem and network sandbox, the manifest ceiling, and host
-//! survival. Guests are real components built from source by this crate's
+//! model router through a guest, the limits, the filesystem and network
+//! sandbox, the manifest ceiling, and host survival. Guests are real components built from source by this crate's
 //! build script.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
@@ -9,6 +9,7 @@ mod exec;
 mod filesystem;
 mod host_memory;
 mod limits;
+mod llm;
 mod manifest_ceiling;
 mod network;
 mod plugins;

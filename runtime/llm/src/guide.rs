@@ -627,6 +627,9 @@ impl Guide {
                 return false;
             }
             text.extend_from_slice(&[b'\\', b]);
+            if char_len(&text) > max {
+                return false;
+            }
             self.stack.push(Frame::Str {
                 node,
                 text,
@@ -648,6 +651,10 @@ impl Guide {
             return false;
         }
         if b == b'\\' {
+            // An escape is one more character: there must be room for it.
+            if choices.is_some() || char_len(&text) >= max {
+                return false;
+            }
             self.stack.push(Frame::Str {
                 node,
                 text,
@@ -1043,6 +1050,11 @@ mod tests {
         assert!(complete(&g, "\"héé\""), "three characters, five bytes");
         assert!(complete(&g, r#""a\nb""#), "an escape is one character");
         assert!(!prefix_ok(&g, "\"abcd"));
+        assert!(
+            !prefix_ok(&g, r#""ab\t\"#),
+            "no room for a fourth character"
+        );
+        assert!(!prefix_ok(&g, r#""abc\"#), "no room for an escape");
     }
 
     /// Every prefix of a valid document can be closed, and the closed

@@ -58,7 +58,19 @@ pub(crate) fn redact(message: &str, key: Option<&str>) -> String {
 
 /// A transport failure: timeouts and connection errors are worth a retry.
 pub(crate) fn transport_error(e: &reqwest::Error, key: Option<&str>) -> provider::ProviderError {
-    let message = redact(&format!("{e}"), key);
+    // reqwest's Display names only the outermost error; the cause (refused,
+    // timed out, DNS) is in the chain.
+    let mut message = if e.is_timeout() {
+        "the request timed out".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    let message = redact(&message, key);
     if e.is_timeout() || e.is_connect() || e.is_request() {
         provider::ProviderError::retryable(message, None)
     } else {

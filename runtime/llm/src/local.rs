@@ -57,7 +57,16 @@ struct Inner {
     /// Tokens that end the answer.
     stop_ids: Vec<u32>,
     name: String,
+    /// The model's state after recent system turns, most recent first: a
+    /// repeated system prompt (a schema, a tool list, an agent's rules) is
+    /// read once, not on every request.
+    prefixes: std::sync::Mutex<Vec<(Vec<u32>, ModelWeights)>>,
 }
+
+/// System turns kept in [`Inner::prefixes`] (each about 46 KiB a token).
+const PREFIXES_KEPT: usize = 4;
+/// Shorter system turns are not worth keeping.
+const PREFIX_MIN_TOKENS: usize = 32;
 
 impl std::fmt::Debug for LocalModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,6 +98,7 @@ impl LocalModel {
                 token_bytes,
                 stop_ids,
                 name: name.to_string(),
+                prefixes: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -154,7 +164,8 @@ impl LocalModel {
         cancelled: &AtomicBool,
     ) -> Result<Completion, LocalError> {
         let inner = &*self.inner;
-        let prompt_ids = self.encode(&Self::prompt(request))?;
+        let prompt = Self::prompt(request);
+        let prompt_ids = self.encode(&prompt)?;
         if prompt_ids.len() >= CONTEXT {
             return Err(LocalError::TooLong {
                 tokens: prompt_ids.len(),
@@ -175,11 +186,11 @@ impl LocalModel {
             None => None,
         };
 
-        let mut weights = inner.weights.clone();
-        let input = Tensor::new(prompt_ids.as_slice(), &Device::Cpu)
+        let (mut weights, start) = self.after_system_turn(&prompt, &prompt_ids)?;
+        let input = Tensor::new(&prompt_ids[start..], &Device::Cpu)
             .and_then(|t| t.unsqueeze(0))
             .map_err(run_err)?;
-        let mut logits = weights.forward(&input, 0).map_err(run_err)?;
+        let mut logits = weights.forward(&input, start).map_err(run_err)?;
         let mut out: Vec<u8> = Vec::new();
         let mut generated = 0usize;
         let mut finish = FinishReason::Length;
@@ -251,6 +262,48 @@ impl LocalModel {
             provider: "local".into(),
             model: inner.name.clone(),
         })
+    }
+
+    /// The model state to continue `prompt_ids` from, and where to continue:
+    /// after the system turn when it is long enough to be worth keeping
+    /// (read now, or kept from an earlier request), else the start. Every
+    /// prompt with the same system turn takes the same path, so answers do
+    /// not depend on what was asked before.
+    fn after_system_turn(
+        &self,
+        prompt: &str,
+        prompt_ids: &[u32],
+    ) -> Result<(ModelWeights, usize), LocalError> {
+        let inner = &*self.inner;
+        let turn_end = prompt.find(IM_END).map(|i| i + IM_END.len() + 1);
+        let prefix = match turn_end {
+            Some(end) if end < prompt.len() => self.encode(&prompt[..end])?,
+            _ => Vec::new(),
+        };
+        if prefix.len() < PREFIX_MIN_TOKENS
+            || prefix.len() >= prompt_ids.len()
+            || !prompt_ids.starts_with(&prefix)
+        {
+            return Ok((inner.weights.clone(), 0));
+        }
+        let mut kept = inner.prefixes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = kept.iter().position(|(ids, _)| *ids == prefix) {
+            let entry = kept.remove(i);
+            let weights = entry.1.clone();
+            kept.insert(0, entry);
+            return Ok((weights, prefix.len()));
+        }
+        drop(kept);
+        let mut weights = inner.weights.clone();
+        let input = Tensor::new(prefix.as_slice(), &Device::Cpu)
+            .and_then(|t| t.unsqueeze(0))
+            .map_err(run_err)?;
+        weights.forward(&input, 0).map_err(run_err)?;
+        let mut kept = inner.prefixes.lock().unwrap_or_else(|e| e.into_inner());
+        let len = prefix.len();
+        kept.insert(0, (prefix, weights.clone()));
+        kept.truncate(PREFIXES_KEPT);
+        Ok((weights, len))
     }
 
     /// The next token: the best (temperature 0) or a sampled one, among

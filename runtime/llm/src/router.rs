@@ -130,7 +130,7 @@ pub struct Price {
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RetryConfig {
     pub max_attempts: u32,
     pub base_ms: u64,
@@ -148,7 +148,7 @@ impl Default for RetryConfig {
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BreakerConfig {
     /// Consecutive failures that open the circuit.
     pub failures: u32,
@@ -426,11 +426,12 @@ impl Router {
     ) -> Result<Completion, LlmError> {
         let mut targets = self.targets(&request.model, caller)?;
         if request.private {
+            let asked: Vec<String> = targets.iter().map(|(p, m)| format!("{p}/{m}")).collect();
             targets.retain(|(p, _)| self.providers[p].is_local());
             if targets.is_empty() {
                 return Err(LlmError::Denied(format!(
-                    "a private request may only go to a local provider, and {:?} has none",
-                    request.model
+                    "a private request may only go to a local provider, and {} is not one; ask a model of a `kind = \"local\"` provider",
+                    asked.join(", ")
                 )));
             }
         }

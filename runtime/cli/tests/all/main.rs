@@ -6,6 +6,7 @@
 mod exec;
 mod exit_codes;
 mod inspect;
+mod llm;
 mod mcp;
 mod policy;
 
