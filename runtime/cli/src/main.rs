@@ -150,9 +150,7 @@ impl Dirs {
         };
         Engine::new(&config).map_err(|e| Failure::internal(e.to_string()))
     }
-}
 
-impl Dirs {
     /// The model router: `config` (a command's own `--config`), else
     /// `--llm-config`, else DATA_DIR/llm.toml if present, else the local
     /// model alone.

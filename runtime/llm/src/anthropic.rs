@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::provider::{BoxFuture, Provider, ProviderError, parse_retry_after, status_error};
+use crate::provider::{BoxFuture, Provider, ProviderError};
 use crate::types::{ChatRequest, Completion, FinishReason, Role, TokenUsage, ToolCall};
 
 const VERSION: &str = "2023-06-01";
@@ -170,28 +170,7 @@ impl Provider for Anthropic {
             if let Some(key) = &self.key {
                 call = call.header("x-api-key", key);
             }
-            let response = call
-                .send()
-                .await
-                .map_err(|e| crate::transport_error(&e, self.key.as_deref()))?;
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            let text = response
-                .text()
-                .await
-                .map_err(|e| crate::transport_error(&e, self.key.as_deref()))?;
-            if status != 200 {
-                // 529 is Anthropic's "overloaded": a 5xx, so retried.
-                let mut e = status_error(status, &text, retry_after);
-                e.message = crate::redact(&e.message, self.key.as_deref());
-                return Err(e);
-            }
-            let v: Value = serde_json::from_str(&text)
-                .map_err(|e| ProviderError::fatal(format!("the response is not JSON: {e}")))?;
+            let v = crate::send_json(call, self.key.as_deref()).await?;
             let structured = request
                 .response_schema
                 .as_ref()

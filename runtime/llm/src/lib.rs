@@ -56,6 +56,34 @@ pub(crate) fn redact(message: &str, key: Option<&str>) -> String {
     }
 }
 
+/// Sends a provider request and reads its JSON answer. A non-200 status is
+/// classified by [`provider::status_error`] (429, 5xx — Anthropic's 529
+/// "overloaded" too — and timeouts are worth a retry, honouring
+/// Retry-After); `key` is scrubbed from every message.
+pub(crate) async fn send_json(
+    call: reqwest::RequestBuilder,
+    key: Option<&str>,
+) -> Result<serde_json::Value, provider::ProviderError> {
+    let response = call.send().await.map_err(|e| transport_error(&e, key))?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(provider::parse_retry_after);
+    let text = response
+        .text()
+        .await
+        .map_err(|e| transport_error(&e, key))?;
+    if status != 200 {
+        let mut e = provider::status_error(status, &text, retry_after);
+        e.message = redact(&e.message, key);
+        return Err(e);
+    }
+    serde_json::from_str(&text)
+        .map_err(|e| provider::ProviderError::fatal(format!("the response is not JSON: {e}")))
+}
+
 /// A transport failure: timeouts and connection errors are worth a retry.
 pub(crate) fn transport_error(e: &reqwest::Error, key: Option<&str>) -> provider::ProviderError {
     // reqwest's Display names only the outermost error; the cause (refused,

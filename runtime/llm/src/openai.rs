@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::provider::{BoxFuture, Provider, ProviderError, parse_retry_after, status_error};
+use crate::provider::{BoxFuture, Provider, ProviderError};
 use crate::types::{ChatRequest, Completion, FinishReason, Role, TokenUsage, ToolCall};
 
 pub struct OpenAi {
@@ -140,27 +140,7 @@ impl Provider for OpenAi {
             if let Some(key) = &self.key {
                 call = call.bearer_auth(key);
             }
-            let response = call
-                .send()
-                .await
-                .map_err(|e| crate::transport_error(&e, self.key.as_deref()))?;
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            let text = response
-                .text()
-                .await
-                .map_err(|e| crate::transport_error(&e, self.key.as_deref()))?;
-            if status != 200 {
-                let mut e = status_error(status, &text, retry_after);
-                e.message = crate::redact(&e.message, self.key.as_deref());
-                return Err(e);
-            }
-            let v: Value = serde_json::from_str(&text)
-                .map_err(|e| ProviderError::fatal(format!("the response is not JSON: {e}")))?;
+            let v = crate::send_json(call, self.key.as_deref()).await?;
             Self::parse(model, &v)
         })
     }

@@ -51,6 +51,18 @@ struct State {
     runs: HashMap<String, Totals>,
 }
 
+impl State {
+    fn add(&mut self, record: &UsageRecord) {
+        self.tenants
+            .entry(record.tenant.clone())
+            .or_default()
+            .add(record);
+        if let Some(run) = &record.run {
+            self.runs.entry(run.clone()).or_default().add(record);
+        }
+    }
+}
+
 /// The ledger of one process. `None` path keeps it in memory only.
 #[derive(Debug)]
 pub struct Ledger {
@@ -72,14 +84,7 @@ impl Ledger {
         let path = data_dir.join("usage.jsonl");
         let mut state = State::default();
         for record in read_records(&path) {
-            state
-                .tenants
-                .entry(record.tenant.clone())
-                .or_default()
-                .add(&record);
-            if let Some(run) = &record.run {
-                state.runs.entry(run.clone()).or_default().add(&record);
-            }
+            state.add(&record);
         }
         Ledger {
             path: Some(path),
@@ -99,14 +104,7 @@ impl Ledger {
     /// in-memory totals still count it.
     pub fn charge(&self, record: UsageRecord) {
         let mut state = self.lock();
-        state
-            .tenants
-            .entry(record.tenant.clone())
-            .or_default()
-            .add(&record);
-        if let Some(run) = &record.run {
-            state.runs.entry(run.clone()).or_default().add(&record);
-        }
+        state.add(&record);
         if let Some(path) = &self.path
             && let Err(e) = append(path, &record)
         {
