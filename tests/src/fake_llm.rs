@@ -1,5 +1,5 @@
 //! A real HTTP server on 127.0.0.1 that speaks the OpenAI chat-completions
-//! and Anthropic Messages wire formats, for the LLM suites: paid APIs are the
+//! and embeddings and the Anthropic Messages wire formats, for the LLM suites: paid APIs are the
 //! one thing the tests do not call for real.
 //!
 //! By default it answers every request with a completion that echoes the
@@ -215,8 +215,10 @@ async fn answer(
         tokio::time::sleep(reply.delay).await;
     }
     let anthropic = uri.path().ends_with("/messages");
+    let embeddings = uri.path().ends_with("/embeddings");
     let out = match reply.body {
         Some(b) => b,
+        None if embeddings => embeddings_echo(&body),
         None if anthropic => anthropic_echo(&body),
         None => openai_echo(&body),
     };
@@ -301,4 +303,43 @@ fn anthropic_echo(body: &Value) -> Value {
         "content": [{"type": "text", "text": text}],
         "usage": {"input_tokens": prompt_words(body), "output_tokens": words(&text)}
     })
+}
+
+/// Dimensions of the fake embeddings.
+pub const EMBEDDING_DIMENSION: usize = 8;
+
+/// A fake embedding: counts of a few letters, the length and a constant, so
+/// equal texts get equal vectors and different ones usually differ. The
+/// items come back in reverse order, each with its `index`, as the API
+/// allows.
+pub fn fake_embedding(text: &str) -> Vec<f64> {
+    let count = |c: char| text.chars().filter(|&x| x == c).count() as f64;
+    vec![
+        count('a'),
+        count('e'),
+        count('i'),
+        count('o'),
+        count('u'),
+        count(' '),
+        text.len() as f64,
+        1.0,
+    ]
+}
+
+fn embeddings_echo(body: &Value) -> Value {
+    let inputs: Vec<String> = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, text)| json!({"object": "embedding", "index": i, "embedding": fake_embedding(text)}))
+        .collect();
+    json!({"object": "list", "model": body["model"], "data": data, "usage": {"prompt_tokens": inputs.len(), "total_tokens": inputs.len()}})
 }

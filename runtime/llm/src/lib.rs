@@ -35,9 +35,9 @@ pub use types::{
     ChatRequest, Completion, FinishReason, LlmError, Message, Role, TokenUsage, ToolCall, ToolDef,
 };
 
-/// One HTTP client setup for the remote providers: rustls with ring, the
-/// system's roots, the given timeout.
-pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+/// One HTTP client setup for the remote providers (and warden-memory's
+/// remote embedder): rustls with ring, the system's roots, the given timeout.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
     // reqwest is built without a crypto provider; ring is the one warden
     // already uses. Installing twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -60,7 +60,7 @@ pub(crate) fn redact(message: &str, key: Option<&str>) -> String {
 /// classified by [`provider::status_error`] (429, 5xx — Anthropic's 529
 /// "overloaded" too — and timeouts are worth a retry, honouring
 /// Retry-After); `key` is scrubbed from every message.
-pub(crate) async fn send_json(
+pub async fn send_json(
     call: reqwest::RequestBuilder,
     key: Option<&str>,
 ) -> Result<serde_json::Value, provider::ProviderError> {
