@@ -17,9 +17,7 @@ fn is_object_schema(schema: &Value) -> bool {
 }
 
 pub struct Anthropic {
-    client: reqwest::Client,
-    base_url: String,
-    key: Option<String>,
+    api: crate::JsonApi,
 }
 
 impl Anthropic {
@@ -29,9 +27,7 @@ impl Anthropic {
         timeout: Duration,
     ) -> Result<Anthropic, String> {
         Ok(Anthropic {
-            client: crate::http_client(timeout)?,
-            base_url: base_url.trim_end_matches('/').to_string(),
-            key,
+            api: crate::JsonApi::new(base_url, key, crate::KeyHeader::Named("x-api-key"), timeout)?,
         })
     }
 
@@ -162,15 +158,14 @@ impl Provider for Anthropic {
         request: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
         Box::pin(async move {
-            let mut call = self
-                .client
-                .post(format!("{}/v1/messages", self.base_url))
-                .header("anthropic-version", VERSION)
-                .json(&Self::body(model, request));
-            if let Some(key) = &self.key {
-                call = call.header("x-api-key", key);
-            }
-            let v = crate::send_json(call, self.key.as_deref()).await?;
+            let v = self
+                .api
+                .post(
+                    "/v1/messages",
+                    &[("anthropic-version", VERSION)],
+                    &Self::body(model, request),
+                )
+                .await?;
             let structured = request
                 .response_schema
                 .as_ref()

@@ -35,9 +35,9 @@ pub use types::{
     ChatRequest, Completion, FinishReason, LlmError, Message, Role, TokenUsage, ToolCall, ToolDef,
 };
 
-/// One HTTP client setup for the remote providers (and warden-memory's
-/// remote embedder): rustls with ring, the system's roots, the given timeout.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+/// One HTTP client setup for [`JsonApi`]: rustls with ring, the system's
+/// roots, the given timeout.
+fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
     // reqwest is built without a crypto provider; ring is the one warden
     // already uses. Installing twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -56,32 +56,94 @@ pub(crate) fn redact(message: &str, key: Option<&str>) -> String {
     }
 }
 
-/// Sends a provider request and reads its JSON answer. A non-200 status is
-/// classified by [`provider::status_error`] (429, 5xx — Anthropic's 529
-/// "overloaded" too — and timeouts are worth a retry, honouring
-/// Retry-After); `key` is scrubbed from every message.
-pub async fn send_json(
-    call: reqwest::RequestBuilder,
-    key: Option<&str>,
-) -> Result<serde_json::Value, provider::ProviderError> {
-    let response = call.send().await.map_err(|e| transport_error(&e, key))?;
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(provider::parse_retry_after);
-    let text = response
-        .text()
-        .await
-        .map_err(|e| transport_error(&e, key))?;
-    if status != 200 {
-        let mut e = provider::status_error(status, &text, retry_after);
-        e.message = redact(&e.message, key);
-        return Err(e);
+/// How an API wants its key.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyHeader {
+    /// `Authorization: Bearer KEY` (OpenAI and compatible APIs).
+    Bearer,
+    /// The key as the value of this header (Anthropic's `x-api-key`).
+    Named(&'static str),
+}
+
+/// A JSON-over-HTTP API at a base URL with an optional key: what the remote
+/// providers (and warden-memory's remote embedder) share. The key goes only
+/// into the request header and is scrubbed from every error.
+pub struct JsonApi {
+    client: reqwest::Client,
+    base_url: String,
+    key: Option<String>,
+    key_header: KeyHeader,
+}
+
+impl std::fmt::Debug for JsonApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonApi")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
     }
-    serde_json::from_str(&text)
-        .map_err(|e| provider::ProviderError::fatal(format!("the response is not JSON: {e}")))
+}
+
+impl JsonApi {
+    pub fn new(
+        base_url: &str,
+        key: Option<String>,
+        key_header: KeyHeader,
+        timeout: Duration,
+    ) -> Result<JsonApi, String> {
+        Ok(JsonApi {
+            client: http_client(timeout)?,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            key,
+            key_header,
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// POSTs `body` to `BASE/path` with `headers` and reads the JSON answer.
+    /// A non-200 status is classified by [`provider::status_error`] (429,
+    /// 5xx — Anthropic's 529 "overloaded" too — and timeouts are worth a
+    /// retry, honouring Retry-After).
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, provider::ProviderError> {
+        let key = self.key.as_deref();
+        let mut call = self
+            .client
+            .post(format!("{}{path}", self.base_url))
+            .json(body);
+        for (name, value) in headers {
+            call = call.header(*name, *value);
+        }
+        call = match (key, self.key_header) {
+            (None, _) => call,
+            (Some(k), KeyHeader::Bearer) => call.bearer_auth(k),
+            (Some(k), KeyHeader::Named(name)) => call.header(name, k),
+        };
+        let response = call.send().await.map_err(|e| transport_error(&e, key))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(provider::parse_retry_after);
+        let text = response
+            .text()
+            .await
+            .map_err(|e| transport_error(&e, key))?;
+        if status != 200 {
+            let mut e = provider::status_error(status, &text, retry_after);
+            e.message = redact(&e.message, key);
+            return Err(e);
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| provider::ProviderError::fatal(format!("the response is not JSON: {e}")))
+    }
 }
 
 /// A transport failure: timeouts and connection errors are worth a retry.

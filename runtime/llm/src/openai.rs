@@ -10,17 +10,13 @@ use crate::provider::{BoxFuture, Provider, ProviderError};
 use crate::types::{ChatRequest, Completion, FinishReason, Role, TokenUsage, ToolCall};
 
 pub struct OpenAi {
-    client: reqwest::Client,
-    base_url: String,
-    key: Option<String>,
+    api: crate::JsonApi,
 }
 
 impl OpenAi {
     pub fn new(base_url: &str, key: Option<String>, timeout: Duration) -> Result<OpenAi, String> {
         Ok(OpenAi {
-            client: crate::http_client(timeout)?,
-            base_url: base_url.trim_end_matches('/').to_string(),
-            key,
+            api: crate::JsonApi::new(base_url, key, crate::KeyHeader::Bearer, timeout)?,
         })
     }
 
@@ -133,14 +129,10 @@ impl Provider for OpenAi {
         request: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
         Box::pin(async move {
-            let mut call = self
-                .client
-                .post(format!("{}/chat/completions", self.base_url))
-                .json(&Self::body(model, request));
-            if let Some(key) = &self.key {
-                call = call.bearer_auth(key);
-            }
-            let v = crate::send_json(call, self.key.as_deref()).await?;
+            let v = self
+                .api
+                .post("/chat/completions", &[], &Self::body(model, request))
+                .await?;
             Self::parse(model, &v)
         })
     }

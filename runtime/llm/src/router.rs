@@ -278,43 +278,38 @@ impl Router {
         let mut keys = Vec::new();
         // Plain providers first, so that `record` can wrap one of them.
         for (name, pc) in &config.providers {
-            let key_of = |env: &Option<String>| -> Result<Option<String>, String> {
-                match env {
-                    None => Ok(None),
-                    Some(var) => key(var).map(Some).ok_or_else(|| {
+            // A remote provider's key (from the variable the config names)
+            // and request timeout; the key is remembered for redaction.
+            let mut remote = |env: &Option<String>,
+                              ms: &Option<u64>|
+             -> Result<(Option<String>, Duration), String> {
+                let key = match env {
+                    None => None,
+                    Some(var) => Some(key(var).ok_or_else(|| {
                         format!(
                             "provider {name}: environment variable {var} (its API key) is not set"
                         )
-                    }),
-                }
+                    })?),
+                };
+                keys.extend(key.clone());
+                Ok((key, Duration::from_millis(ms.unwrap_or(60_000))))
             };
-            let timeout = |ms: &Option<u64>| Duration::from_millis(ms.unwrap_or(60_000));
             let provider: Arc<dyn Provider> = match pc {
                 ProviderConfig::Openai {
                     base_url,
                     api_key_env,
                     timeout_ms,
                 } => {
-                    let key = key_of(api_key_env)?;
-                    keys.extend(key.clone());
-                    Arc::new(crate::openai::OpenAi::new(
-                        base_url,
-                        key,
-                        timeout(timeout_ms),
-                    )?)
+                    let (key, timeout) = remote(api_key_env, timeout_ms)?;
+                    Arc::new(crate::openai::OpenAi::new(base_url, key, timeout)?)
                 }
                 ProviderConfig::Anthropic {
                     base_url,
                     api_key_env,
                     timeout_ms,
                 } => {
-                    let key = key_of(api_key_env)?;
-                    keys.extend(key.clone());
-                    Arc::new(crate::anthropic::Anthropic::new(
-                        base_url,
-                        key,
-                        timeout(timeout_ms),
-                    )?)
+                    let (key, timeout) = remote(api_key_env, timeout_ms)?;
+                    Arc::new(crate::anthropic::Anthropic::new(base_url, key, timeout)?)
                 }
                 ProviderConfig::Local { model } => {
                     let path = local_model_path(model.as_deref(), data_dir);

@@ -185,9 +185,7 @@ impl Embedder for LocalEmbedder {
 
 /// An OpenAI-compatible embeddings endpoint.
 pub struct OpenAiEmbedder {
-    client: reqwest::Client,
-    base_url: String,
-    key: Option<String>,
+    api: warden_llm::JsonApi,
     model: String,
     name: String,
     dimension: usize,
@@ -196,7 +194,7 @@ pub struct OpenAiEmbedder {
 impl std::fmt::Debug for OpenAiEmbedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAiEmbedder")
-            .field("base_url", &self.base_url)
+            .field("base_url", &self.api.base_url())
             .field("model", &self.model)
             .field("dimension", &self.dimension)
             .finish_non_exhaustive()
@@ -214,9 +212,8 @@ impl OpenAiEmbedder {
         timeout: Duration,
     ) -> Result<OpenAiEmbedder, EmbedError> {
         Ok(OpenAiEmbedder {
-            client: warden_llm::http_client(timeout).map_err(EmbedError::Unavailable)?,
-            base_url: base_url.trim_end_matches('/').to_string(),
-            key,
+            api: warden_llm::JsonApi::new(base_url, key, warden_llm::KeyHeader::Bearer, timeout)
+                .map_err(EmbedError::Unavailable)?,
             model: model.to_string(),
             name: format!("openai/{model}"),
             dimension,
@@ -224,16 +221,12 @@ impl OpenAiEmbedder {
     }
 
     async fn batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut call = self
-            .client
-            .post(format!("{}/embeddings", self.base_url))
-            .json(&serde_json::json!({"model": self.model, "input": texts}));
-        if let Some(key) = &self.key {
-            call = call.bearer_auth(key);
-        }
-        let v = warden_llm::send_json(call, self.key.as_deref())
+        let body = serde_json::json!({"model": self.model, "input": texts});
+        let v = self
+            .api
+            .post("/embeddings", &[], &body)
             .await
-            .map_err(|e| EmbedError::Unavailable(format!("{}: {e}", self.base_url)))?;
+            .map_err(|e| EmbedError::Unavailable(format!("{}: {e}", self.api.base_url())))?;
         let data = v["data"]
             .as_array()
             .ok_or_else(|| EmbedError::Invalid("the answer has no `data` list".into()))?;
