@@ -124,7 +124,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         data: data_dir,
     };
     match cli.command {
-        Command::Tool(cmd) => tool::run(cmd, &dirs.engine(ONE_SHOT_SLOTS)?).await,
+        Command::Tool(cmd) => tool::run(cmd, &dirs.engine_with_models(ONE_SHOT_SLOTS)?).await,
         Command::Plugin(cmd) => plugin_cmd::run(cmd, &dirs).await,
         Command::Mcp(args) => mcp::run(args, &dirs).await,
         Command::Exec(cmd) => exec::run(cmd, &dirs.engine(ONE_SHOT_SLOTS)?).await,
@@ -141,12 +141,24 @@ pub(crate) struct Dirs {
 }
 
 impl Dirs {
+    /// An engine for commands whose plugins never ask a model (`exec`,
+    /// `plugin`): no LLM config is read.
     pub(crate) fn engine(&self, slots: u32) -> Result<Engine, Failure> {
+        self.engine_config(slots, None)
+    }
+
+    /// An engine whose plugins may ask the models granted to them (`tool`,
+    /// `mcp`), with the router built from the LLM config.
+    pub(crate) fn engine_with_models(&self, slots: u32) -> Result<Engine, Failure> {
+        self.engine_config(slots, Some(Arc::new(self.router(None)?)))
+    }
+
+    fn engine_config(&self, slots: u32, llm: Option<Arc<Router>>) -> Result<Engine, Failure> {
         let config = EngineConfig {
             cache_dir: self.data.as_ref().map(|d| d.join("cache").join("compiled")),
             max_concurrent_calls: slots,
             runtime_dir: self.runtimes.clone(),
-            llm: Some(Arc::new(self.router(None)?)),
+            llm,
         };
         Engine::new(&config).map_err(|e| Failure::internal(e.to_string()))
     }
