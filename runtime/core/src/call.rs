@@ -18,6 +18,7 @@ use crate::host::exec::ExecContext;
 use crate::host::http::OutboundHttp;
 use crate::host::llm::LlmContext;
 use crate::host::log::LogBudget;
+use crate::host::memory::MemoryContext;
 use crate::limits::{CallLimiter, LimitKind, Limits, MIB};
 use crate::plugin::{CompiledPlugin, Exports, ToolError, ToolSpec};
 use crate::policy::{self, Capabilities, DirMode, Grant, TenantId};
@@ -342,6 +343,12 @@ impl CompiledPlugin {
                     allowed: caps.models.clone(),
                     ..Caller::default()
                 },
+            ),
+            memory: MemoryContext::new(
+                self.inner.engine.inner.memory.clone(),
+                labels.tenant.clone(),
+                labels.plugin.clone(),
+                caps.memory.clone(),
             ),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),

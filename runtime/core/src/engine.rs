@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use warden_llm::router::Router;
+use warden_memory::Memory;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -42,6 +43,9 @@ pub struct EngineConfig {
     /// The model router behind `warden:plugin/llm`; without one, a plugin's
     /// completions fail as unavailable.
     pub llm: Option<Arc<Router>>,
+    /// The store behind `warden:plugin/memory`; without one, memory calls
+    /// fail as unavailable.
+    pub memory: Option<Arc<Memory>>,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +55,7 @@ impl Default for EngineConfig {
             max_concurrent_calls: 256,
             runtime_dir: None,
             llm: None,
+            memory: None,
         }
     }
 }
@@ -67,6 +72,7 @@ pub(crate) struct EngineInner {
     cache: Option<ArtifactCache>,
     pub(crate) runtimes: Runtimes,
     pub(crate) llm: Option<Arc<Router>>,
+    pub(crate) memory: Option<Arc<Memory>>,
     _ticker: EpochTicker,
 }
 
@@ -144,6 +150,7 @@ impl Engine {
         crate::host::log::add_to_linker(&mut linker).map_err(err)?;
         crate::host::exec::add_to_linker(&mut linker).map_err(err)?;
         crate::host::llm::add_to_linker(&mut linker).map_err(err)?;
+        crate::host::memory::add_to_linker(&mut linker).map_err(err)?;
 
         let cache = config
             .cache_dir
@@ -157,6 +164,7 @@ impl Engine {
                 cache,
                 runtimes: Runtimes::new(config.runtime_dir.clone()),
                 llm: config.llm.clone(),
+                memory: config.memory.clone(),
                 _ticker: ticker,
             }),
         })

@@ -55,4 +55,5 @@ pub use limits::{LimitKind, LimitSettings, Limits};
 pub use manifest::{Manifest, PluginKind};
 pub use net::HostPattern;
 pub use plugin::{CompiledPlugin, ComponentKind, ToolError, ToolSpec};
-pub use policy::{DirGrant, DirMode, Grant, Policy, TenantId};
+pub use policy::{DirGrant, DirMode, Grant, NamespaceGrant, Policy, TenantId};
+pub use warden_memory;

@@ -25,6 +25,11 @@
 //! model = "*"
 //! reason = "summarises what it read"
 //!
+//! [[capabilities.memory]]
+//! namespace = "*"
+//! mode = "rw"
+//! reason = "remembers what it read, in the namespaces the operator grants"
+//!
 //! [limits]
 //! timeout-ms = 10000
 //! ```
@@ -89,6 +94,8 @@ pub struct Capabilities {
     pub http: Vec<HttpCapability>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub llm: Vec<LlmCapability>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memory: Vec<MemoryCapability>,
 }
 
 /// Access to a directory as the guest sees it.
@@ -116,6 +123,16 @@ pub struct HttpCapability {
 pub struct LlmCapability {
     /// A model alias such as `planner`, or `*` for any the operator grants.
     pub model: String,
+    pub reason: String,
+}
+
+/// Using a namespace of `warden:plugin/memory`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryCapability {
+    /// A namespace name, or `*` for any the operator grants.
+    pub namespace: String,
+    pub mode: DirMode,
     pub reason: String,
 }
 
@@ -252,6 +269,17 @@ impl Manifest {
                 ));
             }
             require_reason(&field, &http.reason)?;
+        }
+        for (i, memory) in self.capabilities.memory.iter().enumerate() {
+            let field = format!("capabilities.memory[{i}]");
+            if !crate::policy::is_namespace_pattern(&memory.namespace) {
+                return Err(field_error(
+                    format!("{field}.namespace"),
+                    format!("{:?} is not a namespace name", memory.namespace),
+                    "use 1 to 64 letters, digits, '-', '_' or '.' (not first), or \"*\" for any the operator grants",
+                ));
+            }
+            require_reason(&field, &memory.reason)?;
         }
         for (i, llm) in self.capabilities.llm.iter().enumerate() {
             let field = format!("capabilities.llm[{i}]");

@@ -11,6 +11,7 @@
 //! [grant]                # granted to every plugin
 //! allow-hosts = ["https://api.github.com"]
 //! models = ["fast"]      # LLM aliases (from the LLM config); "*" for any
+//! memory = ["notes:rw", "docs"]  # memory namespaces, read-only unless :rw
 //!
 //! [plugins.fs]           # granted to the plugin named "fs" only
 //! dirs = [{ host = "./data", guest = "/data", mode = "rw" }]
@@ -108,6 +109,56 @@ impl DirGrant {
     }
 }
 
+/// A memory namespace granted to a plugin, read-only or read-write. `*`
+/// stands for every namespace of the call's tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceGrant {
+    pub namespace: String,
+    pub mode: DirMode,
+}
+
+impl NamespaceGrant {
+    /// Parses `NS`, `NS:ro` or `NS:rw` (the CLI's `--memory-ns` and the
+    /// policy file's `memory = [...]`).
+    pub fn parse(spec: &str) -> Result<NamespaceGrant, String> {
+        let (namespace, mode) = match spec.rsplit_once(':') {
+            Some((ns, "rw")) => (ns, DirMode::ReadWrite),
+            Some((ns, "ro")) => (ns, DirMode::ReadOnly),
+            Some((_, other)) => {
+                return Err(format!(
+                    "{spec:?}: {other:?} is not an access mode; write NS (read-only), NS:ro or NS:rw"
+                ));
+            }
+            None => (spec, DirMode::ReadOnly),
+        };
+        if !is_namespace_pattern(namespace) {
+            return Err(format!(
+                "{spec:?}: {namespace:?} is not a namespace name (1 to 64 letters, digits, '-', '_' or '.', not first) or \"*\""
+            ));
+        }
+        Ok(NamespaceGrant {
+            namespace: namespace.to_string(),
+            mode,
+        })
+    }
+
+    /// Whether this grant covers `namespace`.
+    pub fn covers(&self, namespace: &str) -> bool {
+        self.namespace == "*" || self.namespace == namespace
+    }
+}
+
+impl fmt::Display for NamespaceGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.namespace, self.mode)
+    }
+}
+
+/// A namespace name, or `*`.
+pub fn is_namespace_pattern(name: &str) -> bool {
+    name == "*" || warden_memory::is_valid_name(name)
+}
+
 /// What the operator grants a plugin. Only ever built by the host, from CLI
 /// flags and policy files: nothing a guest says reaches it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -117,6 +168,8 @@ pub struct Grant {
     /// Model aliases (or `provider/model` names) the plugin may ask through
     /// `warden:plugin/llm`; `*` for any the router knows.
     pub models: Vec<String>,
+    /// Memory namespaces (`warden:plugin/memory`).
+    pub memory: Vec<NamespaceGrant>,
 }
 
 impl Grant {
@@ -128,6 +181,7 @@ impl Grant {
                 self.models.push(model.clone());
             }
         }
+        self.memory.extend(other.memory.iter().cloned());
     }
 }
 
@@ -138,6 +192,8 @@ pub struct Capabilities {
     pub net: NetPolicy,
     /// The models the plugin may ask; `None` means any.
     pub models: Option<Vec<String>>,
+    /// The memory namespaces the plugin may read, or also write.
+    pub memory: Vec<NamespaceGrant>,
     /// Grants the manifest's ceiling cut away or narrowed, each with why.
     pub narrowed: Vec<String>,
 }
@@ -204,7 +260,60 @@ pub fn effective(
         manifest.map(Manifest::http_patterns),
     );
     caps.models = effective_models(&grant.models, manifest, tenant, plugin, &mut caps.narrowed);
+    caps.memory = effective_memory(&grant.memory, manifest, tenant, plugin, &mut caps.narrowed);
     caps
+}
+
+/// The namespaces a plugin may use: each grant cut to the manifest's
+/// declarations (the narrower mode wins; a `*` grant becomes the declared
+/// names). Without a manifest, the grant alone decides.
+fn effective_memory(
+    granted: &[NamespaceGrant],
+    manifest: Option<&Manifest>,
+    tenant: &TenantId,
+    plugin: &str,
+    narrowed: &mut Vec<String>,
+) -> Vec<NamespaceGrant> {
+    let Some(manifest) = manifest else {
+        return granted.to_vec();
+    };
+    let mut kept: Vec<NamespaceGrant> = Vec::new();
+    for grant in granted {
+        let mut matched = false;
+        for declared in &manifest.capabilities.memory {
+            let namespace = match (grant.namespace.as_str(), declared.namespace.as_str()) {
+                ("*", d) => d,
+                (g, "*") => g,
+                (g, d) if g == d => g,
+                _ => continue,
+            };
+            matched = true;
+            let mode = grant.mode.min(declared.mode);
+            if mode < grant.mode {
+                let why = format!(
+                    "memory namespace {namespace} narrowed to read-only: plugin {plugin} declares only read access"
+                );
+                tracing::info!(%tenant, plugin, reason = %why, "grant narrowed by manifest");
+                narrowed.push(why);
+            }
+            match kept.iter_mut().find(|k| k.namespace == namespace) {
+                Some(k) => k.mode = k.mode.max(mode),
+                None => kept.push(NamespaceGrant {
+                    namespace: namespace.to_string(),
+                    mode,
+                }),
+            }
+        }
+        if !matched {
+            let why = format!(
+                "memory namespace {} dropped: plugin {plugin} declares no use of it",
+                grant.namespace
+            );
+            tracing::info!(%tenant, plugin, reason = %why, "grant denied by manifest");
+            narrowed.push(why);
+        }
+    }
+    kept
 }
 
 /// The models a plugin may ask: the grant, cut to what its manifest
@@ -290,6 +399,8 @@ struct GrantDoc {
     allow_hosts: Vec<String>,
     #[serde(default)]
     models: Vec<String>,
+    #[serde(default)]
+    memory: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -301,6 +412,8 @@ struct PluginDoc {
     allow_hosts: Vec<String>,
     #[serde(default)]
     models: Vec<String>,
+    #[serde(default)]
+    memory: Vec<String>,
     #[serde(default)]
     limits: LimitSettings,
     sha256: Option<String>,
@@ -357,6 +470,7 @@ impl Policy {
             doc.grant.dirs,
             doc.grant.allow_hosts,
             doc.grant.models,
+            doc.grant.memory,
             base,
         )?;
         let mut plugins = BTreeMap::new();
@@ -379,7 +493,7 @@ impl Policy {
                     "copy the 64 hex digits `warden plugin inspect` prints",
                 ));
             }
-            let grant = resolve_grant(&field, p.dirs, p.allow_hosts, p.models, base)?;
+            let grant = resolve_grant(&field, p.dirs, p.allow_hosts, p.models, p.memory, base)?;
             plugins.insert(
                 name,
                 PluginPolicy {
@@ -435,9 +549,20 @@ fn resolve_grant(
     dirs: Vec<DirDoc>,
     hosts: Vec<String>,
     models: Vec<String>,
+    memory: Vec<String>,
     base: &Path,
 ) -> Result<Grant, PolicyError> {
     let mut grant = Grant::default();
+    for (i, spec) in memory.iter().enumerate() {
+        let ns = NamespaceGrant::parse(spec).map_err(|e| {
+            PolicyError::field(
+                format!("{field}.memory[{i}]"),
+                e,
+                "write \"NS\" for read-only or \"NS:rw\" for read-write",
+            )
+        })?;
+        grant.memory.push(ns);
+    }
     for (i, m) in models.iter().enumerate() {
         if m.trim().is_empty() || m.chars().any(char::is_whitespace) {
             return Err(PolicyError::field(
@@ -541,8 +666,7 @@ mod tests {
                         reason: "r".into(),
                     })
                     .collect(),
-                http: vec![],
-                llm: vec![],
+                ..Default::default()
             },
             limits: Default::default(),
         }
@@ -554,8 +678,7 @@ mod tests {
                 .iter()
                 .map(|(spec, mode)| DirGrant::parse(spec, *mode).unwrap())
                 .collect(),
-            allow_hosts: vec![],
-            models: vec![],
+            ..Grant::default()
         }
     }
 
@@ -748,5 +871,78 @@ limits = { timeout-ms = 9000 }
         assert!(TenantId::new("acme-1").is_ok());
         assert!(TenantId::new("").is_err());
         assert!(TenantId::new("../etc").is_err());
+    }
+
+    fn namespaces(
+        granted: &[&str],
+        declared: Option<&[(&str, DirMode)]>,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut m = manifest(vec![]);
+        if let Some(declared) = declared {
+            m.capabilities.memory = declared
+                .iter()
+                .map(|(ns, mode)| crate::manifest::MemoryCapability {
+                    namespace: ns.to_string(),
+                    mode: *mode,
+                    reason: "r".into(),
+                })
+                .collect();
+        }
+        let g = Grant {
+            memory: granted
+                .iter()
+                .map(|s| NamespaceGrant::parse(s).unwrap())
+                .collect(),
+            ..Grant::default()
+        };
+        let caps = effective(&g, declared.map(|_| &m), &TenantId::default(), "p");
+        (
+            caps.memory.iter().map(ToString::to_string).collect(),
+            caps.narrowed,
+        )
+    }
+
+    #[test]
+    fn namespace_grants_parse_and_are_cut_to_the_manifest() {
+        use DirMode::{ReadOnly as R, ReadWrite as W};
+        assert_eq!(NamespaceGrant::parse("notes").unwrap().mode, R);
+        assert_eq!(NamespaceGrant::parse("notes:ro").unwrap().mode, R);
+        assert_eq!(NamespaceGrant::parse("notes:rw").unwrap().mode, W);
+        assert_eq!(NamespaceGrant::parse("*:rw").unwrap().namespace, "*");
+        for bad in ["", "a b", "../x", ".hidden", "notes:wx", "a/b:rw"] {
+            assert!(NamespaceGrant::parse(bad).is_err(), "{bad:?}");
+        }
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(namespaces(&["notes:rw"], None).0, s(&["notes:rw"]));
+        assert_eq!(
+            namespaces(&["notes:rw"], Some(&[("notes", R)])).0,
+            s(&["notes:ro"])
+        );
+        let (kept, why) = namespaces(&["notes:rw", "docs"], Some(&[("docs", W)]));
+        assert_eq!(kept, s(&["docs:ro"]));
+        assert!(why[0].contains("notes dropped"), "{why:?}");
+        assert_eq!(
+            namespaces(&["*:rw"], Some(&[("a", W), ("b", R)])).0,
+            s(&["a:rw", "b:ro"])
+        );
+        assert_eq!(namespaces(&["x:rw"], Some(&[("*", W)])).0, s(&["x:rw"]));
+        assert_eq!(namespaces(&["*"], Some(&[("*", W)])).0, s(&["*:ro"]));
+    }
+
+    #[test]
+    fn policy_memory_is_checked() {
+        let g = Policy::from_toml(
+            "version = 1\n[grant]\nmemory = [\"notes:rw\", \"docs\"]\n",
+            Path::new("."),
+        )
+        .unwrap()
+        .grant;
+        assert_eq!(g.memory.len(), 2);
+        let err = Policy::from_toml(
+            "version = 1\n[plugins.fs]\nmemory = [\"a:x\"]\n",
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`plugins.fs.memory[0]`"), "{err}");
     }
 }

@@ -12,6 +12,7 @@ use crate::host::exec::ExecContext;
 use crate::host::http::OutboundHttp;
 use crate::host::llm::LlmContext;
 use crate::host::log::LogBudget;
+use crate::host::memory::MemoryContext;
 use crate::limits::CallLimiter;
 use crate::policy::TenantId;
 
@@ -33,6 +34,7 @@ pub(crate) struct CallState {
     pub(crate) log: LogBudget,
     pub(crate) exec: ExecContext,
     pub(crate) llm: LlmContext,
+    pub(crate) memory: MemoryContext,
     /// When the epoch callback stops the guest.
     pub(crate) deadline: Instant,
     /// Set by the epoch callback when it stopped the guest for the deadline.

@@ -1,17 +1,63 @@
-//! warden's memory. This part: turning text into vectors, behind one
-//! [`embed::Embedder`] trait — the local all-MiniLM-L6-v2 run in-process with
-//! candle (the default: no network, no key) or any OpenAI-compatible
-//! `/v1/embeddings` endpoint (OpenAI, Ollama, vLLM, TEI).
+//! warden's memory: texts stored with metadata in LanceDB, one table per
+//! (tenant, namespace), searched by meaning, by words, or both.
+//!
+//! - [`embed`]: text into vectors behind one [`embed::Embedder`] trait — the
+//!   local all-MiniLM-L6-v2 run in-process with candle (the default: no
+//!   network, no key) or any OpenAI-compatible `/v1/embeddings` endpoint.
+//! - [`store::Memory`]: the store. Plugins reach it only through the host's
+//!   `warden:plugin/memory` interface, which checks the namespace grants
+//!   first; the CLI (`warden memory ...`) uses it directly.
 //!
 //! ```no_run
-//! use warden_memory::embed::{Embedder, LocalEmbedder};
+//! use std::sync::Arc;
+//! use warden_memory::embed::LocalEmbedder;
+//! use warden_memory::{Filter, Limits, Memory, Meta, SearchMode};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let embedder = LocalEmbedder::load("/var/lib/warden".as_ref())?;
-//! let vectors = embedder.embed(&["a cat sat on the mat".to_string()]).await?;
-//! assert_eq!(vectors[0].len(), embedder.dimension());
+//! let data = std::path::Path::new("/var/lib/warden");
+//! let memory = Memory::with_embedder(
+//!     &data.join("memory"),
+//!     Arc::new(LocalEmbedder::load(data)?),
+//!     Limits::default(),
+//! );
+//! let meta = Meta { kind: Some("note".into()), ..Meta::default() };
+//! memory.store("acme", "notes", "the cat sat on the mat".into(), meta).await?;
+//! let hits = memory
+//!     .search("acme", "notes", "where is the cat?", 5, &Filter::default(), SearchMode::Vector)
+//!     .await?;
+//! println!("{}", hits[0].entry.content);
 //! # Ok(())
 //! # }
 //! ```
 
+pub mod config;
 pub mod embed;
+mod record;
+pub mod store;
+
+pub use config::MemoryConfig;
+pub use record::{Entry, Filter, Hit, Limits, Meta, SearchMode};
+pub use store::{Memory, NamespaceStats, is_valid_name};
+
+/// Why a memory operation failed; what a plugin sees, as
+/// `warden:plugin/memory`'s `memory-error`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MemoryError {
+    /// Not granted, or over a quota.
+    #[error("denied: {0}")]
+    Denied(String),
+    /// The request is wrong; the message names the field.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The store or the embedder cannot serve now.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl MemoryError {
+    pub(crate) fn invalid(field: &str, message: impl std::fmt::Display) -> MemoryError {
+        MemoryError::Invalid(format!("`{field}` {message}"))
+    }
+}

@@ -4,3 +4,4 @@ pub(crate) mod exec;
 pub(crate) mod http;
 pub(crate) mod llm;
 pub(crate) mod log;
+pub(crate) mod memory;
