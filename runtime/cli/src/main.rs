@@ -11,6 +11,7 @@ mod exec;
 mod exit;
 mod llm;
 mod mcp;
+mod memory;
 mod plugin_cmd;
 mod sandbox_args;
 mod tool;
@@ -20,6 +21,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use warden_core::warden_memory::{Memory, MemoryConfig};
 use warden_core::{Engine, EngineConfig};
 use warden_llm::router::{LlmConfig, Router};
 
@@ -82,6 +84,9 @@ enum Command {
     /// Ask models through warden's router (local by default).
     #[command(subcommand)]
     Llm(llm::LlmCommand),
+    /// Store, search and manage the memory namespaces in the data dir.
+    #[command(subcommand)]
+    Memory(memory::MemoryCommand),
     /// Fetch or list the model files.
     #[command(subcommand)]
     Models(llm::ModelsCommand),
@@ -90,9 +95,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A server logs every call by default; one-shot commands only problems.
+    // (LanceDB's scanner warns about a future change of its own on every
+    // hybrid search; that is not the operator's problem.)
     let default_filter = match cli.command {
-        Command::Mcp(_) => "info",
-        _ => "warn",
+        Command::Mcp(_) => "info,lance::dataset::scanner=error",
+        _ => "warn,lance::dataset::scanner=error",
     };
     init_tracing(cli.log.as_deref(), default_filter, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -124,12 +131,30 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         data: data_dir,
     };
     match cli.command {
-        Command::Tool(cmd) => tool::run(cmd, &dirs.engine_with_models(ONE_SHOT_SLOTS)?).await,
+        Command::Tool(cmd) => {
+            let (engine, memory) = dirs.engine_with_services(ONE_SHOT_SLOTS)?;
+            let result = tool::run(cmd, &engine).await;
+            // Let the memory writers finish their upkeep before exiting.
+            if let Some(memory) = memory
+                && let Err(e) = memory.settle().await
+            {
+                tracing::warn!(error = %e, "memory upkeep did not finish");
+            }
+            result
+        }
         Command::Plugin(cmd) => plugin_cmd::run(cmd, &dirs).await,
         Command::Mcp(args) => mcp::run(args, &dirs).await,
         Command::Exec(cmd) => exec::run(cmd, &dirs.engine(ONE_SHOT_SLOTS)?).await,
         Command::Llm(cmd) => llm::run(cmd, &dirs).await,
         Command::Models(cmd) => llm::models(cmd, dirs.data.as_deref()),
+        Command::Memory(cmd) => {
+            let memory = dirs.memory()?.ok_or_else(|| {
+                Failure::bad_input(
+                    "memory lives in the data dir: set --data-dir or $WARDEN_DATA_DIR",
+                )
+            })?;
+            memory::run(cmd, memory).await
+        }
     }
 }
 
@@ -141,26 +166,61 @@ pub(crate) struct Dirs {
 }
 
 impl Dirs {
-    /// An engine for commands whose plugins never ask a model (`exec`,
-    /// `plugin`): no LLM config is read.
+    /// An engine for commands whose plugins never ask a model nor remember
+    /// (`exec`, `plugin`): no LLM config is read.
     pub(crate) fn engine(&self, slots: u32) -> Result<Engine, Failure> {
-        self.engine_config(slots, None)
+        self.engine_config(slots, None, None)
     }
 
-    /// An engine whose plugins may ask the models granted to them (`tool`,
-    /// `mcp`), with the router built from the LLM config.
-    pub(crate) fn engine_with_models(&self, slots: u32) -> Result<Engine, Failure> {
-        self.engine_config(slots, Some(Arc::new(self.router(None)?)))
+    /// An engine whose plugins may ask the models and use the memory
+    /// namespaces granted to them (`tool`, `mcp`): the router built from
+    /// the LLM config, the memory store in the data dir.
+    pub(crate) fn engine_with_services(
+        &self,
+        slots: u32,
+    ) -> Result<(Engine, Option<Arc<Memory>>), Failure> {
+        let router = Arc::new(self.router(None)?);
+        let memory = self.memory()?.map(Arc::new);
+        let engine = self.engine_config(slots, Some(router), memory.clone())?;
+        Ok((engine, memory))
     }
 
-    fn engine_config(&self, slots: u32, llm: Option<Arc<Router>>) -> Result<Engine, Failure> {
+    fn engine_config(
+        &self,
+        slots: u32,
+        llm: Option<Arc<Router>>,
+        memory: Option<Arc<Memory>>,
+    ) -> Result<Engine, Failure> {
         let config = EngineConfig {
             cache_dir: self.data.as_ref().map(|d| d.join("cache").join("compiled")),
             max_concurrent_calls: slots,
             runtime_dir: self.runtimes.clone(),
             llm,
+            memory,
         };
         Engine::new(&config).map_err(|e| Failure::internal(e.to_string()))
+    }
+
+    /// The memory store in DATA_DIR/memory, set up by the memory config
+    /// ($WARDEN_MEMORY_CONFIG, else DATA_DIR/memory.toml if present, else
+    /// the local embedder and default limits). The embedder is made on
+    /// first use, so commands that only read work without the model files.
+    pub(crate) fn memory(&self) -> Result<Option<Memory>, Failure> {
+        let Some(data) = &self.data else {
+            return Ok(None);
+        };
+        let path = std::env::var_os("WARDEN_MEMORY_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| Some(data.join("memory.toml")).filter(|p| p.is_file()));
+        let config = match path {
+            Some(path) => MemoryConfig::load(&path).map_err(Failure::bad_input)?,
+            None => MemoryConfig::default(),
+        };
+        Ok(Some(Memory::new(
+            &data.join("memory"),
+            config.loader(data),
+            config.limits(),
+        )))
     }
 
     /// The model router: `config` (a command's own `--config`), else

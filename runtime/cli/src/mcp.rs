@@ -39,7 +39,7 @@ pub struct McpArgs {
 }
 
 pub async fn run(args: McpArgs, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
-    let engine = dirs.engine_with_models(args.max_concurrent.max(1))?;
+    let (engine, _memory) = dirs.engine_with_services(args.max_concurrent.max(1))?;
     let mut files = args.plugins.clone();
     if let Some(dir) = &args.plugins_dir {
         files.extend(wasm_files(dir)?);

@@ -115,8 +115,9 @@ fn print_text(
         if m.capabilities.fs.is_empty()
             && m.capabilities.http.is_empty()
             && m.capabilities.llm.is_empty()
+            && m.capabilities.memory.is_empty()
         {
-            println!("  nothing (no files, no network, no models)");
+            println!("  nothing (no files, no network, no models, no memory)");
         }
         for fs in &m.capabilities.fs {
             println!("  fs   {} ({}): {}", fs.path, fs.mode, fs.reason);
@@ -126,6 +127,12 @@ fn print_text(
         }
         for llm in &m.capabilities.llm {
             println!("  llm  {}: {}", llm.model, llm.reason);
+        }
+        for memory in &m.capabilities.memory {
+            println!(
+                "  memory {} ({}): {}",
+                memory.namespace, memory.mode, memory.reason
+            );
         }
         let limits = toml_line(&m.limits);
         if !limits.is_empty() {

@@ -32,6 +32,12 @@ pub struct SandboxArgs {
     #[arg(long = "allow-model", value_name = "ALIAS")]
     pub allow_models: Vec<String>,
 
+    /// Let the plugin use this memory namespace through
+    /// `warden:plugin/memory`: NS to read and search, NS:rw to write too;
+    /// `*` for every namespace of the tenant. Repeatable.
+    #[arg(long = "memory-ns", value_name = "NS[:rw]")]
+    pub memory_ns: Vec<String>,
+
     /// Fuel budget (about one unit per wasm instruction).
     #[arg(long, value_name = "N")]
     pub fuel: Option<u64>,
@@ -120,6 +126,11 @@ impl SandboxArgs {
                 )));
             }
             grant.models.push(model.clone());
+        }
+        for spec in &self.memory_ns {
+            let ns = warden_core::NamespaceGrant::parse(spec)
+                .map_err(|e| Failure::bad_input(format!("--memory-ns {e}")))?;
+            grant.memory.push(ns);
         }
         Ok(grant)
     }

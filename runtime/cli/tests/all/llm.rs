@@ -13,7 +13,7 @@ use crate::*;
 const KEY_VAR: &str = "WARDEN_CLI_TEST_KEY";
 
 /// The suites' shared data dir, after one `warden models fetch` into it.
-fn fetched() -> &'static Path {
+pub(crate) fn fetched() -> &'static Path {
     static DONE: OnceLock<PathBuf> = OnceLock::new();
     DONE.get_or_init(|| {
         let dir = PathBuf::from(DATA_DIR);

@@ -8,6 +8,7 @@ mod exit_codes;
 mod inspect;
 mod llm;
 mod mcp;
+mod memory;
 mod policy;
 
 use std::path::Path;
