@@ -19,6 +19,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("HELLO", "warden-plugin-hello", "hello"),
     ("FS", "warden-plugin-fs", "fs"),
     ("FETCH", "warden-plugin-fetch", "fetch"),
+    ("MEMORY", "warden-plugin-memory", "memory"),
     ("TEXT_STATS", "text-stats", "text_stats"),
     ("HOSTILE", "warden-guest-hostile", "hostile"),
     ("EXEC", "warden-plugin-exec", "exec"),

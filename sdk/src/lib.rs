@@ -55,6 +55,7 @@ use std::fmt;
 pub mod exec;
 pub mod http;
 pub mod llm;
+pub mod memory;
 
 pub use schemars::{self, JsonSchema};
 pub use serde::{self, Deserialize, Serialize};

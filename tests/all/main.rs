@@ -12,6 +12,7 @@ mod host_memory;
 mod limits;
 mod llm;
 mod manifest_ceiling;
+mod memory;
 mod network;
 mod plugins;
 mod survival;
