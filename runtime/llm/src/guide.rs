@@ -341,6 +341,13 @@ impl Guide {
             Frame::Str { escape: true, .. } | Frame::Key { escape: true, .. } => {
                 Some(b"n".to_vec())
             }
+            Frame::Str { text, .. } | Frame::Key { text, .. } if utf8_pending(text) => {
+                // Finish the character the model began: the document must
+                // stay valid UTF-8.
+                (0x80..=0xBF)
+                    .find(|&b| utf8_continues(text, b))
+                    .map(|b| vec![b])
+            }
             Frame::Str { node, text, .. } => match self.node(*node) {
                 Node::String {
                     choices: Some(choices),
@@ -621,9 +628,7 @@ impl Guide {
             _ => (None, MAX_STRING),
         };
         if escape {
-            if !matches!(b, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
-                || choices.is_some()
-            {
+            if !is_escape(b) || choices.is_some() {
                 return false;
             }
             text.extend_from_slice(&[b'\\', b]);
@@ -636,6 +641,9 @@ impl Guide {
                 escape: false,
             });
             return true;
+        }
+        if !utf8_continues(&text, b) {
+            return false;
         }
         if b == b'"' {
             let ok = match &choices {
@@ -701,7 +709,7 @@ impl Guide {
         };
         let (keys, open) = self.open_keys(object, &seen);
         if escape {
-            if !open {
+            if !open || !is_escape(b) {
                 return false;
             }
             text.extend_from_slice(&[b'\\', b]);
@@ -711,6 +719,9 @@ impl Guide {
                 escape: false,
             });
             return true;
+        }
+        if !utf8_continues(&text, b) {
+            return false;
         }
         if b == b'"' {
             let key = String::from_utf8_lossy(&text).into_owned();
@@ -861,6 +872,36 @@ impl Guide {
             _ => false,
         }
     }
+}
+
+/// Whether `b` is a JSON escape the guide allows after a backslash (not
+/// `\u`: a model that wants a character writes it as UTF-8).
+fn is_escape(b: u8) -> bool {
+    matches!(b, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')
+}
+
+/// The start of the UTF-8 sequence `text` ends in (its last lead byte).
+fn last_sequence(text: &[u8]) -> &[u8] {
+    let start = text.iter().rposition(|&c| c & 0xC0 != 0x80).unwrap_or(0);
+    &text[start..]
+}
+
+/// Whether `text` + `b` is still a prefix of valid UTF-8, given that `text`
+/// is: a token may end in the middle of a character, but no token may add a
+/// stray continuation byte, an overlong form or a surrogate.
+fn utf8_continues(text: &[u8], b: u8) -> bool {
+    let mut seq = last_sequence(text).to_vec();
+    seq.push(b);
+    match std::str::from_utf8(&seq) {
+        Ok(_) => true,
+        // Incomplete at the end, but nothing invalid so far.
+        Err(e) => e.error_len().is_none(),
+    }
+}
+
+/// Whether `text` ends inside a multi-byte character.
+fn utf8_pending(text: &[u8]) -> bool {
+    std::str::from_utf8(last_sequence(text)).is_err()
 }
 
 /// Characters in a JSON string's raw text, as `maxLength` counts them: an
@@ -1055,6 +1096,29 @@ mod tests {
             "no room for a fourth character"
         );
         assert!(!prefix_ok(&g, r#""abc\"#), "no room for an escape");
+    }
+
+    /// A regression: a model once wrote lone continuation bytes, which
+    /// counted as no characters and broke both UTF-8 and `maxLength`.
+    #[test]
+    fn strings_stay_valid_utf8() {
+        let mut g = guide(json!({"type": "string", "maxLength": 2}));
+        assert!(g.accepts(b"\"a"));
+        assert!(!g.accepts(b"\"a\x80"), "a continuation byte with no lead");
+        assert!(!g.accepts(b"\"\xC0\xAF"), "an overlong form");
+        assert!(!g.accepts(b"\"\xED\xA0\x80"), "a surrogate");
+        assert!(!g.accepts(b"\"\xC3\""), "a character cut off by the quote");
+        assert!(g.accepts("\"é".as_bytes()));
+        assert!(!g.accepts("\"ééé".as_bytes()), "three characters");
+        g.advance(b"\"a\xE2\x82");
+        let tail = g.closing().expect("a closing");
+        let mut doc = b"\"a\xE2\x82".to_vec();
+        doc.extend(tail);
+        let text = String::from_utf8(doc).expect("valid UTF-8");
+        assert_eq!(text.chars().count(), 4, "{text}");
+        let keys = guide(json!({"type": "object"}));
+        assert!(!keys.accepts(b"{\"\x80"), "keys too");
+        assert!(!keys.accepts(b"{\"a\\x"), "no unknown escapes in keys");
     }
 
     /// Every prefix of a valid document can be closed, and the closed
