@@ -36,7 +36,7 @@ pub struct Meta {
 }
 
 /// A stored memory.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub id: String,
     pub content: String,
@@ -49,7 +49,7 @@ pub struct Entry {
 /// A search result: the entry and how well it matched (higher is better:
 /// cosine similarity for vector search, BM25 for text, the fused
 /// reciprocal-rank score for hybrid).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hit {
     pub entry: Entry,
     pub score: f32,

@@ -790,7 +790,10 @@ impl Writer {
         // partitions are trained on the rows there are.
         let threshold = self.limits.index_threshold as u64;
         if rows >= threshold && (self.indexed_rows == 0 || rows >= self.indexed_rows * 4) {
-            let partitions = ((rows as f64).sqrt() / 4.0).clamp(1.0, 256.0) as u32;
+            // HNSW searches within a partition; IVF only shards the graph.
+            // LanceDB's guidance for IVF-HNSW is about one partition per
+            // million rows: more partitions mean more graphs per query.
+            let partitions = rows.div_ceil(1_000_000).clamp(1, 256) as u32;
             let started = std::time::Instant::now();
             self.table
                 .create_index(
