@@ -41,7 +41,7 @@ use serde::Deserialize;
 
 use crate::provider::{Provider, ProviderError};
 use crate::types::{ChatRequest, Completion, LlmError};
-use crate::usage::{Ledger, UsageRecord};
+use crate::usage::{Allowance, Ledger, UsageRecord};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -234,6 +234,9 @@ pub struct Caller {
     pub role: Option<String>,
     /// Aliases (or provider/model names) this caller may use; `None` = any.
     pub allowed: Option<Vec<String>>,
+    /// The run's (or task's) own token and cost budget, on top of the
+    /// config's.
+    pub allowance: Option<Arc<Allowance>>,
 }
 
 struct Breaker {
@@ -601,13 +604,25 @@ impl Router {
                 )));
             }
         }
+        if let Some(allowance) = &caller.allowance {
+            allowance.check().map_err(LlmError::BudgetExceeded)?;
+        }
+        let estimate: u64 = request
+            .messages
+            .iter()
+            .map(|m| m.content.len() as u64 / 4 + 4)
+            .sum();
+        if let Some(left) = caller.allowance.as_ref().and_then(|a| a.tokens_left()) {
+            if estimate >= left {
+                return Err(LlmError::BudgetExceeded(format!(
+                    "the prompt alone is about {estimate} tokens; the budget has {left} left"
+                )));
+            }
+            let room = u32::try_from(left - estimate).unwrap_or(u32::MAX);
+            request.max_tokens = Some(request.max_tokens.map_or(room, |m| m.min(room)));
+        }
         if let Some(cap) = b.call_tokens {
             // About four characters a token: enough to refuse what cannot fit.
-            let estimate: u64 = request
-                .messages
-                .iter()
-                .map(|m| m.content.len() as u64 / 4 + 4)
-                .sum();
             if estimate >= cap {
                 return Err(LlmError::BudgetExceeded(format!(
                     "the prompt alone is about {estimate} tokens; the per-call budget is {cap}"
@@ -620,7 +635,7 @@ impl Router {
     }
 
     fn charge(&self, c: &Completion, caller: &Caller) {
-        self.ledger.charge(UsageRecord {
+        let record = UsageRecord {
             ts: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_secs())
@@ -633,7 +648,11 @@ impl Router {
             input_tokens: c.usage.input_tokens,
             output_tokens: c.usage.output_tokens,
             cost: c.cost,
-        });
+        };
+        if let Some(allowance) = &caller.allowance {
+            allowance.charge(&record);
+        }
+        self.ledger.charge(record);
         if let Some(cap) = self.config.budgets.call_cost
             && c.cost > cap
         {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +117,150 @@ impl Ledger {
     }
 }
 
+/// A cap on tokens and cost shared by everything charged to it: a run, a
+/// task of that run. Charging a child charges its parent, and a child is
+/// spent when it or any parent is.
+pub struct Allowance {
+    /// What it belongs to, for messages: `run 3f2a…`, `task build`.
+    name: String,
+    tokens: Option<u64>,
+    cost: Option<f64>,
+    used: Mutex<Totals>,
+    parent: Option<Arc<Allowance>>,
+    observer: Option<ChargeObserver>,
+}
+
+/// Told of every completion charged to an allowance (not to its parents).
+pub type ChargeObserver = Arc<dyn Fn(&UsageRecord) + Send + Sync>;
+
+impl std::fmt::Debug for Allowance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Allowance")
+            .field("name", &self.name)
+            .field("tokens", &self.tokens)
+            .field("cost", &self.cost)
+            .field("used", &self.used())
+            .field("parent", &self.parent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Allowance {
+    /// A new allowance; `None` caps nothing.
+    pub fn new(
+        name: impl Into<String>,
+        tokens: Option<u64>,
+        cost: Option<f64>,
+        parent: Option<Arc<Allowance>>,
+    ) -> Arc<Allowance> {
+        Arc::new(Allowance {
+            name: name.into(),
+            tokens,
+            cost,
+            used: Mutex::new(Totals::default()),
+            parent,
+            observer: None,
+        })
+    }
+
+    /// As [`Allowance::new`], telling `observer` of every charge.
+    pub fn observed(
+        name: impl Into<String>,
+        tokens: Option<u64>,
+        cost: Option<f64>,
+        parent: Option<Arc<Allowance>>,
+        observer: ChargeObserver,
+    ) -> Arc<Allowance> {
+        Arc::new(Allowance {
+            name: name.into(),
+            tokens,
+            cost,
+            used: Mutex::new(Totals::default()),
+            parent,
+            observer: Some(observer),
+        })
+    }
+
+    /// Counts usage that happened before this allowance existed (a resumed
+    /// run's earlier completions), here and up the chain.
+    pub fn preload(&self, used: Totals) {
+        {
+            let mut mine = self.lock();
+            mine.calls += used.calls;
+            mine.input_tokens += used.input_tokens;
+            mine.output_tokens += used.output_tokens;
+            mine.cost += used.cost;
+        }
+        if let Some(parent) = &self.parent {
+            parent.preload(used);
+        }
+    }
+    /// What was charged to this allowance (and its children).
+    pub fn used(&self) -> Totals {
+        *self.lock()
+    }
+
+    /// `Err` naming the budget when this allowance or a parent is spent.
+    pub fn check(&self) -> Result<(), String> {
+        let used = self.used();
+        if let Some(cap) = self.tokens
+            && used.tokens() >= cap
+        {
+            return Err(format!(
+                "the token budget of {} is spent: {} of {cap} tokens used",
+                self.name,
+                used.tokens()
+            ));
+        }
+        if let Some(cap) = self.cost
+            && used.cost >= cap
+        {
+            return Err(format!(
+                "the cost budget of {} is spent: ${:.4} of ${cap}",
+                self.name, used.cost
+            ));
+        }
+        match &self.parent {
+            Some(parent) => parent.check(),
+            None => Ok(()),
+        }
+    }
+
+    /// Tokens left before the tightest cap along the chain, if any is set.
+    pub fn tokens_left(&self) -> Option<u64> {
+        let own = self
+            .tokens
+            .map(|cap| cap.saturating_sub(self.used().tokens()));
+        let parent = self.parent.as_ref().and_then(|p| p.tokens_left());
+        match (own, parent) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Charges one completion here and up the chain.
+    pub fn charge(&self, record: &UsageRecord) {
+        self.lock().add(record);
+        if let Some(observer) = &self.observer {
+            observer(record);
+        }
+        if let Some(parent) = &self.parent {
+            parent.charge_quietly(record);
+        }
+    }
+
+    fn charge_quietly(&self, record: &UsageRecord) {
+        self.lock().add(record);
+        if let Some(parent) = &self.parent {
+            parent.charge_quietly(record);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Totals> {
+        self.used.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 fn append(path: &Path, record: &UsageRecord) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
@@ -198,5 +342,32 @@ mod tests {
         assert_eq!(again.tenant("b").calls, 1);
         let rows = summarize(&read_records(&dir.path().join("usage.jsonl")));
         assert_eq!(rows.len(), 2);
+    }
+
+    #[test]
+    fn a_child_allowance_charges_and_is_capped_by_its_parent() {
+        let run = Allowance::new("run r", Some(100), None, None);
+        let a = Allowance::new("task a", Some(80), None, Some(run.clone()));
+        let b = Allowance::new("task b", None, Some(1.0), Some(run.clone()));
+        assert_eq!(a.tokens_left(), Some(80));
+        assert_eq!(b.tokens_left(), Some(100));
+        let used = |input, output, cost| UsageRecord {
+            cost,
+            output_tokens: output,
+            ..record("t", None, input)
+        };
+        a.charge(&used(50, 10, 0.0));
+        assert_eq!(a.tokens_left(), Some(20));
+        assert_eq!(b.tokens_left(), Some(40));
+        assert!(a.check().is_ok());
+        b.charge(&used(30, 10, 0.25));
+        assert_eq!(run.used().tokens(), 100);
+        assert_eq!(run.used().calls, 2);
+        let err = a.check().unwrap_err();
+        assert!(err.contains("token budget of run r"), "{err}");
+        assert_eq!(b.used().cost, 0.25);
+        let cost = Allowance::new("task c", None, Some(0.1), None);
+        cost.charge(&used(1, 1, 0.2));
+        assert!(cost.check().unwrap_err().contains("cost budget of task c"));
     }
 }
