@@ -1,6 +1,8 @@
 //! Host-side bindings for the `warden:plugin` WIT package, generated once for
 //! the whole crate. `tool-plugin-ext` is the widest tool world: a plugin of
 //! the plain `tool-plugin` world imports a subset of it and loads the same.
+//! The role world reuses the interfaces the two share, so a type such as
+//! `memory::hit` is one Rust type on both sides.
 
 wasmtime::component::bindgen!({
     path: "../../wit",
@@ -8,3 +10,18 @@ wasmtime::component::bindgen!({
     imports: { default: async },
     exports: { default: async },
 });
+
+pub(crate) mod role {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "role-plugin",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "warden:plugin/types": crate::bindings::warden::plugin::types,
+            "warden:plugin/log": crate::bindings::warden::plugin::log,
+            "warden:plugin/llm": crate::bindings::warden::plugin::llm,
+            "warden:plugin/memory": crate::bindings::warden::plugin::memory,
+        },
+    });
+}

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tracing::Instrument;
 use warden_llm::router::Caller;
+use warden_llm::usage::Allowance;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -14,16 +15,20 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use crate::bindings::exports::warden::plugin::tool as wit_tool;
+use crate::bindings::role::exports::warden::plugin::role as wit_role;
 use crate::host::exec::ExecContext;
 use crate::host::http::OutboundHttp;
 use crate::host::llm::LlmContext;
 use crate::host::log::LogBudget;
 use crate::host::memory::MemoryContext;
+use crate::host::tools::ToolsContext;
 use crate::limits::{CallLimiter, LimitKind, Limits, MIB};
 use crate::plugin::{CompiledPlugin, Exports, ToolError, ToolSpec};
 use crate::policy::{self, Capabilities, DirMode, Grant, TenantId};
+use crate::role::{self, Outcome, RoleError, RoleSpec, Task};
 use crate::state::{CallLabels, CallState};
 use crate::stdio::{CapturedOutput, Output};
+use crate::tools::ToolSet;
 
 /// What the operator decides about one call.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +36,23 @@ pub struct CallOptions {
     pub tenant: TenantId,
     pub grant: Grant,
     pub limits: Limits,
+    /// The tools the plugin may call through `warden:plugin/tools` (a
+    /// role's); `None` grants none.
+    pub tools: Option<ToolSet>,
+    /// The run and task the call works for: its model calls are charged
+    /// there and count against its budget.
+    pub scope: Option<RunScope>,
+}
+
+/// The run and task a call works for.
+#[derive(Debug, Clone)]
+pub struct RunScope {
+    pub run: String,
+    pub task: String,
+    /// The role (for its default model).
+    pub role: String,
+    /// The task's token and cost budget, charged up to the run's.
+    pub allowance: Option<Arc<Allowance>>,
 }
 
 /// How a call ended, with what it used and printed. Always returned, whether
@@ -118,12 +140,16 @@ enum Invocation<'a> {
     ListTools,
     CallTool { name: &'a str, arguments: &'a str },
     Run(&'a RunInput),
+    Describe,
+    RunRole(&'a Task),
 }
 
 enum Returned {
     Tools(Vec<wit_tool::ToolSpec>),
     Call(Result<String, wit_tool::ToolError>),
     Exit(i32),
+    Spec(wit_role::RoleSpec),
+    Role(Result<wit_role::Outcome, wit_role::RoleError>),
 }
 
 impl Invocation<'_> {
@@ -133,6 +159,8 @@ impl Invocation<'_> {
             Invocation::ListTools => "list-tools",
             Invocation::CallTool { name, .. } => name,
             Invocation::Run(_) => "run",
+            Invocation::Describe => "describe",
+            Invocation::RunRole(task) => &task.id,
         }
     }
 }
@@ -195,6 +223,30 @@ impl CompiledPlugin {
         })
     }
 
+    /// Asks a role plugin what it is, in a fresh sandbox.
+    pub async fn describe_role(&self, options: &CallOptions) -> CallOutcome<RoleSpec> {
+        let outcome = self.run(options, Invocation::Describe).await;
+        outcome.map(|returned| match returned {
+            Returned::Spec(spec) => Ok(role::from_wit_spec(spec)),
+            _ => Err(CallError::Contract("wrong export answered".into())),
+        })
+    }
+
+    /// Runs one attempt of a task in a role plugin, in a fresh sandbox.
+    /// `Ok(Err(_))` is the role's own error.
+    pub async fn run_role(
+        &self,
+        options: &CallOptions,
+        task: &Task,
+    ) -> CallOutcome<Result<Outcome, RoleError>> {
+        let outcome = self.run(options, Invocation::RunRole(task)).await;
+        outcome.map(|returned| match returned {
+            Returned::Role(Ok(outcome)) => role::from_wit_outcome(outcome).map(Ok),
+            Returned::Role(Err(e)) => Ok(Err(role::from_wit_error(e))),
+            _ => Err(CallError::Contract("wrong export answered".into())),
+        })
+    }
+
     async fn run(
         &self,
         options: &CallOptions,
@@ -234,7 +286,7 @@ impl CompiledPlugin {
             _ => None,
         };
         let (result, fuel_used, log_lines_dropped) = match self.new_store(
-            &caps, labels, &limits, deadline, &stdout, &stderr, run_input,
+            options, &caps, labels, deadline, &stdout, &stderr, run_input,
         ) {
             Err(setup) => (Err(setup), 0, 0),
             Ok(mut store) => {
@@ -258,11 +310,29 @@ impl CompiledPlugin {
                             let ran = command.wasi_cli_run().call_run(&mut store).await?;
                             Ok(Returned::Exit(if ran.is_ok() { 0 } else { 1 }))
                         }
+                        (Exports::Role(pre), Invocation::Describe) => {
+                            let instance = pre.instantiate_async(&mut store).await?;
+                            let role = instance.warden_plugin_role();
+                            role.call_describe(&mut store).await.map(Returned::Spec)
+                        }
+                        (Exports::Role(pre), Invocation::RunRole(task)) => {
+                            let instance = pre.instantiate_async(&mut store).await?;
+                            let role = instance.warden_plugin_role();
+                            role.call_run(&mut store, &role::to_wit_task(task))
+                                .await
+                                .map(Returned::Role)
+                        }
                         (Exports::Tool(_), Invocation::Run(_)) => {
                             Err(wasmtime::Error::new(WrongKind(
                                 "is a tool plugin, not a program; call its tools with `warden tool call`",
                             )))
                         }
+                        (Exports::Tool(_), _) => Err(wasmtime::Error::new(WrongKind(
+                            "is a tool plugin, not a role; grant it to a role as a tool in the workflow",
+                        ))),
+                        (Exports::Role(_), _) => Err(wasmtime::Error::new(WrongKind(
+                            "is a role plugin, not a tool plugin or a program; run it as a role of a workflow with `warden run`",
+                        ))),
                         (Exports::Command(_), _) => Err(wasmtime::Error::new(WrongKind(
                             "is a program (wasi:cli/run), not a tool plugin; run it with `warden exec wasm`",
                         ))),
@@ -324,14 +394,16 @@ impl CompiledPlugin {
     #[allow(clippy::too_many_arguments)]
     fn new_store(
         &self,
+        options: &CallOptions,
         caps: &Capabilities,
         labels: CallLabels,
-        limits: &Limits,
         deadline: Instant,
         stdout: &CapturedOutput,
         stderr: &CapturedOutput,
         run_input: Option<&RunInput>,
     ) -> Result<Store<CallState>, CallError> {
+        let limits = &options.limits;
+        let scope = options.scope.as_ref();
         let state = CallState {
             wasi: build_wasi(caps, stdout, stderr, run_input)?,
             exec: ExecContext::new(&self.inner.engine, labels.tenant.clone(), *limits, deadline),
@@ -341,7 +413,9 @@ impl CompiledPlugin {
                     tenant: labels.tenant.to_string(),
                     plugin: labels.plugin.to_string(),
                     allowed: caps.models.clone(),
-                    ..Caller::default()
+                    run: scope.map(|s| s.run.clone()),
+                    role: scope.map(|s| s.role.clone()),
+                    allowance: scope.and_then(|s| s.allowance.clone()),
                 },
             ),
             memory: MemoryContext::new(
@@ -350,6 +424,7 @@ impl CompiledPlugin {
                 labels.plugin.clone(),
                 caps.memory.clone(),
             ),
+            tools: ToolsContext::new(options.tools.clone(), options.scope.clone()),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             outbound: OutboundHttp::new(

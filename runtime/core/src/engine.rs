@@ -16,6 +16,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::ToolPluginExtPre;
+use crate::bindings::role::RolePluginPre;
 use crate::exec::Runtimes;
 use crate::limits::MAX_MEMORY_BYTES;
 use crate::manifest;
@@ -100,11 +101,11 @@ pub enum LoadError {
     #[error("cannot compile {}: {error}", path.display())]
     Compile { path: PathBuf, error: String },
     #[error(
-        "{} needs imports warden does not provide: {error}. warden links WASI 0.2 (cli, filesystem, clocks, random, io, sockets, http) and warden:plugin/log", path.display()
+        "{} needs imports warden does not provide: {error}. warden links WASI 0.2 (cli, filesystem, clocks, random, io, sockets, http) and warden:plugin/{{log, exec, llm, memory, tools}}", path.display()
     )]
     Link { path: PathBuf, error: String },
     #[error(
-        "{} does not export warden:plugin/tool@0.1.0 ({error}) nor wasi:cli/run; build it against the tool-plugin world of the warden WIT package, or as a WASI command", path.display()
+        "{} does not export warden:plugin/tool@0.1.0 ({error}), warden:plugin/role@0.1.0 nor wasi:cli/run; build it against the tool-plugin or role-plugin world of the warden WIT package, or as a WASI command", path.display()
     )]
     NotToolPlugin { path: PathBuf, error: String },
 }
@@ -151,6 +152,7 @@ impl Engine {
         crate::host::exec::add_to_linker(&mut linker).map_err(err)?;
         crate::host::llm::add_to_linker(&mut linker).map_err(err)?;
         crate::host::memory::add_to_linker(&mut linker).map_err(err)?;
+        crate::host::tools::add_to_linker(&mut linker).map_err(err)?;
 
         let cache = config
             .cache_dir
@@ -206,19 +208,23 @@ impl Engine {
                 path: path.to_path_buf(),
                 error: format!("{e:#}"),
             })?;
-        // A tool plugin, else a program; the narrower tool worlds are
-        // subsets of tool-plugin-ext, so its Pre accepts them all.
-        let exports = match ToolPluginExtPre::new(pre.clone()) {
-            Ok(tool) => Exports::Tool(tool),
-            Err(tool_error) => match wasmtime_wasi::p2::bindings::CommandPre::new(pre) {
+        // A tool plugin, a role, else a program; the narrower tool worlds
+        // are subsets of tool-plugin-ext, so its Pre accepts them all.
+        let exports = if let Ok(tool) = ToolPluginExtPre::new(pre.clone()) {
+            Exports::Tool(tool)
+        } else if let Ok(role) = RolePluginPre::new(pre.clone()) {
+            Exports::Role(role)
+        } else {
+            match wasmtime_wasi::p2::bindings::CommandPre::new(pre.clone()) {
                 Ok(command) => Exports::Command(command),
                 Err(_) => {
+                    let tool_error = ToolPluginExtPre::new(pre).err();
                     return Err(LoadError::NotToolPlugin {
                         path: path.to_path_buf(),
-                        error: format!("{tool_error:#}"),
+                        error: tool_error.map(|e| format!("{e:#}")).unwrap_or_default(),
                     });
                 }
-            },
+            }
         };
         let name = match &scan.manifest {
             Some(m) => m.name.clone(),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::bindings::ToolPluginExtPre;
+use crate::bindings::role::RolePluginPre;
 use crate::engine::Engine;
 use crate::limits::{LimitError, LimitSettings, Limits};
 use crate::manifest::Manifest;
@@ -29,6 +30,8 @@ pub(crate) struct PluginInner {
 pub(crate) enum Exports {
     /// `warden:plugin/tool`: a tool plugin.
     Tool(ToolPluginExtPre<CallState>),
+    /// `warden:plugin/role`: a role of a run.
+    Role(RolePluginPre<CallState>),
     /// `wasi:cli/run`: a program (`warden exec wasm`, the language runtimes).
     Command(wasmtime_wasi::p2::bindings::CommandPre<CallState>),
 }
@@ -39,6 +42,8 @@ pub(crate) enum Exports {
 pub enum ComponentKind {
     /// Exports `warden:plugin/tool`.
     Tool,
+    /// Exports `warden:plugin/role`.
+    Role,
     /// Exports `wasi:cli/run`.
     Command,
 }
@@ -70,6 +75,7 @@ impl CompiledPlugin {
     pub fn kind(&self) -> ComponentKind {
         match self.inner.exports {
             Exports::Tool(_) => ComponentKind::Tool,
+            Exports::Role(_) => ComponentKind::Role,
             Exports::Command(_) => ComponentKind::Command,
         }
     }

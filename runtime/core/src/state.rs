@@ -13,6 +13,7 @@ use crate::host::http::OutboundHttp;
 use crate::host::llm::LlmContext;
 use crate::host::log::LogBudget;
 use crate::host::memory::MemoryContext;
+use crate::host::tools::ToolsContext;
 use crate::limits::CallLimiter;
 use crate::policy::TenantId;
 
@@ -35,6 +36,7 @@ pub(crate) struct CallState {
     pub(crate) exec: ExecContext,
     pub(crate) llm: LlmContext,
     pub(crate) memory: MemoryContext,
+    pub(crate) tools: ToolsContext,
     /// When the epoch callback stops the guest.
     pub(crate) deadline: Instant,
     /// Set by the epoch callback when it stopped the guest for the deadline.

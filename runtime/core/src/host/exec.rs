@@ -82,6 +82,7 @@ impl exec::Host for &ExecContext {
             tenant: self.tenant.clone(),
             grant: Grant::default(),
             limits,
+            ..CallOptions::default()
         };
         let engine = self.engine.clone();
         let outcome = run_code(&engine, language, &code, &scratch, stdin, &[], &options)

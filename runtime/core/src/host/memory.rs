@@ -229,7 +229,7 @@ fn to_wit_entry(e: Entry) -> wit::Entry {
     }
 }
 
-fn to_wit_hit(h: Hit) -> wit::Hit {
+pub(crate) fn to_wit_hit(h: Hit) -> wit::Hit {
     wit::Hit {
         entry: to_wit_entry(h.entry),
         score: h.score,

@@ -5,3 +5,4 @@ pub(crate) mod http;
 pub(crate) mod llm;
 pub(crate) mod log;
 pub(crate) mod memory;
+pub(crate) mod tools;
