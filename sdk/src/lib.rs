@@ -52,10 +52,13 @@ extern crate self as warden_sdk;
 
 use std::fmt;
 
+pub mod agent;
 pub mod exec;
 pub mod http;
 pub mod llm;
 pub mod memory;
+pub mod role;
+pub mod tools;
 
 pub use schemars::{self, JsonSchema};
 pub use serde::{self, Deserialize, Serialize};
@@ -72,6 +75,26 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_tool_plugin",
         default_bindings_module: "warden_sdk::bindings",
+        runtime_path: "warden_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+/// The bindings of the `role-plugin` world. The interfaces it shares with
+/// the tool worlds are the same Rust types as in [`bindings`].
+#[doc(hidden)]
+pub mod role_bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "role-plugin",
+        with: {
+            "warden:plugin/types@0.1.0": crate::bindings::warden::plugin::types,
+            "warden:plugin/log@0.1.0": crate::bindings::warden::plugin::log,
+            "warden:plugin/llm@0.1.0": crate::bindings::warden::plugin::llm,
+            "warden:plugin/memory@0.1.0": crate::bindings::warden::plugin::memory,
+        },
+        pub_export_macro: true,
+        export_macro_name: "__export_role_plugin",
+        default_bindings_module: "warden_sdk::role_bindings",
         runtime_path: "warden_sdk::__private::wit_bindgen::rt",
     });
 }

@@ -58,6 +58,19 @@ where
     })
 }
 
+/// Asks for an answer that satisfies a JSON Schema written by hand (for
+/// schemas only known at run time, such as an `enum` of the run's roles);
+/// the answer as JSON.
+pub fn ask_schema(
+    mut request: Request,
+    schema: &serde_json::Value,
+) -> Result<serde_json::Value, LlmError> {
+    request.response_schema = Some(schema.to_string());
+    let completion = complete(&request)?;
+    serde_json::from_str(&completion.text)
+        .map_err(|e| LlmError::Unavailable(format!("the answer is not JSON: {e}")))
+}
+
 impl Request {
     /// A request for the caller's default model with no tools and the
     /// host's defaults for everything else.
@@ -77,6 +90,17 @@ impl Request {
     /// Asks a specific model alias instead of the default.
     pub fn model(mut self, alias: &str) -> Request {
         self.model = alias.to_string();
+        self
+    }
+
+    /// Caps the answer's length.
+    pub fn max_tokens(mut self, tokens: u32) -> Request {
+        self.max_tokens = Some(tokens);
+        self
+    }
+
+    pub fn temperature(mut self, temperature: f32) -> Request {
+        self.temperature = Some(temperature);
         self
     }
 }
