@@ -1,0 +1,519 @@
+//! The executor of a real run: each role a wasm role plugin, each of its
+//! tools a wasm tool plugin, every attempt a fresh sandbox whose limits are
+//! the role's, cut down to what the run's budget has left.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use warden_core::warden_memory::{Filter, Memory, SearchMode};
+use warden_core::{
+    CallError, CallOptions, CompiledPlugin, ComponentKind, DirGrant, DirMode, Engine, Grant,
+    HostPattern, LimitKind, LimitSettings, NamespaceGrant, RoleSpec, RunScope, Task, TaskContext,
+    TenantId, ToolCallKey, ToolCallReport, ToolObserver, ToolSet,
+};
+use warden_llm::usage::{Allowance, Totals, UsageRecord};
+
+use crate::journal::Event;
+use crate::scheduler::{Attempt, AttemptEnd, AttemptError, Executor, Recorder};
+use crate::workflow::{RoleConfig, ToolConfig, Workflow, WorkspaceAccess};
+
+/// Where the run workspace appears inside tool sandboxes.
+pub const WORKSPACE_GUEST: &str = "/workspace";
+
+/// The ceiling a role's manifest may ask up to when the workflow sets no
+/// limits: a role waits on models, so minutes rather than the seconds a
+/// single tool call gets.
+const ROLE_CEILING: LimitSettings = LimitSettings {
+    fuel: None,
+    timeout_ms: Some(600_000),
+    memory_mib: None,
+    output_kib: None,
+};
+
+/// The same for a tool a role calls (code runs, fetches).
+const TOOL_CEILING: LimitSettings = LimitSettings {
+    fuel: None,
+    timeout_ms: Some(300_000),
+    memory_mib: None,
+    output_kib: None,
+};
+
+/// What a run needs from the process: the engine, the memory store, the
+/// tenant, and how to find a plugin by name.
+pub struct RunEnv {
+    pub engine: Engine,
+    pub memory: Option<Arc<Memory>>,
+    pub tenant: TenantId,
+    /// Directories searched for `NAME.wasm` when a workflow names a plugin.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// The directory of the workflow file (paths in it are relative to it).
+    pub base_dir: PathBuf,
+}
+
+impl RunEnv {
+    /// The `.wasm` a workflow's `plugin = "..."` means.
+    pub fn resolve(&self, plugin: &str) -> Result<PathBuf, String> {
+        if plugin.ends_with(".wasm") || plugin.contains('/') {
+            let path = self.base_dir.join(plugin);
+            return if path.is_file() {
+                Ok(path)
+            } else {
+                Err(format!("plugin file {} does not exist", path.display()))
+            };
+        }
+        for dir in &self.plugin_dirs {
+            let path = dir.join(format!("{plugin}.wasm"));
+            if path.is_file() {
+                return Ok(path);
+            }
+        }
+        Err(format!(
+            "no plugin named {plugin:?} in {}; give a path to its .wasm, or build the first-party plugins with `scripts/dev plugins`",
+            self.plugin_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+
+    fn load(
+        &self,
+        plugin: &str,
+        kind: ComponentKind,
+        what: &str,
+    ) -> Result<CompiledPlugin, String> {
+        let path = self.resolve(plugin)?;
+        let compiled = self
+            .engine
+            .load_file(&path)
+            .map_err(|e| format!("{what}: {e}"))?;
+        if compiled.kind() != kind {
+            return Err(format!(
+                "{what}: {} is a {:?} plugin, not a {kind:?} plugin",
+                path.display(),
+                compiled.kind()
+            ));
+        }
+        Ok(compiled)
+    }
+}
+
+struct LoadedRole {
+    plugin: CompiledPlugin,
+    options: CallOptions,
+    tools: ToolSet,
+    recall: u32,
+    namespaces: Vec<String>,
+}
+
+/// Runs attempts in wasm role plugins.
+pub struct WasmExecutor {
+    roles: BTreeMap<String, LoadedRole>,
+    specs: Vec<RoleSpec>,
+    memory: Option<Arc<Memory>>,
+    tenant: TenantId,
+    run_allowance: Arc<Allowance>,
+}
+
+impl WasmExecutor {
+    /// Loads every role and tool plugin of `workflow` and asks each role
+    /// what it is. `used` is what the run already spent on models (a
+    /// resumed run's).
+    pub async fn prepare(
+        workflow: &Workflow,
+        env: &RunEnv,
+        run: &str,
+        workspace: &Path,
+        used: Totals,
+    ) -> Result<WasmExecutor, String> {
+        let run_allowance = Allowance::new(
+            format!("run {run}"),
+            workflow.budget.tokens,
+            workflow.budget.cost,
+            None,
+        );
+        run_allowance.preload(used);
+
+        let mut tool_plugins: BTreeMap<String, (CompiledPlugin, CallOptions)> = BTreeMap::new();
+        let mut roles = BTreeMap::new();
+        let mut specs = Vec::new();
+        for (name, role) in &workflow.roles {
+            let what = format!("role {name}");
+            let plugin = env.load(&role.plugin, ComponentKind::Role, &what)?;
+            let mut builder = ToolSet::builder();
+            for (tool_plugin, only) in tool_grants(role) {
+                if !tool_plugins.contains_key(&tool_plugin) {
+                    let config = workflow
+                        .tools
+                        .get(&tool_plugin)
+                        .cloned()
+                        .unwrap_or_default();
+                    let loaded = load_tool(env, &tool_plugin, &config, workspace)?;
+                    tool_plugins.insert(tool_plugin.clone(), loaded);
+                }
+                let (p, o) = &tool_plugins[&tool_plugin];
+                builder = builder
+                    .add(p.clone(), o.clone(), only.as_deref())
+                    .await
+                    .map_err(|e| format!("{what}: {e}"))?;
+            }
+            let tools = builder.build();
+            let options = role_options(env, &plugin, name, role)?;
+            let described = plugin.describe_role(&options).await;
+            let spec = described
+                .result
+                .map_err(|e| format!("{what}: cannot ask {} what it is: {e}", plugin.name()))?;
+            specs.push(RoleSpec {
+                name: name.clone(),
+                ..spec
+            });
+            roles.insert(
+                name.clone(),
+                LoadedRole {
+                    plugin,
+                    options,
+                    tools,
+                    recall: role.recall,
+                    namespaces: role
+                        .memory
+                        .iter()
+                        .map(|m| m.split(':').next().unwrap_or_default().to_string())
+                        .collect(),
+                },
+            );
+        }
+        Ok(WasmExecutor {
+            roles,
+            specs,
+            memory: env.memory.clone(),
+            tenant: env.tenant.clone(),
+            run_allowance,
+        })
+    }
+
+    /// What each role said it is, under the workflow's names.
+    pub fn role_specs(&self) -> &[RoleSpec] {
+        &self.specs
+    }
+}
+
+/// The tool plugins a role is granted, each with the tools it is limited
+/// to (`plugin.tool` entries), or `None` for all of them.
+fn tool_grants(role: &RoleConfig) -> Vec<(String, Option<Vec<String>>)> {
+    let mut grants: Vec<(String, Option<Vec<String>>)> = Vec::new();
+    for entry in &role.tools {
+        let (plugin, tool) = match entry.split_once('.') {
+            Some((p, t)) => (p.to_string(), Some(t.to_string())),
+            None => (entry.clone(), None),
+        };
+        match grants.iter_mut().find(|(p, _)| *p == plugin) {
+            Some((_, only)) => match (only.as_mut(), tool) {
+                (Some(list), Some(t)) => list.push(t),
+                _ => *only = None,
+            },
+            None => grants.push((plugin, tool.map(|t| vec![t]))),
+        }
+    }
+    grants
+}
+
+fn load_tool(
+    env: &RunEnv,
+    name: &str,
+    config: &ToolConfig,
+    workspace: &Path,
+) -> Result<(CompiledPlugin, CallOptions), String> {
+    let what = format!("tool {name}");
+    let plugin = env.load(
+        config.plugin.as_deref().unwrap_or(name),
+        ComponentKind::Tool,
+        &what,
+    )?;
+    let mut grant = Grant::default();
+    let mode = match config.workspace {
+        WorkspaceAccess::Rw => Some(DirMode::ReadWrite),
+        WorkspaceAccess::Ro => Some(DirMode::ReadOnly),
+        WorkspaceAccess::None => None,
+    };
+    if let Some(mode) = mode {
+        grant.dirs.push(DirGrant {
+            host: workspace.to_path_buf(),
+            guest: WORKSPACE_GUEST.into(),
+            mode,
+        });
+    }
+    for (i, host) in config.net.iter().enumerate() {
+        grant
+            .allow_hosts
+            .push(HostPattern::parse(host).map_err(|e| format!("`tools.{name}.net[{i}]`: {e}"))?);
+    }
+    for (i, ns) in config.memory.iter().enumerate() {
+        grant.memory.push(
+            NamespaceGrant::parse(ns).map_err(|e| format!("`tools.{name}.memory[{i}]`: {e}"))?,
+        );
+    }
+    let limits = plugin
+        .limits(TOOL_CEILING, config.limits)
+        .map_err(|e| format!("`tools.{name}.limits`: {e}"))?;
+    Ok((
+        plugin,
+        CallOptions {
+            tenant: env.tenant.clone(),
+            grant,
+            limits,
+            ..CallOptions::default()
+        },
+    ))
+}
+
+fn role_options(
+    env: &RunEnv,
+    plugin: &CompiledPlugin,
+    name: &str,
+    role: &RoleConfig,
+) -> Result<CallOptions, String> {
+    let mut grant = Grant::default();
+    if let Some(model) = &role.model {
+        grant.models.push(model.clone());
+    } else {
+        grant.models.push("*".into());
+    }
+    for (i, ns) in role.memory.iter().enumerate() {
+        grant.memory.push(
+            NamespaceGrant::parse(ns).map_err(|e| format!("`roles.{name}.memory[{i}]`: {e}"))?,
+        );
+    }
+    let limits = plugin
+        .limits(ROLE_CEILING, role.limits)
+        .map_err(|e| format!("`roles.{name}.limits`: {e}"))?;
+    Ok(CallOptions {
+        tenant: env.tenant.clone(),
+        grant,
+        limits,
+        ..CallOptions::default()
+    })
+}
+
+impl Executor for WasmExecutor {
+    fn run(&self, attempt: Attempt) -> BoxFuture<'static, AttemptEnd> {
+        let Some(role) = self.roles.get(&attempt.spec.role) else {
+            let message = format!("the workflow has no role {:?}", attempt.spec.role);
+            return async move {
+                AttemptEnd {
+                    result: Err(AttemptError {
+                        message,
+                        retryable: false,
+                    }),
+                    fuel_used: 0,
+                    duration: Duration::ZERO,
+                }
+            }
+            .boxed();
+        };
+        let plugin = role.plugin.clone();
+        let mut options = role.options.clone();
+        let recorder = attempt.recorder.clone();
+        let task_id = attempt.spec.id.clone();
+
+        // The task's models are charged to it and to the run; each
+        // completion is journaled as it happens.
+        let observer = {
+            let recorder = recorder.clone();
+            let task = task_id.clone();
+            Arc::new(move |r: &UsageRecord| {
+                let _ = recorder.record(Event::LlmCall {
+                    task: task.clone(),
+                    provider: r.provider.clone(),
+                    model: r.model.clone(),
+                    input_tokens: r.input_tokens,
+                    output_tokens: r.output_tokens,
+                    cost: r.cost,
+                });
+            })
+        };
+        let allowance = Allowance::observed(
+            format!("task {task_id}"),
+            attempt.spec.tokens,
+            None,
+            Some(self.run_allowance.clone()),
+            observer,
+        );
+        options.scope = Some(RunScope {
+            run: attempt.run.clone(),
+            task: task_id.clone(),
+            role: attempt.spec.role.clone(),
+            allowance: Some(allowance),
+        });
+        options.tools = Some(role.tools.observed(Arc::new(Journaled {
+            recorder: recorder.clone(),
+            task: task_id.clone(),
+            attempt: attempt.number,
+            recorded: attempt.recorded.clone(),
+        })));
+
+        // The run's budget caps the attempt.
+        let mut capped_by_run = None;
+        if let Some(timeout) = attempt.spec.timeout {
+            options.limits.timeout = timeout;
+        }
+        if let Some(left) = attempt.fuel_left
+            && left < options.limits.fuel
+        {
+            options.limits.fuel = left;
+            capped_by_run = Some(LimitKind::Fuel);
+        }
+        if let Some(left) = attempt.time_left
+            && left < options.limits.timeout
+        {
+            options.limits.timeout = left;
+            capped_by_run = Some(LimitKind::Deadline);
+        }
+
+        let memory = self.memory.clone();
+        let tenant = self.tenant.clone();
+        let namespaces = role.namespaces.clone();
+        let recall = role.recall;
+        let roles = self.specs.clone();
+        async move {
+            let started = Instant::now();
+            let memories = match &memory {
+                Some(memory) if recall > 0 => {
+                    let mut hits = Vec::new();
+                    for ns in &namespaces {
+                        match memory
+                            .search(
+                                tenant.as_str(),
+                                ns,
+                                &attempt.spec.instructions,
+                                recall,
+                                &Filter::default(),
+                                SearchMode::Hybrid,
+                            )
+                            .await
+                        {
+                            Ok(found) => hits.extend(found),
+                            Err(e) => tracing::warn!(namespace = %ns, error = %e, "recall failed"),
+                        }
+                    }
+                    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+                    hits.truncate(recall as usize);
+                    hits
+                }
+                _ => Vec::new(),
+            };
+            let task = Task {
+                id: attempt.spec.id.clone(),
+                goal: attempt.goal.clone(),
+                instructions: attempt.spec.instructions.clone(),
+                input: attempt.spec.input.clone(),
+                context: TaskContext {
+                    dependencies: attempt.dependencies.clone(),
+                    memories,
+                    roles,
+                    attempt: attempt.number,
+                    last_error: attempt.last_error.clone(),
+                },
+            };
+            let outcome = plugin.run_role(&options, &task).await;
+            let fuel_used = outcome.usage.fuel_used;
+            let result = match outcome.result {
+                Ok(Ok(outcome)) => check_artifacts(outcome),
+                Ok(Err(role_error)) => Err(AttemptError {
+                    retryable: role_error.is_retryable(),
+                    message: format!("role {} {role_error}", attempt.spec.role),
+                }),
+                Err(CallError::Limit { kind, detail }) if Some(kind) == capped_by_run => {
+                    Err(AttemptError {
+                        message: format!(
+                            "the run's {} budget is spent: {detail}",
+                            match kind {
+                                LimitKind::Fuel => "fuel",
+                                _ => "wall-clock",
+                            }
+                        ),
+                        retryable: false,
+                    })
+                }
+                Err(e @ CallError::Limit { .. }) => Err(AttemptError {
+                    message: e.to_string(),
+                    retryable: true,
+                }),
+                Err(e @ CallError::Trap(_)) => Err(AttemptError {
+                    message: e.to_string(),
+                    retryable: true,
+                }),
+                Err(e) => Err(AttemptError {
+                    message: e.to_string(),
+                    retryable: false,
+                }),
+            };
+            AttemptEnd {
+                result,
+                fuel_used,
+                duration: started.elapsed(),
+            }
+        }
+        .boxed()
+    }
+}
+
+/// Artifacts are paths relative to the workspace, never outside it.
+fn check_artifacts(outcome: warden_core::Outcome) -> Result<warden_core::Outcome, AttemptError> {
+    for a in &outcome.artifacts {
+        let path = Path::new(a);
+        let escapes = path.is_absolute()
+            || path.components().any(|c| {
+                !matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            });
+        if escapes || a.is_empty() {
+            return Err(AttemptError {
+                message: format!(
+                    "the role returned artifact {a:?}; artifacts are paths relative to the run workspace, without `..`"
+                ),
+                retryable: true,
+            });
+        }
+    }
+    Ok(outcome)
+}
+
+/// Journals every tool call of one attempt, and answers a call an earlier
+/// attempt already made (same position, tool and arguments) from the
+/// journal instead of running it again.
+struct Journaled {
+    recorder: Arc<Recorder>,
+    task: String,
+    attempt: u32,
+    recorded: std::collections::HashMap<ToolCallKey, String>,
+}
+
+impl ToolObserver for Journaled {
+    fn replay(&self, key: &ToolCallKey) -> Option<String> {
+        self.recorded.get(key).cloned()
+    }
+
+    fn finished(&self, report: &ToolCallReport) {
+        let (ok, result) = match &report.result {
+            Ok(json) => (true, json.clone()),
+            Err(e) => (false, e.to_string()),
+        };
+        let _ = self.recorder.record(Event::ToolCall {
+            task: self.task.clone(),
+            attempt: self.attempt,
+            key: report.key.clone(),
+            ok,
+            result,
+            replayed: report.replayed,
+            fuel_used: report.fuel_used,
+            ms: report.duration.as_millis() as u64,
+        });
+    }
+}

@@ -1,0 +1,339 @@
+//! warden's runs: a workflow's role tasks as a durable DAG. Each task runs
+//! in a sandboxed role plugin that calls tools and models only through the
+//! host; the scheduler orders tasks by dependencies and priority, retries
+//! with backoff, keeps a dead-letter list and holds the run to its budget;
+//! every step is journaled (fsync'd) first, so a run killed at any point
+//! resumes without repeating finished tasks or recorded tool calls.
+//!
+//! ```no_run
+//! use warden_run::{RunEnv, Runs, workflow::Workflow};
+//!
+//! # async fn run(env: RunEnv) -> Result<(), Box<dyn std::error::Error>> {
+//! let text = std::fs::read_to_string("examples/workflows/python-module.toml")?;
+//! let workflow = Workflow::parse(&text, "python-module.toml")?;
+//! let runs = Runs::new("/var/lib/warden".as_ref());
+//! let finished = runs.start(workflow, None, &env, Vec::new()).await?;
+//! println!("run {} {:?}", finished.run, finished.status);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod executor;
+pub mod journal;
+pub mod report;
+pub mod scheduler;
+pub mod state;
+pub mod workflow;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use executor::{RunEnv, WasmExecutor};
+pub use journal::{Event, Record, RunStatus};
+pub use scheduler::{EventSink, JsonLines, Recorder, Scheduler};
+pub use state::{RunState, TaskStatus};
+use warden_llm::usage::Totals;
+
+use crate::journal::Journal;
+use crate::workflow::{TaskSpec, Workflow};
+
+/// Why a run could not start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The workflow or a plugin it names cannot be used (exit 2).
+    #[error("{0}")]
+    Invalid(String),
+    /// No run of that id.
+    #[error("{0}")]
+    NotFound(String),
+    /// Another process is working on the run.
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl From<scheduler::RunError> for RunError {
+    fn from(e: scheduler::RunError) -> Self {
+        RunError::Io(e.to_string())
+    }
+}
+
+/// How a run ended (this time).
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub run: String,
+    pub status: RunStatus,
+    pub state: RunState,
+}
+
+/// The runs under a data dir: `<data>/runs/<id>/{journal.jsonl, workspace/}`.
+#[derive(Debug, Clone)]
+pub struct Runs {
+    dir: PathBuf,
+}
+
+impl Runs {
+    pub fn new(data_dir: &Path) -> Runs {
+        Runs {
+            dir: data_dir.join("runs"),
+        }
+    }
+
+    pub fn dir(&self, run: &str) -> PathBuf {
+        self.dir.join(run)
+    }
+
+    fn journal_path(&self, run: &str) -> PathBuf {
+        self.dir(run).join("journal.jsonl")
+    }
+
+    /// Starts a new run of `workflow`. With `goal`, the goal replaces the
+    /// workflow's, and a workflow without tasks starts with its planner.
+    pub async fn start(
+        &self,
+        mut workflow: Workflow,
+        goal: Option<String>,
+        env: &RunEnv,
+        sinks: Vec<Box<dyn EventSink>>,
+    ) -> Result<Finished, RunError> {
+        if let Some(goal) = goal {
+            workflow.goal = goal;
+        }
+        let mut tasks: Vec<TaskSpec> = workflow.tasks.iter().map(TaskSpec::from).collect();
+        if tasks.is_empty() {
+            let planner = workflow.run.planner.clone();
+            if !workflow.roles.contains_key(&planner) {
+                return Err(RunError::Invalid(format!(
+                    "the workflow has no tasks and no `{planner}` role to plan them; add `[[tasks]]` or a `[roles.{planner}]`"
+                )));
+            }
+            if workflow.goal.trim().is_empty() {
+                return Err(RunError::Invalid(
+                    "the workflow has no tasks and no goal; give one with --goal".into(),
+                ));
+            }
+            tasks.push(TaskSpec {
+                id: "plan".into(),
+                role: planner,
+                instructions: "Break the goal into tasks for the roles of this run.".into(),
+                depends_on: Vec::new(),
+                priority: 100,
+                max_retries: 2,
+                timeout: None,
+                tokens: None,
+                input: serde_json::Value::Null,
+                parent: None,
+            });
+        }
+        workflow.check().map_err(RunError::Invalid)?;
+
+        let run = new_run_id();
+        let dir = self.dir(&run);
+        let workspace = dir.join("workspace");
+        std::fs::create_dir_all(&workspace)
+            .map_err(|e| RunError::Io(format!("cannot create {}: {e}", workspace.display())))?;
+        let lock = lock(&dir)?;
+        let executor = match WasmExecutor::prepare(
+            &workflow,
+            env,
+            &run,
+            &workspace,
+            Totals::default(),
+        )
+        .await
+        {
+            Ok(executor) => executor,
+            Err(e) => {
+                drop(lock);
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(RunError::Invalid(e));
+            }
+        };
+        let journal = Journal::create(&self.journal_path(&run))
+            .map_err(|e| RunError::Io(format!("cannot create the run journal: {e}")))?;
+        let recorder = Arc::new(Recorder::new(journal, RunState::default(), sinks));
+        let io = |e: std::io::Error| RunError::Io(format!("cannot write the run journal: {e}"));
+        recorder
+            .record(Event::RunStarted {
+                run: run.clone(),
+                workflow: workflow.clone(),
+                goal: workflow.goal.clone(),
+                workspace: workspace.clone(),
+                base_dir: env.base_dir.clone(),
+            })
+            .map_err(io)?;
+        for task in tasks {
+            recorder.record(Event::TaskQueued { task }).map_err(io)?;
+        }
+        self.drive(recorder, executor, &workflow, run, lock).await
+    }
+
+    /// Takes a stopped run up again: finished tasks stay finished, an
+    /// attempt cut short runs again, and its tool calls that completed are
+    /// answered from the journal.
+    pub async fn resume(
+        &self,
+        run: &str,
+        env_for: impl FnOnce(&Path) -> RunEnv,
+        sinks: Vec<Box<dyn EventSink>>,
+    ) -> Result<Finished, RunError> {
+        let path = self.journal_path(run);
+        if !path.is_file() {
+            return Err(RunError::NotFound(format!(
+                "no run {run:?} in {}; `warden runs list` shows the runs",
+                self.dir.display()
+            )));
+        }
+        let dir = self.dir(run);
+        let lock = lock(&dir)?;
+        let (journal, records) = Journal::open(&path)
+            .map_err(|e| RunError::Io(format!("cannot read the journal of run {run}: {e}")))?;
+        let state = RunState::replay(&records);
+        let Some(workflow) = state.workflow.clone() else {
+            return Err(RunError::Io(format!(
+                "the journal of run {run} does not start with the run"
+            )));
+        };
+        if state.status.is_some() && state.settled() {
+            let status = state.outcome_status();
+            return Ok(Finished {
+                run: run.to_string(),
+                status,
+                state,
+            });
+        }
+        let env = env_for(&state.base_dir);
+        let used = state.usage();
+        let totals = Totals {
+            calls: used.llm_calls,
+            input_tokens: used.input_tokens,
+            output_tokens: used.output_tokens,
+            cost: used.cost,
+        };
+        let executor = WasmExecutor::prepare(&workflow, &env, run, &state.workspace, totals)
+            .await
+            .map_err(RunError::Invalid)?;
+        let recorder = Arc::new(Recorder::new(journal, state, sinks));
+        recorder
+            .record(Event::RunResumed {
+                run: run.to_string(),
+            })
+            .map_err(|e| RunError::Io(format!("cannot write the run journal: {e}")))?;
+        self.drive(recorder, executor, &workflow, run.to_string(), lock)
+            .await
+    }
+
+    async fn drive(
+        &self,
+        recorder: Arc<Recorder>,
+        executor: WasmExecutor,
+        workflow: &Workflow,
+        run: String,
+        _lock: File,
+    ) -> Result<Finished, RunError> {
+        let scheduler = Scheduler::new(
+            recorder.clone(),
+            Arc::new(executor),
+            workflow.run.clone(),
+            workflow.budget.clone(),
+            workflow.roles.keys().cloned(),
+        );
+        let status = scheduler.drive().await?;
+        let state = recorder.state(|s| s.clone());
+        Ok(Finished { run, status, state })
+    }
+
+    /// The state of one run, from its journal.
+    pub fn load(&self, run: &str) -> Result<RunState, RunError> {
+        let path = self.journal_path(run);
+        if !path.is_file() {
+            return Err(RunError::NotFound(format!(
+                "no run {run:?} in {}; `warden runs list` shows the runs",
+                self.dir.display()
+            )));
+        }
+        let records = journal::read(&path)
+            .map_err(|e| RunError::Io(format!("cannot read the journal of run {run}: {e}")))?;
+        Ok(RunState::replay(&records))
+    }
+
+    /// Every run, oldest first.
+    pub fn list(&self) -> Vec<RunState> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("journal.jsonl").is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        ids.iter().filter_map(|id| self.load(id).ok()).collect()
+    }
+}
+
+/// Holds the run's lock file: one process per run at a time.
+fn lock(dir: &Path) -> Result<File, RunError> {
+    let path = dir.join("lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| RunError::Io(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(RunError::Busy(format!(
+            "another warden is working on run {}; wait for it, or stop it first",
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(RunError::Io(format!("cannot lock {}: {e}", path.display())))
+        }
+    }
+}
+
+/// `20261122-153012-3fa9`: sortable by start time, unique enough with the
+/// random tail.
+pub fn new_run_id() -> String {
+    let ms = journal::now_ms();
+    let secs = ms / 1000;
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rest = secs % 86_400;
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{:04x}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        rand::random::<u16>()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::civil_from_days;
+
+    #[test]
+    fn dates_from_days() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_414), (2025, 11, 22));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}

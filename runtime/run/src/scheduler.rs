@@ -1,0 +1,906 @@
+//! The scheduler: starts ready tasks by priority with bounded concurrency,
+//! retries failed attempts with exponential backoff, sends exhausted tasks
+//! to the dead-letter list, skips the dependents of a dead task, adds the
+//! follow-up tasks roles return, and checks the run's budget before each
+//! attempt. Every decision is an event recorded in the journal first.
+//!
+//! Time is tokio's: under a paused runtime (`start_paused`) the backoff is
+//! virtual, which is how the tests measure it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use warden_core::{Dependency, NewTask, Outcome, ToolCallKey};
+
+use crate::journal::{Event, Journal, Record, RunStatus};
+use crate::state::{RunState, TaskStatus};
+use crate::workflow::{Budget, RunSettings, TaskSpec, check_tasks, is_name};
+
+/// Sees every event after it is on disk: the live view, `--events`.
+pub trait EventSink: Send + Sync {
+    fn event(&self, record: &Record, state: &RunState);
+}
+
+/// The journal and the state it describes, behind one lock: recording an
+/// event appends it, folds it in and tells the sinks, in that order.
+pub struct Recorder {
+    inner: Mutex<(Journal, RunState)>,
+    sinks: Vec<Box<dyn EventSink>>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    pub fn new(journal: Journal, state: RunState, sinks: Vec<Box<dyn EventSink>>) -> Recorder {
+        Recorder {
+            inner: Mutex::new((journal, state)),
+            sinks,
+        }
+    }
+
+    /// Appends `event` to the journal (fsync'd), then applies it.
+    pub fn record(&self, event: Event) -> std::io::Result<()> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (journal, state) = &mut *inner;
+        let record = journal.append(event)?;
+        state.apply(&record);
+        for sink in &self.sinks {
+            sink.event(&record, state);
+        }
+        Ok(())
+    }
+
+    /// Reads the state.
+    pub fn state<R>(&self, f: impl FnOnce(&RunState) -> R) -> R {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        f(&inner.1)
+    }
+}
+
+/// One attempt of one task, as the executor gets it.
+#[derive(Debug)]
+pub struct Attempt {
+    pub run: String,
+    pub goal: String,
+    pub spec: TaskSpec,
+    /// 1 for the first.
+    pub number: u32,
+    pub last_error: Option<String>,
+    pub dependencies: Vec<Dependency>,
+    /// Tool results earlier attempts recorded.
+    pub recorded: HashMap<ToolCallKey, String>,
+    /// What is left of the run's fuel and time budgets, if capped.
+    pub fuel_left: Option<u64>,
+    pub time_left: Option<Duration>,
+    pub recorder: Arc<Recorder>,
+}
+
+/// How an attempt ended.
+#[derive(Debug)]
+pub struct AttemptEnd {
+    pub result: Result<Outcome, AttemptError>,
+    pub fuel_used: u64,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptError {
+    pub message: String,
+    /// Whether another attempt may succeed.
+    pub retryable: bool,
+}
+
+/// Runs attempts: the wasm roles in a real run.
+pub trait Executor: Send + Sync + 'static {
+    fn run(&self, attempt: Attempt) -> BoxFuture<'static, AttemptEnd>;
+}
+
+/// Why a run stopped without settling.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot write the run journal: {0}")]
+    Journal(#[from] std::io::Error),
+}
+
+pub struct Scheduler<E> {
+    recorder: Arc<Recorder>,
+    executor: Arc<E>,
+    settings: RunSettings,
+    budget: Budget,
+    roles: BTreeSet<String>,
+}
+
+impl<E: Executor> Scheduler<E> {
+    pub fn new(
+        recorder: Arc<Recorder>,
+        executor: Arc<E>,
+        settings: RunSettings,
+        budget: Budget,
+        roles: impl IntoIterator<Item = String>,
+    ) -> Self {
+        Scheduler {
+            recorder,
+            executor,
+            settings,
+            budget,
+            roles: roles.into_iter().collect(),
+        }
+    }
+
+    /// Runs until every task is done, dead or skipped.
+    pub async fn drive(&self) -> Result<RunStatus, RunError> {
+        let mut running: JoinSet<AttemptEnd> = JoinSet::new();
+        let mut running_ids: HashMap<tokio::task::Id, (String, u32)> = HashMap::new();
+        let mut not_before: HashMap<String, Instant> = HashMap::new();
+        loop {
+            // Until nothing changes: skipping a task blocks its dependents.
+            loop {
+                let blocked = self.recorder.state(|s| s.blocked());
+                if blocked.is_empty() {
+                    break;
+                }
+                for (task, because) in blocked {
+                    self.recorder.record(Event::TaskSkipped {
+                        task,
+                        because: format!("it depends on {because}, which did not finish"),
+                    })?;
+                }
+            }
+            let now = Instant::now();
+            let ready: Vec<String> = self.recorder.state(|s| {
+                s.ready()
+                    .into_iter()
+                    .map(|t| t.spec.id.clone())
+                    .filter(|id| not_before.get(id).is_none_or(|at| *at <= now))
+                    .collect()
+            });
+            for id in ready {
+                if running.len() >= self.settings.concurrency.max(1) {
+                    break;
+                }
+                if let Some(spent) = self.spent_budget() {
+                    let attempts = self
+                        .recorder
+                        .state(|s| s.task(&id).map_or(0, |t| t.failures));
+                    self.recorder.record(Event::TaskDead {
+                        task: id,
+                        attempts,
+                        error: spent,
+                    })?;
+                    continue;
+                }
+                let attempt = self.start(&id)?;
+                let number = attempt.number;
+                let handle = running.spawn(self.executor.run(attempt));
+                running_ids.insert(handle.id(), (id, number));
+            }
+
+            let wake = self.recorder.state(|s| {
+                not_before
+                    .iter()
+                    .filter(|(id, _)| s.task(id).is_some_and(|t| t.status == TaskStatus::Pending))
+                    .map(|(_, at)| *at)
+                    .min()
+            });
+            if running.is_empty() {
+                match wake {
+                    Some(at) => {
+                        tokio::time::sleep_until(at).await;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            let joined = match wake {
+                Some(at) => tokio::select! {
+                    joined = running.join_next_with_id() => joined,
+                    _ = tokio::time::sleep_until(at) => continue,
+                },
+                None => running.join_next_with_id().await,
+            };
+            let Some(joined) = joined else { continue };
+            let (id, end) = match joined {
+                Ok((handle, end)) => (running_ids.remove(&handle), end),
+                Err(e) => (
+                    running_ids.remove(&e.id()),
+                    AttemptEnd {
+                        result: Err(AttemptError {
+                            message: format!("the attempt panicked in the host: {e}"),
+                            retryable: false,
+                        }),
+                        fuel_used: 0,
+                        duration: Duration::ZERO,
+                    },
+                ),
+            };
+            if let Some((id, number)) = id {
+                self.finish(&id, number, end, &mut not_before)?;
+            }
+        }
+        // Anything still pending can never run (its dependencies are gone).
+        let status = self.recorder.state(|s| s.outcome_status());
+        self.recorder.record(Event::RunFinished { status })?;
+        Ok(status)
+    }
+
+    /// The first budget of the run that is used up, named.
+    fn spent_budget(&self) -> Option<String> {
+        let (usage, active_ms) = self.recorder.state(|s| (s.usage(), s.active_ms));
+        let b = &self.budget;
+        if let Some(cap) = b.fuel
+            && usage.fuel >= cap
+        {
+            return Some(format!(
+                "the run's fuel budget is spent: {} of {cap} used",
+                usage.fuel
+            ));
+        }
+        if let Some(cap) = b.wall_clock
+            && active_ms >= cap.as_millis() as u64
+        {
+            return Some(format!(
+                "the run's wall-clock budget is spent: {active_ms} ms of {} ms",
+                cap.as_millis()
+            ));
+        }
+        let tokens = usage.input_tokens + usage.output_tokens;
+        if let Some(cap) = b.tokens
+            && tokens >= cap
+        {
+            return Some(format!(
+                "the run's token budget is spent: {tokens} of {cap} used"
+            ));
+        }
+        if let Some(cap) = b.cost
+            && usage.cost >= cap
+        {
+            return Some(format!(
+                "the run's cost budget is spent: ${:.4} of ${cap}",
+                usage.cost
+            ));
+        }
+        None
+    }
+
+    fn start(&self, id: &str) -> Result<Attempt, RunError> {
+        let (spec, number, last_error, dependencies, recorded, run, goal, usage, active_ms) =
+            self.recorder.state(|s| {
+                let t = s.task(id).expect("a ready task exists");
+                let dependencies = t
+                    .spec
+                    .depends_on
+                    .iter()
+                    .filter_map(|d| s.task(d))
+                    .filter_map(|d| {
+                        d.outcome.as_ref().map(|o| Dependency {
+                            task_id: d.spec.id.clone(),
+                            role: d.spec.role.clone(),
+                            summary: o.summary.clone(),
+                            output: o.output.clone(),
+                            artifacts: o.artifacts.clone(),
+                        })
+                    })
+                    .collect();
+                (
+                    t.spec.clone(),
+                    t.failures + 1,
+                    t.last_error.clone(),
+                    dependencies,
+                    t.recorded.clone(),
+                    s.run.clone(),
+                    s.goal.clone(),
+                    s.usage(),
+                    s.active_ms,
+                )
+            });
+        self.recorder.record(Event::TaskStarted {
+            task: id.to_string(),
+            role: spec.role.clone(),
+            attempt: number,
+        })?;
+        Ok(Attempt {
+            run,
+            goal,
+            number,
+            last_error,
+            dependencies,
+            recorded,
+            fuel_left: self.budget.fuel.map(|cap| cap.saturating_sub(usage.fuel)),
+            time_left: self
+                .budget
+                .wall_clock
+                .map(|cap| cap.saturating_sub(Duration::from_millis(active_ms))),
+            recorder: self.recorder.clone(),
+            spec,
+        })
+    }
+
+    fn finish(
+        &self,
+        id: &str,
+        number: u32,
+        end: AttemptEnd,
+        not_before: &mut HashMap<String, Instant>,
+    ) -> Result<(), RunError> {
+        let fuel_used = end.fuel_used;
+        let ms = end.duration.as_millis() as u64;
+        let result = end.result.and_then(|outcome| {
+            let new = self.accept_follow_ups(id, &outcome.follow_ups)?;
+            Ok((outcome, new))
+        });
+        match result {
+            Ok((outcome, new)) => {
+                self.recorder.record(Event::TaskFinished {
+                    task: id.to_string(),
+                    attempt: number,
+                    outcome,
+                    fuel_used,
+                    ms,
+                })?;
+                for task in new {
+                    self.recorder.record(Event::TaskQueued { task })?;
+                }
+            }
+            Err(error) => {
+                let (failures, max_retries) = self.recorder.state(|s| {
+                    s.task(id)
+                        .map_or((0, 0), |t| (t.failures + 1, t.spec.max_retries))
+                });
+                let retry = error.retryable && failures <= max_retries;
+                let delay = retry.then(|| self.backoff(failures));
+                self.recorder.record(Event::TaskFailed {
+                    task: id.to_string(),
+                    attempt: number,
+                    error: error.message.clone(),
+                    retry_in_ms: delay.map(|d| d.as_millis() as u64),
+                    fuel_used,
+                    ms,
+                })?;
+                match delay {
+                    Some(delay) => {
+                        not_before.insert(id.to_string(), Instant::now() + delay);
+                    }
+                    None => {
+                        let error = if error.retryable {
+                            format!("{} (gave up after {failures} attempts)", error.message)
+                        } else {
+                            error.message
+                        };
+                        self.recorder.record(Event::TaskDead {
+                            task: id.to_string(),
+                            attempts: failures,
+                            error,
+                        })?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How long to wait before the attempt after the `failures`-th failure:
+    /// base, 2×base, 4×base… up to the cap.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let factor = 1u32 << failures.saturating_sub(1).min(20);
+        self.settings
+            .retry_base
+            .saturating_mul(factor)
+            .min(self.settings.retry_max)
+    }
+
+    /// The follow-ups of task `parent` as tasks of the run: ids made valid
+    /// and unique (a colliding id gets `-2`, `-3`…, and references to it in
+    /// the same batch follow), each running after `parent`, checked like
+    /// the workflow's own tasks.
+    fn accept_follow_ups(
+        &self,
+        parent: &str,
+        follow_ups: &[NewTask],
+    ) -> Result<Vec<TaskSpec>, AttemptError> {
+        if follow_ups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fail = |message: String| AttemptError {
+            message: format!("the task's follow-ups cannot be added: {message}"),
+            retryable: true,
+        };
+        self.recorder.state(|s| {
+            if s.tasks.len() + follow_ups.len() > self.settings.max_tasks {
+                return Err(fail(format!(
+                    "the run would hold {} tasks, more than `run.max-tasks = {}`",
+                    s.tasks.len() + follow_ups.len(),
+                    self.settings.max_tasks
+                )));
+            }
+            let mut taken: BTreeSet<String> = s.tasks.iter().map(|t| t.spec.id.clone()).collect();
+            let mut renamed: HashMap<&str, String> = HashMap::new();
+            for t in follow_ups {
+                let base = if is_name(&t.id) {
+                    t.id.clone()
+                } else {
+                    clean_id(&t.id)
+                };
+                let mut id = base.clone();
+                let mut n = 2;
+                while taken.contains(&id) {
+                    id = format!("{base}-{n}");
+                    n += 1;
+                }
+                taken.insert(id.clone());
+                renamed.insert(t.id.as_str(), id);
+            }
+            let new: Vec<TaskSpec> = follow_ups
+                .iter()
+                .map(|t| {
+                    let mut depends_on: Vec<String> = vec![parent.to_string()];
+                    for d in &t.depends_on {
+                        let d = renamed
+                            .get(d.as_str())
+                            .cloned()
+                            .unwrap_or_else(|| d.clone());
+                        if !depends_on.contains(&d) {
+                            depends_on.push(d);
+                        }
+                    }
+                    TaskSpec {
+                        id: renamed[t.id.as_str()].clone(),
+                        role: t.role.clone(),
+                        instructions: t.instructions.clone(),
+                        depends_on,
+                        priority: t.priority,
+                        max_retries: 2,
+                        timeout: None,
+                        tokens: None,
+                        input: t.input.clone().unwrap_or(serde_json::Value::Null),
+                        parent: Some(parent.to_string()),
+                    }
+                })
+                .collect();
+            let existing: Vec<&TaskSpec> = s.tasks.iter().map(|t| &t.spec).collect();
+            check_tasks(&existing, &new, |role| self.roles.contains(role)).map_err(fail)?;
+            Ok(new)
+        })
+    }
+}
+
+/// An id made of the allowed characters: `Write Tests!` → `write-tests`.
+fn clean_id(raw: &str) -> String {
+    let mut id: String = raw
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    id = id.trim_matches('-').to_string();
+    id.truncate(60);
+    if id.is_empty() { "task".into() } else { id }
+}
+
+/// Writes every event as one JSON line: `--events FILE`, or stdout with
+/// `--json`.
+pub struct JsonLines {
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl JsonLines {
+    pub fn new(out: Box<dyn Write + Send>) -> JsonLines {
+        JsonLines {
+            out: Mutex::new(out),
+        }
+    }
+}
+
+impl EventSink for JsonLines {
+    fn event(&self, record: &Record, _state: &RunState) {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(line) = serde_json::to_string(record) {
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use futures::FutureExt;
+    use serde_json::json;
+
+    use super::*;
+    use crate::journal;
+    use crate::workflow::Budget;
+
+    /// An executor that plays a script: per task, the results of its
+    /// attempts in order (the last one repeats), noting when each started.
+    struct Script {
+        results: HashMap<String, Vec<Result<Outcome, AttemptError>>>,
+        fuel_per_attempt: u64,
+        started: Arc<Mutex<Vec<(String, u32, Instant)>>>,
+    }
+
+    impl Executor for Script {
+        fn run(&self, attempt: Attempt) -> BoxFuture<'static, AttemptEnd> {
+            self.started.lock().unwrap().push((
+                attempt.spec.id.clone(),
+                attempt.number,
+                Instant::now(),
+            ));
+            let plays = &self.results[&attempt.spec.id];
+            let result = plays[(attempt.number as usize - 1).min(plays.len() - 1)].clone();
+            let fuel_used = self.fuel_per_attempt;
+            async move {
+                // Work takes (virtual) time.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                AttemptEnd {
+                    result,
+                    fuel_used,
+                    duration: Duration::from_millis(10),
+                }
+            }
+            .boxed()
+        }
+    }
+
+    fn done(summary: &str) -> Result<Outcome, AttemptError> {
+        Ok(Outcome {
+            summary: summary.into(),
+            output: json!(null),
+            artifacts: vec![],
+            follow_ups: vec![],
+        })
+    }
+
+    fn fail(message: &str, retryable: bool) -> Result<Outcome, AttemptError> {
+        Err(AttemptError {
+            message: message.into(),
+            retryable,
+        })
+    }
+
+    fn task(id: &str, priority: i32, deps: &[&str], retries: u32) -> TaskSpec {
+        TaskSpec {
+            id: id.into(),
+            role: "worker".into(),
+            instructions: format!("do {id}"),
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            priority,
+            max_retries: retries,
+            timeout: None,
+            tokens: None,
+            input: json!(null),
+            parent: None,
+        }
+    }
+
+    struct Harness {
+        _dir: tempfile::TempDir,
+        recorder: Arc<Recorder>,
+        started: Arc<Mutex<Vec<(String, u32, Instant)>>>,
+        status: RunStatus,
+    }
+
+    async fn run(
+        tasks: Vec<TaskSpec>,
+        results: Vec<(&str, Vec<Result<Outcome, AttemptError>>)>,
+        settings: RunSettings,
+        budget: Budget,
+        fuel_per_attempt: u64,
+    ) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::create(&dir.path().join("journal.jsonl")).unwrap();
+        let recorder = Arc::new(Recorder::new(journal, RunState::default(), Vec::new()));
+        for task in tasks {
+            recorder.record(Event::TaskQueued { task }).unwrap();
+        }
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let executor = Script {
+            results: results
+                .into_iter()
+                .map(|(id, r)| (id.to_string(), r))
+                .collect(),
+            fuel_per_attempt,
+            started: started.clone(),
+        };
+        let scheduler = Scheduler::new(
+            recorder.clone(),
+            Arc::new(executor),
+            settings,
+            budget,
+            ["worker".to_string()],
+        );
+        let status = scheduler.drive().await.unwrap();
+        Harness {
+            _dir: dir,
+            recorder,
+            started,
+            status,
+        }
+    }
+
+    fn one_at_a_time() -> RunSettings {
+        RunSettings {
+            concurrency: 1,
+            ..RunSettings::default()
+        }
+    }
+
+    fn order(h: &Harness) -> Vec<String> {
+        h.started
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, n, _)| format!("{id}#{n}"))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ready_tasks_start_by_priority_after_their_dependencies() {
+        let h = run(
+            vec![
+                task("a", 0, &[], 0),
+                task("b", 5, &[], 0),
+                task("c", 1, &["b"], 0),
+                task("d", 9, &["a", "c"], 0),
+            ],
+            vec![
+                ("a", vec![done("a")]),
+                ("b", vec![done("b")]),
+                ("c", vec![done("c")]),
+                ("d", vec![done("d")]),
+            ],
+            one_at_a_time(),
+            Budget::default(),
+            1,
+        )
+        .await;
+        assert_eq!(order(&h), ["b#1", "c#1", "a#1", "d#1"]);
+        assert_eq!(h.status, RunStatus::Succeeded);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrency_is_bounded() {
+        let h = run(
+            (0..5).map(|i| task(&format!("t{i}"), 0, &[], 0)).collect(),
+            (0..5)
+                .map(|i| (["t0", "t1", "t2", "t3", "t4"][i], vec![done("ok")]))
+                .collect(),
+            RunSettings {
+                concurrency: 2,
+                ..RunSettings::default()
+            },
+            Budget::default(),
+            1,
+        )
+        .await;
+        let started = h.started.lock().unwrap();
+        let t0 = started[0].2;
+        // Two at a time, 10 ms each: starts at 0, 0, 10, 10, 20 ms.
+        let offsets: Vec<u128> = started.iter().map(|s| (s.2 - t0).as_millis()).collect();
+        assert_eq!(offsets, [0, 0, 10, 10, 20]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_back_off_exponentially_then_succeed() {
+        let h = run(
+            vec![task("flaky", 0, &[], 3)],
+            vec![(
+                "flaky",
+                vec![
+                    fail("one", true),
+                    fail("two", true),
+                    fail("three", true),
+                    done("at last"),
+                ],
+            )],
+            one_at_a_time(),
+            Budget::default(),
+            1,
+        )
+        .await;
+        let started = h.started.lock().unwrap();
+        let gaps: Vec<u128> = started
+            .windows(2)
+            .map(|w| (w[1].2 - w[0].2).as_millis())
+            .collect();
+        // Each attempt takes 10 ms, then waits 1 s, 2 s, 4 s.
+        assert_eq!(gaps, [1010, 2010, 4010]);
+        assert_eq!(h.status, RunStatus::Succeeded);
+        h.recorder.state(|s| {
+            let t = s.task("flaky").unwrap();
+            assert_eq!(t.failures, 3);
+            assert_eq!(t.outcome.as_ref().unwrap().summary, "at last");
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exhausted_tasks_are_dead_letters_and_their_dependents_skipped() {
+        let h = run(
+            vec![
+                task("bad", 0, &[], 2),
+                task("after", 0, &["bad"], 0),
+                task("later", 0, &["after"], 0),
+                task("free", 0, &[], 0),
+            ],
+            vec![
+                ("bad", vec![fail("it broke", true)]),
+                ("after", vec![done("never")]),
+                ("later", vec![done("never")]),
+                ("free", vec![done("fine")]),
+            ],
+            one_at_a_time(),
+            Budget::default(),
+            1,
+        )
+        .await;
+        assert_eq!(h.status, RunStatus::Failed);
+        assert_eq!(order(&h), ["bad#1", "free#1", "bad#2", "bad#3"]);
+        h.recorder.state(|s| {
+            assert_eq!(
+                s.dead_letters(),
+                [("bad", "it broke (gave up after 3 attempts)")]
+            );
+            assert_eq!(s.task("after").unwrap().status, TaskStatus::Skipped);
+            assert_eq!(s.task("later").unwrap().status, TaskStatus::Skipped);
+            assert!(
+                s.task("later")
+                    .unwrap()
+                    .skipped_because
+                    .as_ref()
+                    .unwrap()
+                    .contains("after")
+            );
+            assert_eq!(s.task("free").unwrap().status, TaskStatus::Done);
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_error_that_is_not_retryable_is_final_at_once() {
+        let h = run(
+            vec![task("denied", 0, &[], 5)],
+            vec![("denied", vec![fail("tool not granted", false)])],
+            one_at_a_time(),
+            Budget::default(),
+            1,
+        )
+        .await;
+        assert_eq!(order(&h), ["denied#1"]);
+        h.recorder
+            .state(|s| assert_eq!(s.dead_letters(), [("denied", "tool not granted")]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_budget_fails_the_next_task_and_names_the_budget() {
+        let h = run(
+            vec![task("one", 2, &[], 0), task("two", 1, &[], 0)],
+            vec![("one", vec![done("1")]), ("two", vec![done("2")])],
+            one_at_a_time(),
+            Budget {
+                fuel: Some(1000),
+                ..Budget::default()
+            },
+            1500,
+        )
+        .await;
+        assert_eq!(order(&h), ["one#1"]);
+        h.recorder.state(|s| {
+            let dead = s.dead_letters();
+            assert_eq!(dead.len(), 1);
+            assert_eq!(dead[0].0, "two");
+            assert!(
+                dead[0].1.contains("fuel budget is spent: 1500 of 1000"),
+                "{}",
+                dead[0].1
+            );
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn follow_ups_join_the_run_renamed_when_their_ids_collide() {
+        let plan = Outcome {
+            summary: "planned".into(),
+            output: json!(null),
+            artifacts: vec![],
+            follow_ups: vec![
+                NewTask {
+                    id: "plan".into(),
+                    role: "worker".into(),
+                    instructions: "collides".into(),
+                    depends_on: vec![],
+                    priority: 0,
+                    input: None,
+                },
+                NewTask {
+                    id: "Write Tests!".into(),
+                    role: "worker".into(),
+                    instructions: "after the first".into(),
+                    depends_on: vec!["plan".into()],
+                    priority: 0,
+                    input: Some(json!({"n": 1})),
+                },
+            ],
+        };
+        let h = run(
+            vec![task("plan", 0, &[], 0)],
+            vec![
+                ("plan", vec![Ok(plan)]),
+                ("plan-2", vec![done("a")]),
+                ("write-tests", vec![done("b")]),
+            ],
+            one_at_a_time(),
+            Budget::default(),
+            1,
+        )
+        .await;
+        assert_eq!(order(&h), ["plan#1", "plan-2#1", "write-tests#1"]);
+        h.recorder.state(|s| {
+            let t = s.task("write-tests").unwrap();
+            assert_eq!(t.spec.depends_on, ["plan", "plan-2"]);
+            assert_eq!(t.spec.parent.as_deref(), Some("plan"));
+            assert_eq!(t.spec.input, json!({"n": 1}));
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn follow_ups_that_name_unknown_roles_or_form_cycles_fail_the_attempt() {
+        let bad = |role: &str, deps: Vec<&str>| Outcome {
+            summary: "bad".into(),
+            output: json!(null),
+            artifacts: vec![],
+            follow_ups: vec![
+                NewTask {
+                    id: "x".into(),
+                    role: role.into(),
+                    instructions: "".into(),
+                    depends_on: deps.iter().map(|d| d.to_string()).collect(),
+                    priority: 0,
+                    input: None,
+                },
+                NewTask {
+                    id: "y".into(),
+                    role: "worker".into(),
+                    instructions: "".into(),
+                    depends_on: vec!["x".into()],
+                    priority: 0,
+                    input: None,
+                },
+            ],
+        };
+        let h = run(
+            vec![task("p", 0, &[], 1)],
+            vec![(
+                "p",
+                vec![Ok(bad("poet", vec![])), Ok(bad("worker", vec!["y"]))],
+            )],
+            one_at_a_time(),
+            Budget::default(),
+            1,
+        )
+        .await;
+        h.recorder.state(|s| {
+            assert_eq!(s.tasks.len(), 1, "no follow-up may join");
+            let dead = s.dead_letters();
+            assert!(dead[0].1.contains("cycle: x -> y -> x"), "{}", dead[0].1);
+        });
+        let records = journal::read(&h._dir.path().join("journal.jsonl")).unwrap();
+        let first_error = records.iter().find_map(|r| match &r.event {
+            Event::TaskFailed { error, .. } => Some(error.clone()),
+            _ => None,
+        });
+        assert!(first_error.unwrap().contains("names role \"poet\""));
+    }
+}
