@@ -1,0 +1,162 @@
+//! The `coder` role: asks the model for the files a task needs (as JSON with
+//! a path and the contents of each) and writes them into the run workspace
+//! through the `fs` tool, which sees the workspace at `/workspace`. The role
+//! itself touches no file: every write is a host-mediated tool call.
+
+use serde::Deserialize;
+use warden_sdk::llm::{self, Message, Request};
+use warden_sdk::role::{Outcome, Role, RoleError, RoleSpec, Task};
+use warden_sdk::serde_json::{self, json};
+use warden_sdk::tools;
+
+const WORKSPACE: &str = "/workspace";
+const MAX_FILES: usize = 4;
+
+#[derive(Debug, Deserialize)]
+struct Files {
+    files: Vec<File>,
+    summary: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct File {
+    path: String,
+    content: String,
+}
+
+struct Coder;
+
+impl Role for Coder {
+    fn describe() -> RoleSpec {
+        RoleSpec::new(
+            "coder",
+            "Writes source files and their tests into the run workspace",
+        )
+        .tool("fs")
+    }
+
+    fn run(task: Task) -> Result<Outcome, RoleError> {
+        if !tools::has("fs.write_file") {
+            return Err(RoleError::Denied(
+                "the coder writes through the fs tool; grant it with `tools = [\"fs\"]` in the role's workflow entry".into(),
+            ));
+        }
+        let mut prompt = task.brief();
+        // What dependencies wrote, so a fix sees the code it fixes.
+        for path in task.dependency_artifacts().iter().take(4) {
+            if let Ok(text) = read(path) {
+                prompt.push_str(&format!("\nCurrent {path}:\n```\n{text}\n```\n"));
+            }
+        }
+        let request = Request::new(vec![
+            Message::system(
+                "You are a careful Python programmer. Write the files the task asks for. \
+                 Answer with JSON: {\"files\": [{\"path\": \"name.py\", \"content\": \"...\"}], \
+                 \"summary\": \"what you wrote\"}. Paths are relative, like stats.py or \
+                 test_stats.py. Tests use unittest.",
+            ),
+            Message::user(prompt),
+        ])
+        .max_tokens(1500)
+        .temperature(0.0);
+        let answer = llm::ask_schema(request, &schema())?;
+        let files: Files = serde_json::from_value(answer)
+            .map_err(|e| RoleError::Failed(format!("the answer has the wrong shape: {e}")))?;
+        if files.files.is_empty() {
+            return Err(RoleError::Failed("the model wrote no files".into()));
+        }
+        let mut outcome = Outcome::new(files.summary.trim().to_string());
+        let mut written = Vec::new();
+        for (i, file) in files.files.into_iter().take(MAX_FILES).enumerate() {
+            let path = clean_path(&file.path).unwrap_or_else(|| format!("file_{}.py", i + 1));
+            tools::call(
+                "fs.write_file",
+                &json!({
+                    "path": format!("{WORKSPACE}/{path}"),
+                    "content": file.content,
+                    "create_dirs": true,
+                }),
+            )?;
+            written.push(json!({"path": path, "bytes": file.content.len()}));
+            outcome = outcome.artifact(path);
+        }
+        if outcome.summary.is_empty() {
+            outcome.summary = format!("wrote {} file(s)", written.len());
+        }
+        outcome.output(&json!({ "files": written }))
+    }
+}
+
+warden_sdk::export_role!(Coder);
+warden_sdk::embed_manifest!("../warden.toml");
+
+fn schema() -> serde_json::Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "files": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_FILES,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "path": {"type": "string", "maxLength": 60},
+                        "content": {"type": "string", "maxLength": 4000}
+                    },
+                    "required": ["path", "content"],
+                    "additionalProperties": false
+                }
+            },
+            "summary": {"type": "string", "maxLength": 200}
+        },
+        "required": ["files", "summary"],
+        "additionalProperties": false
+    })
+}
+
+fn read(path: &str) -> Result<String, RoleError> {
+    let result = tools::call(
+        "fs.read_file",
+        &json!({"path": format!("{WORKSPACE}/{path}"), "max_bytes": 16384}),
+    )?;
+    Ok(result["content"].as_str().unwrap_or_default().to_string())
+}
+
+/// A path inside the workspace, or `None`: relative, no `..`, plain
+/// characters only.
+fn clean_path(raw: &str) -> Option<String> {
+    let trimmed = raw
+        .trim()
+        .trim_start_matches("/workspace/")
+        .trim_start_matches("./")
+        .trim_start_matches('/');
+    let ok = !trimmed.is_empty()
+        && trimmed.len() <= 100
+        && trimmed
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+        && trimmed
+            .split('/')
+            .all(|part| !part.is_empty() && part != ".." && part != ".");
+    ok.then(|| trimmed.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_path;
+
+    #[test]
+    fn paths_stay_inside_the_workspace() {
+        assert_eq!(clean_path("stats.py").as_deref(), Some("stats.py"));
+        assert_eq!(
+            clean_path("/workspace/pkg/a.py").as_deref(),
+            Some("pkg/a.py")
+        );
+        assert_eq!(clean_path("./b.py").as_deref(), Some("b.py"));
+        assert_eq!(clean_path("../etc/passwd"), None);
+        assert_eq!(clean_path("a/../../b"), None);
+        assert_eq!(clean_path("a b.py"), None);
+        assert_eq!(clean_path(""), None);
+    }
+}
