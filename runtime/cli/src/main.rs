@@ -13,6 +13,7 @@ mod llm;
 mod mcp;
 mod memory;
 mod plugin_cmd;
+mod run_cmd;
 mod sandbox_args;
 mod tool;
 
@@ -90,6 +91,11 @@ enum Command {
     /// Fetch or list the model files.
     #[command(subcommand)]
     Models(llm::ModelsCommand),
+    /// Run a workflow of role tasks (or a goal, or resume a stopped run).
+    Run(run_cmd::RunArgs),
+    /// List runs, or show one's report.
+    #[command(subcommand)]
+    Runs(run_cmd::RunsCommand),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +105,9 @@ fn main() -> ExitCode {
     // hybrid search; that is not the operator's problem.)
     let default_filter = match cli.command {
         Command::Mcp(_) => "info,lance::dataset::scanner=error",
+        // The live view tells what happens; the trace only problems, and
+        // not the per-call lines.
+        Command::Run(_) => "warn,lance::dataset::scanner=error",
         _ => "warn,lance::dataset::scanner=error",
     };
     init_tracing(cli.log.as_deref(), default_filter, cli.log_format);
@@ -155,6 +164,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             })?;
             memory::run(cmd, memory).await
         }
+        Command::Run(args) => run_cmd::run(args, &dirs).await,
+        Command::Runs(cmd) => run_cmd::runs(cmd, &dirs),
     }
 }
 

@@ -90,6 +90,7 @@ impl SandboxArgs {
             tenant,
             grant,
             limits,
+            ..CallOptions::default()
         })
     }
 

@@ -10,6 +10,7 @@ mod llm;
 mod mcp;
 mod memory;
 mod policy;
+mod runs;
 
 use std::path::Path;
 use std::process::{Command, Output};
