@@ -25,7 +25,29 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("EXEC", "warden-plugin-exec", "exec"),
     ("PROGRAM", "warden-guest-program", "program"),
     ("THINKER", "warden-guest-thinker", "thinker"),
+    ("CALLER", "warden-guest-caller", "caller"),
     ("JS_RUNTIME", "warden-runtime-js", "js"),
+    ("PLANNER", "warden-plugin-planner", "planner"),
+    ("CODER", "warden-plugin-coder", "coder"),
+    ("TESTER", "warden-plugin-tester", "tester"),
+    ("REVIEWER", "warden-plugin-reviewer", "reviewer"),
+    ("RESEARCHER", "warden-plugin-researcher", "researcher"),
+];
+
+/// The first-party plugins, copied to `<target>/plugins/NAME.wasm`: where a
+/// `warden` built in the same target directory looks for the plugins a
+/// workflow names.
+const FIRST_PARTY: &[&str] = &[
+    "hello",
+    "fs",
+    "fetch",
+    "exec",
+    "memory",
+    "planner",
+    "coder",
+    "tester",
+    "reviewer",
+    "researcher",
 ];
 
 const PROFILE: &str = "guest";
@@ -105,6 +127,22 @@ fn main() {
     )
     .expect("copy js.wasm");
     build_python(&workspace, &runtimes.join("python.wasm"));
+    let plugins = target_dir.parent().unwrap_or(&target_dir).join("plugins");
+    std::fs::create_dir_all(&plugins).expect("create the plugins dir");
+    for stem in FIRST_PARTY {
+        std::fs::copy(
+            target_dir
+                .join(TARGET)
+                .join(PROFILE)
+                .join(format!("{stem}.wasm")),
+            plugins.join(format!("{stem}.wasm")),
+        )
+        .expect("copy a first-party plugin");
+    }
+    consts.push_str(&format!(
+        "pub const PLUGIN_DIR: &str = {:?};\n",
+        plugins.display().to_string()
+    ));
     consts.push_str(&format!(
         "pub const RUNTIME_DIR: &str = {:?};\n",
         runtimes.display().to_string()

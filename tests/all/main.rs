@@ -15,6 +15,7 @@ mod manifest_ceiling;
 mod memory;
 mod network;
 mod plugins;
+mod runs;
 mod survival;
 
 use std::collections::HashMap;

@@ -20,7 +20,7 @@ use warden_tests::fake_llm::{EMBEDDING_DIMENSION, FakeLlm};
 
 use crate::models_dir;
 
-fn minilm() -> Arc<dyn Embedder> {
+pub(crate) fn minilm() -> Arc<dyn Embedder> {
     static E: OnceLock<Arc<LocalEmbedder>> = OnceLock::new();
     E.get_or_init(|| Arc::new(LocalEmbedder::load(models_dir()).expect("load MiniLM")))
         .clone()

@@ -66,6 +66,21 @@ impl Reply {
         }
     }
 
+    /// An OpenAI completion whose answer is `text`.
+    pub fn openai_text(text: &str) -> Reply {
+        Reply::json(json!({
+            "id": "chatcmpl-text",
+            "object": "chat.completion",
+            "model": "m",
+            "choices": [{
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": text}
+            }],
+            "usage": {"prompt_tokens": 40, "completion_tokens": 20, "total_tokens": 60}
+        }))
+    }
+
     /// An OpenAI completion that asks for one tool call.
     pub fn openai_tool_call(id: &str, name: &str, arguments: &Value) -> Reply {
         Reply::json(json!({
