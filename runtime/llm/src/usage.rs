@@ -153,14 +153,7 @@ impl Allowance {
         cost: Option<f64>,
         parent: Option<Arc<Allowance>>,
     ) -> Arc<Allowance> {
-        Arc::new(Allowance {
-            name: name.into(),
-            tokens,
-            cost,
-            used: Mutex::new(Totals::default()),
-            parent,
-            observer: None,
-        })
+        Allowance::build(name.into(), tokens, cost, parent, None)
     }
 
     /// As [`Allowance::new`], telling `observer` of every charge.
@@ -171,13 +164,23 @@ impl Allowance {
         parent: Option<Arc<Allowance>>,
         observer: ChargeObserver,
     ) -> Arc<Allowance> {
+        Allowance::build(name.into(), tokens, cost, parent, Some(observer))
+    }
+
+    fn build(
+        name: String,
+        tokens: Option<u64>,
+        cost: Option<f64>,
+        parent: Option<Arc<Allowance>>,
+        observer: Option<ChargeObserver>,
+    ) -> Arc<Allowance> {
         Arc::new(Allowance {
-            name: name.into(),
+            name,
             tokens,
             cost,
             used: Mutex::new(Totals::default()),
             parent,
-            observer: Some(observer),
+            observer,
         })
     }
 
