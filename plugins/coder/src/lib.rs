@@ -59,7 +59,7 @@ impl Role for Coder {
         ])
         .max_tokens(1500)
         .temperature(0.0);
-        let answer = llm::ask_schema(request, &schema())?;
+        let answer = llm::ask_schema(request, &schema(&mentioned_files(&task.brief())))?;
         let files: Files = serde_json::from_value(answer)
             .map_err(|e| RoleError::Failed(format!("the answer has the wrong shape: {e}")))?;
         if files.files.is_empty() {
@@ -90,7 +90,37 @@ impl Role for Coder {
 warden_sdk::export_role!(Coder);
 warden_sdk::embed_manifest!("../warden.toml");
 
-fn schema() -> serde_json::Value {
+/// The file names a task mentions (`stats.py`, `pkg/util.py`): when there
+/// are any, the answer's paths are held to them, so even a small model
+/// writes the files asked for and not others.
+fn mentioned_files(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let words =
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')));
+    for word in words {
+        let word = word.trim_end_matches(['.', '/']);
+        let Some((stem, ext)) = word.rsplit_once('.') else {
+            continue;
+        };
+        let named = !stem.is_empty()
+            && (2..=4).contains(&ext.len())
+            && ext.chars().all(|c| c.is_ascii_lowercase());
+        if let Some(path) = clean_path(word).filter(|_| named)
+            && !names.contains(&path)
+        {
+            names.push(path);
+        }
+    }
+    names.truncate(MAX_FILES * 2);
+    names
+}
+
+fn schema(names: &[String]) -> serde_json::Value {
+    let path = if names.is_empty() {
+        json!({"type": "string", "maxLength": 60})
+    } else {
+        json!({"enum": names})
+    };
     json!({
         "type": "object",
         "properties": {
@@ -101,7 +131,7 @@ fn schema() -> serde_json::Value {
                 "items": {
                     "type": "object",
                     "properties": {
-                        "path": {"type": "string", "maxLength": 60},
+                        "path": path,
                         "content": {"type": "string", "maxLength": 4000}
                     },
                     "required": ["path", "content"],
@@ -144,7 +174,19 @@ fn clean_path(raw: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::clean_path;
+    use super::{clean_path, mentioned_files};
+
+    #[test]
+    fn the_files_a_task_names_are_the_ones_it_may_write() {
+        assert_eq!(
+            mentioned_files(
+                "Write stats.py (mean, e.g. of [1, 2.5]) and test_stats.py; see pkg/util.py. Fix stats.py."
+            ),
+            ["stats.py", "test_stats.py", "pkg/util.py"]
+        );
+        assert!(mentioned_files("Write a CSV parser, version 2.0.").is_empty());
+        assert!(mentioned_files("read ../etc/passwd.txt").is_empty());
+    }
 
     #[test]
     fn paths_stay_inside_the_workspace() {
