@@ -65,23 +65,30 @@ impl Role for Coder {
         if files.files.is_empty() {
             return Err(RoleError::Failed("the model wrote no files".into()));
         }
-        let mut outcome = Outcome::new(files.summary.trim().to_string());
+        // A small model may echo the example summary back.
+        let summary = files.summary.trim();
+        let summary = if summary.eq_ignore_ascii_case(SUMMARY_EXAMPLE) {
+            ""
+        } else {
+            summary
+        };
+        let mut outcome = Outcome::new(summary.to_string());
         let mut written = Vec::new();
-        for (i, file) in files.files.into_iter().take(MAX_FILES).enumerate() {
-            let path = clean_path(&file.path).unwrap_or_else(|| format!("file_{}.py", i + 1));
+        for (path, content) in distinct_files(files.files) {
             tools::call(
                 "fs.write_file",
                 &json!({
                     "path": format!("{WORKSPACE}/{path}"),
-                    "content": file.content,
+                    "content": content,
                     "create_dirs": true,
                 }),
             )?;
-            written.push(json!({"path": path, "bytes": file.content.len()}));
+            written.push(json!({"path": path, "bytes": content.len()}));
             outcome = outcome.artifact(path);
         }
         if outcome.summary.is_empty() {
-            outcome.summary = format!("wrote {} file(s)", written.len());
+            let names: Vec<&str> = written.iter().filter_map(|w| w["path"].as_str()).collect();
+            outcome.summary = format!("wrote {}", names.join(", "));
         }
         outcome.output(&json!({ "files": written }))
     }
@@ -113,6 +120,24 @@ fn mentioned_files(text: &str) -> Vec<String> {
     }
     names.truncate(MAX_FILES * 2);
     names
+}
+
+/// The summary in the prompt's example answer.
+const SUMMARY_EXAMPLE: &str = "what you wrote";
+
+/// The files to write, each path once (a later entry for the same path
+/// replaces the earlier one), at most [`MAX_FILES`]; a path that is not a
+/// clean relative one gets a generated name.
+fn distinct_files(files: Vec<File>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (i, file) in files.into_iter().take(MAX_FILES).enumerate() {
+        let path = clean_path(&file.path).unwrap_or_else(|| format!("file_{}.py", i + 1));
+        match out.iter_mut().find(|(p, _)| *p == path) {
+            Some(slot) => slot.1 = file.content,
+            None => out.push((path, file.content)),
+        }
+    }
+    out
 }
 
 fn schema(names: &[String]) -> serde_json::Value {
@@ -174,7 +199,29 @@ fn clean_path(raw: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{clean_path, mentioned_files};
+    use super::{File, clean_path, distinct_files, mentioned_files};
+
+    #[test]
+    fn a_path_given_twice_is_written_once_with_its_last_content() {
+        let file = |path: &str, content: &str| File {
+            path: path.into(),
+            content: content.into(),
+        };
+        let files = distinct_files(vec![
+            file("stats.py", "v1"),
+            file("test_stats.py", "t"),
+            file("./stats.py", "v2"),
+            file("../x.py", "x"),
+        ]);
+        assert_eq!(
+            files,
+            [
+                ("stats.py".to_string(), "v2".to_string()),
+                ("test_stats.py".to_string(), "t".to_string()),
+                ("file_4.py".to_string(), "x".to_string()),
+            ]
+        );
+    }
 
     #[test]
     fn the_files_a_task_names_are_the_ones_it_may_write() {
