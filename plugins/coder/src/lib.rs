@@ -49,12 +49,12 @@ impl Role for Coder {
             }
         }
         let request = Request::new(vec![
-            Message::system(
+            Message::system(format!(
                 "You are a careful Python programmer. Write the files the task asks for. \
-                 Answer with JSON: {\"files\": [{\"path\": \"name.py\", \"content\": \"...\"}], \
-                 \"summary\": \"what you wrote\"}. Paths are relative, like stats.py or \
-                 test_stats.py. Tests use unittest.",
-            ),
+                 Answer with JSON: {{\"files\": [{{\"path\": \"name.py\", \"content\": \"...\"}}], \
+                 \"summary\": \"{SUMMARY_EXAMPLE}\"}}. Paths are relative, like stats.py or \
+                 test_stats.py. Tests use unittest."
+            )),
             Message::user(prompt),
         ])
         .max_tokens(1500)
@@ -72,9 +72,15 @@ impl Role for Coder {
         } else {
             summary
         };
-        let mut outcome = Outcome::new(summary.to_string());
+        let files = distinct_files(files.files);
+        let mut outcome = if summary.is_empty() {
+            let names: Vec<&str> = files.iter().map(|(path, _)| path.as_str()).collect();
+            Outcome::new(format!("wrote {}", names.join(", ")))
+        } else {
+            Outcome::new(summary.to_string())
+        };
         let mut written = Vec::new();
-        for (path, content) in distinct_files(files.files) {
+        for (path, content) in files {
             tools::call(
                 "fs.write_file",
                 &json!({
@@ -85,10 +91,6 @@ impl Role for Coder {
             )?;
             written.push(json!({"path": path, "bytes": content.len()}));
             outcome = outcome.artifact(path);
-        }
-        if outcome.summary.is_empty() {
-            let names: Vec<&str> = written.iter().filter_map(|w| w["path"].as_str()).collect();
-            outcome.summary = format!("wrote {}", names.join(", "));
         }
         outcome.output(&json!({ "files": written }))
     }
