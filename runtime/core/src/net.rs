@@ -12,8 +12,10 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// One allowed-host pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One allowed-host pattern, written `scheme://host:port` with `*`
+/// wildcards; deserializes from that text through [`HostPattern::parse`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct HostPattern {
     text: String,
     scheme: SchemePattern,
@@ -157,6 +159,19 @@ impl HostPattern {
     }
 }
 
+impl TryFrom<String> for HostPattern {
+    type Error = PatternError;
+    fn try_from(text: String) -> Result<Self, PatternError> {
+        HostPattern::parse(&text)
+    }
+}
+
+impl From<HostPattern> for String {
+    fn from(pattern: HostPattern) -> String {
+        pattern.text
+    }
+}
+
 impl fmt::Display for HostPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -242,6 +257,15 @@ fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
         [0x64, 0xff9b, 0, 0, 0, 0, _, _] => {
             return special_v4(embedded).map(|_| "NAT64 form of a special address");
         }
+        // IPv4-translated (::ffff:0:a.b.c.d, RFC 2765).
+        [0, 0, 0, 0, 0xffff, 0, _, _] => {
+            return special_v4(embedded).map(|_| "IPv4-translated form of a special address");
+        }
+        // Local-use NAT64 (64:ff9b:1::/48, RFC 8215): where the IPv4
+        // address sits depends on a prefix length only the local translator
+        // knows, so any of it may reach a private address. Refused unless a
+        // pattern names the address.
+        [0x64, 0xff9b, 0x0001, ..] => "local-use NAT64 (translated by a local gateway)",
         [0x2002, hi, lo, ..] => {
             let v4 = Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
             return special_v4(v4).map(|_| "6to4 form of a special address");
@@ -455,6 +479,13 @@ mod tests {
             "::ffff:169.254.169.254",
             "::127.0.0.1",
             "64:ff9b::a00:1",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:169.254.169.254",
+            "::ffff:0:a00:1",
+            "64:ff9b:1::7f00:1",
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:1:7f00:1::",
+            "64:ff9b:1:a9fe:a9:fe00::",
             "2002:7f00:1::",
             "fc00::1",
             "fd00:ec2::254",
@@ -470,6 +501,8 @@ mod tests {
             "172.32.0.1",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "::ffff:0:8.8.8.8",
+            "64:ff9b::808:808",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(special_address(ip), None, "{ip} should be public");
