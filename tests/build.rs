@@ -1,57 +1,49 @@
-//! Builds every guest the suites run, from source, for wasm32-wasip2: the
-//! first-party plugins, the example third-party plugin, the hostile test
-//! guests, and the language runtimes of `warden exec` (`js.wasm` from
-//! runtimes/js, `python.wasm` by componentize-py from runtimes/python). No
-//! `.wasm` is committed. The paths become constants in
-//! `warden_tests::artifacts`.
+//! Builds every guest the suites run, from source, for wasm32-wasip2, and
+//! the language runtimes of `warden exec` (`js.wasm` from runtimes/js,
+//! `python.wasm` by componentize-py from runtimes/python). No `.wasm` is
+//! committed.
 //!
-//! Guests build in their own target directory (`<target>/guests`, shared with
-//! `scripts/dev plugins`) so the nested cargo never waits on the outer one's
-//! lock. The runtimes land in `<target>/runtimes`, where a `warden` built in
-//! the same target directory looks for them.
+//! The guests are discovered, not listed: every workspace member that is
+//! not a default member (the host crates are) is a guest, read from `cargo
+//! metadata`. Each becomes a constant in `warden_tests::artifacts` named
+//! after its package without the `warden-plugin-`, `warden-guest-` or
+//! `warden-runtime-` prefix (`warden-plugin-fs` → `FS`, `text-stats` →
+//! `TEXT_STATS`), and `foreach_guest!` names them all, so the test binary
+//! can require a test for each. Those under `plugins/` are the first-party
+//! plugins, copied to `<target>/plugins/NAME.wasm`.
+//!
+//! Guests build in their own target directory (`<target>/guests`, shared
+//! with `scripts/dev plugins`) so the nested cargo never waits on the outer
+//! one's lock and a plugin build is reused by both. The runtimes land in
+//! `<target>/runtimes`, where a `warden` built in the same target directory
+//! looks for them.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// (constant name, package, wasm file stem)
-const GUESTS: &[(&str, &str, &str)] = &[
-    ("HELLO", "warden-plugin-hello", "hello"),
-    ("FS", "warden-plugin-fs", "fs"),
-    ("FETCH", "warden-plugin-fetch", "fetch"),
-    ("MEMORY", "warden-plugin-memory", "memory"),
-    ("TEXT_STATS", "text-stats", "text_stats"),
-    ("HOSTILE", "warden-guest-hostile", "hostile"),
-    ("EXEC", "warden-plugin-exec", "exec"),
-    ("PROGRAM", "warden-guest-program", "program"),
-    ("THINKER", "warden-guest-thinker", "thinker"),
-    ("CALLER", "warden-guest-caller", "caller"),
-    ("JS_RUNTIME", "warden-runtime-js", "js"),
-    ("PLANNER", "warden-plugin-planner", "planner"),
-    ("CODER", "warden-plugin-coder", "coder"),
-    ("TESTER", "warden-plugin-tester", "tester"),
-    ("REVIEWER", "warden-plugin-reviewer", "reviewer"),
-    ("RESEARCHER", "warden-plugin-researcher", "researcher"),
-];
-
-/// The first-party plugins, copied to `<target>/plugins/NAME.wasm`: where a
-/// `warden` built in the same target directory looks for the plugins a
-/// workflow names.
-const FIRST_PARTY: &[&str] = &[
-    "hello",
-    "fs",
-    "fetch",
-    "exec",
-    "memory",
-    "planner",
-    "coder",
-    "tester",
-    "reviewer",
-    "researcher",
-];
-
 const PROFILE: &str = "guest";
 const TARGET: &str = "wasm32-wasip2";
+
+/// One guest crate of the workspace.
+struct Guest {
+    package: String,
+    /// The artifact's file stem: the lib or bin target's name.
+    stem: String,
+    /// Under `plugins/`: copied to `<target>/plugins`.
+    first_party: bool,
+}
+
+impl Guest {
+    /// `warden-plugin-fs` → `FS`; `text-stats` → `TEXT_STATS`.
+    fn constant(&self) -> String {
+        let short = ["warden-plugin-", "warden-guest-", "warden-runtime-"]
+            .iter()
+            .find_map(|prefix| self.package.strip_prefix(prefix))
+            .unwrap_or(&self.package);
+        short.replace('-', "_").to_ascii_uppercase()
+    }
+}
 
 fn main() {
     let manifest_dir =
@@ -70,6 +62,7 @@ fn main() {
         "examples",
         "tests/guests",
         "runtimes",
+        "Cargo.toml",
         "Cargo.lock",
     ] {
         println!(
@@ -77,6 +70,9 @@ fn main() {
             workspace.join(watched).display()
         );
     }
+
+    let metadata = cargo_metadata(&workspace);
+    let guests = discover(&metadata, &workspace);
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -92,8 +88,8 @@ fn main() {
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET");
-    for (_, package, _) in GUESTS {
-        cmd.args(["-p", package]);
+    for guest in &guests {
+        cmd.args(["-p", &guest.package]);
     }
     let status = cmd.status().expect("run cargo to build the wasm guests");
     if !status.success() {
@@ -102,40 +98,45 @@ fn main() {
         );
     }
 
+    let built = target_dir.join(TARGET).join(PROFILE);
+    let artifact = |guest: &Guest| built.join(format!("{}.wasm", guest.stem));
     let mut consts = String::new();
-    for (name, _, stem) in GUESTS {
-        let path = target_dir
-            .join(TARGET)
-            .join(PROFILE)
-            .join(format!("{stem}.wasm"));
+    for guest in &guests {
+        let path = artifact(guest);
         assert!(
             path.exists(),
             "guest build did not produce {}",
             path.display()
         );
         consts.push_str(&format!(
-            "pub const {name}: &str = {:?};\n",
+            "pub const {}: &str = {:?};\n",
+            guest.constant(),
             path.display().to_string()
         ));
     }
+    let names: Vec<String> = guests
+        .iter()
+        .map(|g| g.constant().to_ascii_lowercase())
+        .collect();
+    consts.push_str(&format!(
+        "/// Calls `$mac!(name)` for every guest (`hello`, `fs`, …).\n#[macro_export]\nmacro_rules! foreach_guest {{\n    ($mac:ident) => {{\n{}    }};\n}}\n",
+        names
+            .iter()
+            .map(|n| format!("        $mac!({n});\n"))
+            .collect::<String>()
+    ));
 
-    let runtimes = target_dir.parent().unwrap_or(&target_dir).join("runtimes");
+    let parent = target_dir.parent().unwrap_or(&target_dir);
+    let runtimes = parent.join("runtimes");
     std::fs::create_dir_all(&runtimes).expect("create the runtimes dir");
-    std::fs::copy(
-        target_dir.join(TARGET).join(PROFILE).join("js.wasm"),
-        runtimes.join("js.wasm"),
-    )
-    .expect("copy js.wasm");
+    std::fs::copy(built.join("js.wasm"), runtimes.join("js.wasm")).expect("copy js.wasm");
     build_python(&workspace, &runtimes.join("python.wasm"));
-    let plugins = target_dir.parent().unwrap_or(&target_dir).join("plugins");
+    let plugins = parent.join("plugins");
     std::fs::create_dir_all(&plugins).expect("create the plugins dir");
-    for stem in FIRST_PARTY {
+    for guest in guests.iter().filter(|g| g.first_party) {
         std::fs::copy(
-            target_dir
-                .join(TARGET)
-                .join(PROFILE)
-                .join(format!("{stem}.wasm")),
-            plugins.join(format!("{stem}.wasm")),
+            artifact(guest),
+            plugins.join(format!("{}.wasm", guest.stem)),
         )
         .expect("copy a first-party plugin");
     }
@@ -155,6 +156,71 @@ fn main() {
         data.join("cache/compiled").display().to_string()
     ));
     std::fs::write(out_dir.join("artifacts.rs"), consts).expect("write artifacts.rs");
+}
+
+/// The guests: workspace members that are not default members, in the
+/// order cargo lists them.
+fn discover(metadata: &serde_json::Value, workspace: &Path) -> Vec<Guest> {
+    let ids = |key: &str| -> Vec<String> {
+        metadata[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let defaults = ids("workspace_default_members");
+    assert!(
+        !defaults.is_empty(),
+        "cargo metadata lists no default members; the workspace's `default-members` names the host crates"
+    );
+    let mut guests = Vec::new();
+    for id in ids("workspace_members") {
+        if defaults.contains(&id) {
+            continue;
+        }
+        let package = metadata["packages"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["id"] == id.as_str()))
+            .expect("a workspace member is a package");
+        let name = package["name"].as_str().expect("a package has a name");
+        let stem = package["targets"]
+            .as_array()
+            .and_then(|targets| {
+                targets.iter().find(|t| {
+                    t["kind"]
+                        .as_array()
+                        .is_some_and(|k| k.iter().any(|k| k == "cdylib" || k == "bin"))
+                })
+            })
+            .and_then(|t| t["name"].as_str())
+            .unwrap_or_else(|| panic!("guest {name} has no cdylib or bin target"))
+            .replace('-', "_");
+        let manifest = Path::new(package["manifest_path"].as_str().unwrap_or_default());
+        guests.push(Guest {
+            package: name.to_string(),
+            stem,
+            first_party: manifest.starts_with(workspace.join("plugins")),
+        });
+    }
+    guests
+}
+
+fn cargo_metadata(workspace: &Path) -> serde_json::Value {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(workspace)
+        .args(["metadata", "--format-version", "1", "--locked", "--no-deps"])
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("cargo metadata JSON")
 }
 
 /// CPython as a WASI command, by componentize-py, against the WASI WIT that

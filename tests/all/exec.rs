@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use warden_core::exec::{self, Scratch};
+use warden_core::Scratch;
 use warden_core::{CallError, CallOutcome, Language, LimitKind, RunInput};
 use warden_tests::artifacts::{EXEC, PROGRAM};
 use warden_tests::server::{RecordingServer, Reply};
@@ -24,7 +24,8 @@ async fn js(code: &str, options: &CallOptions) -> CallOutcome<i32> {
 
 async fn run(language: Language, code: &str, options: &CallOptions) -> CallOutcome<i32> {
     let scratch = Scratch::new().unwrap();
-    exec::run_code(engine(), language, code, &scratch, Vec::new(), &[], options)
+    engine()
+        .run_code(language, code, &scratch, Vec::new(), &[], options)
         .await
         .expect("the runtime is there")
 }
@@ -95,17 +96,17 @@ async fn python_exit_codes_exceptions_stdin_args_and_scratch() {
         .write("data/in.txt", b"from the scratch dir")
         .unwrap();
     let code = "import sys\nprint(open('data/in.txt').read(), sys.stdin.read(), sys.argv[1:])\nopen('out.txt', 'w').write('written')";
-    let out = exec::run_code(
-        engine(),
-        Language::Python,
-        code,
-        &scratch,
-        b"piped".to_vec(),
-        &["a".into(), "b".into()],
-        &short(),
-    )
-    .await
-    .unwrap();
+    let out = engine()
+        .run_code(
+            Language::Python,
+            code,
+            &scratch,
+            b"piped".to_vec(),
+            &["a".into(), "b".into()],
+            &short(),
+        )
+        .await
+        .unwrap();
     assert_eq!(exit_code(&out), 0, "{}", out.stderr.to_text());
     assert_eq!(
         out.stdout.to_text(),
@@ -231,7 +232,7 @@ fn expect_error(out: &CallOutcome<i32>, needle: &str) {
 }
 
 #[tokio::test]
-async fn javascript_runs_and_hostile_javascript_is_contained() {
+pub(crate) async fn javascript_runs_and_hostile_javascript_is_contained() {
     let out = js(
         "const xs = [3, 1, 2].sort(); console.log(JSON.stringify({xs, n: xs.length}))",
         &short(),
@@ -275,7 +276,7 @@ async fn javascript_runs_and_hostile_javascript_is_contained() {
 }
 
 #[tokio::test]
-async fn a_wasi_program_gets_args_stdin_and_the_scratch_dir_only() {
+pub(crate) async fn a_wasi_program_gets_args_stdin_and_the_scratch_dir_only() {
     let program = plugin(PROGRAM);
     let scratch = Scratch::new().unwrap();
     let outside = tempfile::tempdir().unwrap();
@@ -328,7 +329,7 @@ async fn a_program_and_a_tool_plugin_are_not_confused() {
 }
 
 #[tokio::test]
-async fn the_exec_plugin_runs_code_under_its_callers_limits() {
+pub(crate) async fn the_exec_plugin_runs_code_under_its_callers_limits() {
     let o = short();
     let out = call(EXEC, "run_python", json!({"code": "import sys\nprint(open('in.txt').read() + sys.stdin.read())", "stdin": "!", "files": {"in.txt": "from a file"}}), &o).await;
     let v = ok_json(&out);

@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use warden_core::{CallOptions, CompiledPlugin, Engine, EngineConfig, Grant, TenantId};
+use warden_api::llm::{Caller, ChatRequest, LlmError, Message, Role};
+use warden_core::{CallOptions, CompiledPlugin, Engine, EngineConfig, Grant, ModelName, TenantId};
 use warden_llm::models::{self, SMOLLM2};
-use warden_llm::router::{Caller, LlmConfig, Router};
-use warden_llm::{ChatRequest, LlmError, Message, Role};
+use warden_llm::router::{LlmConfig, Router};
 use warden_tests::artifacts::{CACHE_DIR, THINKER};
 use warden_tests::fake_llm::{FakeLlm, Reply};
 
@@ -54,7 +54,7 @@ fn engine_with(router: Option<Arc<Router>>) -> Engine {
     Engine::new(&EngineConfig {
         cache_dir: Some(CACHE_DIR.into()),
         max_concurrent_calls: 8,
-        llm: router,
+        llm: router.map(|r| r as Arc<dyn warden_api::llm::Models>),
         ..EngineConfig::default()
     })
     .unwrap()
@@ -63,7 +63,7 @@ fn engine_with(router: Option<Arc<Router>>) -> Engine {
 fn grant(models: &[&str]) -> CallOptions {
     let mut options = CallOptions {
         grant: Grant {
-            models: models.iter().map(|m| m.to_string()).collect(),
+            models: models.iter().map(|m| ModelName::new(m).unwrap()).collect(),
             ..Grant::default()
         },
         ..CallOptions::default()
@@ -157,7 +157,7 @@ fn weather_tool() -> Value {
 }
 
 #[tokio::test]
-async fn openai_tool_calls_round_trip_and_the_key_stays_on_the_host() {
+pub(crate) async fn openai_tool_calls_round_trip_and_the_key_stays_on_the_host() {
     let fake = FakeLlm::start();
     let s = setup(&openai_config(&fake.origin(), ""));
     fake.push(Reply::openai_tool_call(
@@ -478,6 +478,47 @@ async fn budgets_refuse_calls_per_call_per_tenant_and_per_run() {
         "{err}"
     );
     s.router.complete(&request, &caller("r2")).await.unwrap();
+}
+
+/// Every part of a request counts against the budgets, not just the
+/// messages: a huge tool description under `call-tokens = 1000` is refused
+/// before anything is sent (it was billed 102 446 tokens once), and under a
+/// cost budget a model without a price is refused rather than counted as
+/// free.
+#[tokio::test]
+async fn hidden_request_parts_and_unpriced_models_cannot_dodge_budgets() {
+    let fake = FakeLlm::start();
+    let s = setup(&openai_config(
+        &fake.origin(),
+        "[budgets]\ncall-tokens = 1000",
+    ));
+    let huge = "lorem ipsum dolor sit amet ".repeat(400 * 1024 / 27);
+    let request = json!({
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"name": "f", "description": huge, "parameters": {"type": "object"}}],
+    });
+    let (kind, message) = error(&s.ask(&grant(&["fast"]), request).await);
+    assert_eq!(kind, "budget-exceeded");
+    assert!(message.contains("per-call budget is 1000"), "{message}");
+    let schema = json!({
+        "messages": [{"role": "user", "content": "hi"}],
+        "response_schema": {"type": "object", "description": "x".repeat(8000)},
+    });
+    let (kind, _) = error(&s.ask(&grant(&["fast"]), schema).await);
+    assert_eq!(kind, "budget-exceeded");
+    assert!(fake.requests().is_empty(), "nothing reached the provider");
+
+    // A `*` grant and a provider/model the config never priced, under a
+    // tenant cost budget: refused, not free.
+    let priced = setup(&openai_config(
+        &fake.origin(),
+        "[budgets]\ntenant-cost = 0.5",
+    ));
+    let any = json!({"model": "openai/any-name", "messages": [{"role": "user", "content": "hi"}]});
+    let (kind, message) = error(&priced.ask(&grant(&["*"]), any).await);
+    assert_eq!(kind, "denied");
+    assert!(message.contains("no price"), "{message}");
+    assert!(fake.requests().is_empty());
 }
 
 /// Trace lines written while a test runs on this thread.
@@ -819,7 +860,7 @@ async fn one_hundred_constrained_local_completions_all_pass_the_schema() {
                 if let Err(e) = validator.validate(&value) {
                     panic!("completion {n} fails the schema ({e}): {}", completion.text);
                 }
-                if completion.finish_reason == warden_llm::FinishReason::Length {
+                if completion.finish_reason == warden_api::llm::FinishReason::Length {
                     ended_early += 1;
                 }
             }

@@ -18,6 +18,35 @@ mod plugins;
 mod runs;
 mod survival;
 
+/// The test that exercises each guest the build script found, by the
+/// guest's name: a guest added without an entry here fails to compile.
+mod covered {
+    pub(crate) use crate::exec::a_wasi_program_gets_args_stdin_and_the_scratch_dir_only as program;
+    pub(crate) use crate::exec::javascript_runs_and_hostile_javascript_is_contained as js;
+    pub(crate) use crate::exec::the_exec_plugin_runs_code_under_its_callers_limits as exec;
+    pub(crate) use crate::llm::openai_tool_calls_round_trip_and_the_key_stays_on_the_host as thinker;
+    pub(crate) use crate::memory::every_operation_through_a_guest as memory;
+    pub(crate) use crate::plugins::fetch_gets_a_granted_url_as_text_and_rejects_bad_arguments as fetch;
+    pub(crate) use crate::plugins::fs_reads_writes_lists_stats_and_searches as fs;
+    pub(crate) use crate::plugins::hello_greets_and_rejects_bad_arguments as hello;
+    pub(crate) use crate::plugins::text_stats_example_plugin_works as text_stats;
+    pub(crate) use crate::runs::roles_reach_granted_tools_through_the_host_and_no_others as caller;
+    pub(crate) use crate::runs::the_planner_turns_a_goal_into_tasks_for_the_runs_roles as planner;
+    pub(crate) use crate::runs::the_python_module_example_runs_end_to_end_and_replays as coder;
+    pub(crate) use crate::runs::the_python_module_example_runs_end_to_end_and_replays as tester;
+    pub(crate) use crate::runs::the_python_module_example_runs_end_to_end_and_replays as reviewer;
+    pub(crate) use crate::runs::the_research_example_fetches_remembers_and_answers_from_memory as researcher;
+    pub(crate) use crate::survival::every_failure_leaves_the_host_able_to_serve as hostile;
+}
+
+macro_rules! assert_guest_tested {
+    ($name:ident) => {
+        #[allow(unused_imports)]
+        use covered::$name as _;
+    };
+}
+warden_tests::foreach_guest!(assert_guest_tested);
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};

@@ -9,12 +9,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use warden_core::warden_memory::embed::{Embedder, LocalEmbedder, OpenAiEmbedder};
-use warden_core::warden_memory::{Filter, Limits, Memory, MemoryError, Meta, SearchMode};
+use warden_api::memory::{Filter, MemoryError, Meta, SearchMode};
 use warden_core::{
     CallOptions, CallOutcome, CompiledPlugin, Engine, EngineConfig, Grant, NamespaceGrant,
     TenantId, ToolError,
 };
+use warden_memory::embed::{Embedder, LocalEmbedder, OpenAiEmbedder};
+use warden_memory::{Limits, Memory};
 use warden_tests::artifacts::{CACHE_DIR, MEMORY};
 use warden_tests::fake_llm::{EMBEDDING_DIMENSION, FakeLlm};
 
@@ -44,7 +45,7 @@ impl Fixture {
         let engine = Engine::new(&EngineConfig {
             cache_dir: Some(CACHE_DIR.into()),
             max_concurrent_calls: 32,
-            memory: Some(memory.clone()),
+            memory: Some(memory.clone() as Arc<dyn warden_api::memory::Memories>),
             ..EngineConfig::default()
         })
         .unwrap();
@@ -134,7 +135,7 @@ fn sorted(items: &[&str]) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn every_operation_through_a_guest() {
+pub(crate) async fn every_operation_through_a_guest() {
     let f = Fixture::new();
     let pg = f
         .store(

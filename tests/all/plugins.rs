@@ -8,7 +8,7 @@ use warden_tests::server::{RecordingServer, Reply};
 use crate::*;
 
 #[tokio::test]
-async fn hello_greets_and_rejects_bad_arguments() {
+pub(crate) async fn hello_greets_and_rejects_bad_arguments() {
     let o = options(Grant::default());
     let out = call(HELLO, "greet", json!({"name": "world"}), &o).await;
     assert_eq!(ok_json(&out), json!({"message": "Hello, world!"}));
@@ -56,7 +56,7 @@ async fn every_first_party_plugin_carries_a_valid_manifest_and_schemas() {
 }
 
 #[tokio::test]
-async fn fs_reads_writes_lists_stats_and_searches() {
+pub(crate) async fn fs_reads_writes_lists_stats_and_searches() {
     let data = tempfile::tempdir().unwrap();
     std::fs::write(
         data.path().join("notes.txt"),
@@ -214,7 +214,7 @@ async fn fs_argument_errors() {
 }
 
 #[tokio::test]
-async fn fetch_gets_a_granted_url_as_text_and_rejects_bad_arguments() {
+pub(crate) async fn fetch_gets_a_granted_url_as_text_and_rejects_bad_arguments() {
     let server = RecordingServer::start(Reply::Body(
         "<html><body><h1>Title</h1><p>Some text.</p></body></html>".into(),
     ));
@@ -257,7 +257,7 @@ async fn fetch_gets_a_granted_url_as_text_and_rejects_bad_arguments() {
 }
 
 #[tokio::test]
-async fn text_stats_example_plugin_works() {
+pub(crate) async fn text_stats_example_plugin_works() {
     let o = options(Grant::default());
     let out = call(
         TEXT_STATS,

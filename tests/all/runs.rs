@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use warden_core::warden_memory::{Limits as MemoryLimits, Memory};
 use warden_core::{Engine, EngineConfig, TenantId};
 use warden_llm::router::{LlmConfig, Router};
+use warden_memory::{Limits as MemoryLimits, Memory};
 use warden_run::journal::{self, Event};
 use warden_run::workflow::Workflow;
 use warden_run::{Finished, RunEnv, RunStatus, Runs, TaskStatus};
@@ -56,12 +56,12 @@ fn setup_with(llm: &str, memory: Option<Arc<Memory>>) -> Setup {
         runtime_dir: Some(RUNTIME_DIR.into()),
         max_concurrent_calls: 32,
         llm: Some(router),
-        memory: memory.clone(),
+        memory: memory.map(|m| m as Arc<dyn warden_api::memory::Memories>),
+        ..EngineConfig::default()
     })
     .unwrap();
     let env = RunEnv {
         engine,
-        memory,
         tenant: TenantId::default(),
         plugin_dirs: vec![
             PLUGIN_DIR.into(),
@@ -131,8 +131,55 @@ fn toml_inline(value: &Value) -> String {
     }
 }
 
+/// The planner turns a goal into tasks for the run's other roles: the
+/// model is asked for a plan whose `role` is an enum of those roles, and
+/// the plan (ids cleaned, dependencies kept) joins the DAG and runs.
 #[tokio::test]
-async fn roles_reach_granted_tools_through_the_host_and_no_others() {
+pub(crate) async fn the_planner_turns_a_goal_into_tasks_for_the_runs_roles() {
+    let fake = FakeLlm::start();
+    let s = setup_with(&fake_config(&fake), None);
+    let plan = json!({"tasks": [
+        {"id": "Write It", "role": "caller", "instructions": "write the file", "depends_on": []},
+        {"id": "check", "role": "caller", "instructions": "check it", "depends_on": ["Write It"]},
+    ]});
+    fake.push(Reply::openai_text(&plan.to_string()));
+    let workflow = Workflow::parse(
+        "version = 1\nname = \"planned\"\n[roles.planner]\nplugin = \"planner\"\n[roles.caller]\nplugin = \"caller\"\n",
+        "test.toml",
+    )
+    .unwrap();
+    let finished = s
+        .runs()
+        .start(workflow, Some("a file, checked".into()), &s.env, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        finished.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        finished.state.dead_letters()
+    );
+    let asked = &fake.requests()[0].body;
+    let schema = asked.to_string();
+    assert!(schema.contains(r#""enum":["caller"]"#), "{schema}");
+    assert!(
+        schema.contains("a file, checked"),
+        "the goal reaches the model: {schema}"
+    );
+    let ids: Vec<&str> = finished
+        .state
+        .tasks
+        .iter()
+        .map(|t| t.spec.id.as_str())
+        .collect();
+    assert_eq!(ids, ["plan", "write-it", "check"]);
+    let check = finished.state.task("check").unwrap();
+    assert!(check.spec.depends_on.contains(&"write-it".to_string()));
+    assert_eq!(check.status, TaskStatus::Done);
+}
+
+#[tokio::test]
+pub(crate) async fn roles_reach_granted_tools_through_the_host_and_no_others() {
     let fake = FakeLlm::start();
     let s = setup_with(&fake_config(&fake), None);
     let finished = s
@@ -439,7 +486,7 @@ fn replay_config(cassette: &Path) -> String {
 }
 
 #[tokio::test]
-async fn the_python_module_example_runs_end_to_end_and_replays() {
+pub(crate) async fn the_python_module_example_runs_end_to_end_and_replays() {
     let tape = tempfile::tempdir().unwrap();
     let cassette = tape.path().join("python-module.jsonl");
     let check = |finished: &Finished| {
@@ -475,7 +522,7 @@ async fn the_python_module_example_runs_end_to_end_and_replays() {
 }
 
 #[tokio::test]
-async fn the_research_example_fetches_remembers_and_answers_from_memory() {
+pub(crate) async fn the_research_example_fetches_remembers_and_answers_from_memory() {
     let page = "The example domain is reserved for documentation.\n\nIt may be used in examples without permission.";
     let site = RecordingServer::start(Page::Body(page.into()));
     let workflow = example("research.toml").replace("https://example.com", &site.origin());

@@ -9,7 +9,7 @@ use warden_tests::artifacts::{HELLO, HOSTILE};
 use crate::*;
 
 #[tokio::test]
-async fn every_failure_leaves_the_host_able_to_serve() {
+pub(crate) async fn every_failure_leaves_the_host_able_to_serve() {
     let tight = with_limits(Grant::default(), |l| {
         l.timeout = Duration::from_millis(300);
         l.memory_bytes = 32 * 1024 * 1024;

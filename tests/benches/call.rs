@@ -3,7 +3,7 @@
 //! embedding of the same component, so the ratio is warden's overhead.
 //!
 //! ```text
-//! cargo bench -p warden-core --bench call
+//! cargo bench -p warden-tests --bench call
 //! ```
 //!
 //! The bare embedding runs twice: with wasmtime's default pooling settings,
@@ -189,7 +189,7 @@ mod bare {
     use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
     wasmtime::component::bindgen!({
-        path: "../../wit",
+        path: "../wit",
         world: "tool-plugin",
     });
 

@@ -3,7 +3,7 @@
 //! compilation, and a CPU-bound snippet against the machine's own `python3`.
 //!
 //! ```text
-//! cargo bench -p warden-core --bench exec
+//! cargo bench -p warden-tests --bench exec
 //! ```
 
 use std::hint::black_box;
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use warden_core::exec::{self, Scratch};
+use warden_core::Scratch;
 use warden_core::{CallOptions, Engine, EngineConfig, Language};
 use warden_tests::artifacts::RUNTIME_DIR;
 
@@ -40,15 +40,7 @@ fn run(rt: &tokio::runtime::Runtime, engine: &Engine, language: Language, code: 
         ..CallOptions::default()
     };
     let outcome = rt
-        .block_on(exec::run_code(
-            engine,
-            language,
-            code,
-            &scratch,
-            Vec::new(),
-            &[],
-            &options,
-        ))
+        .block_on(engine.run_code(language, code, &scratch, Vec::new(), &[], &options))
         .expect("runtime present");
     assert_eq!(outcome.result, Ok(0), "{}", outcome.stderr.to_text());
     outcome.stdout.to_text()

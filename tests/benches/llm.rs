@@ -4,7 +4,7 @@
 //! directly, both answered by the loopback OpenAI-compatible server).
 //!
 //! ```text
-//! cargo bench -p warden-core --bench llm
+//! cargo bench -p warden-tests --bench llm
 //! ```
 //!
 //! The local part needs the model files (`warden models fetch`, or the test
@@ -14,11 +14,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use warden_api::llm::{Caller, ChatRequest, Message, Role};
 use warden_core::{CallOptions, Engine, EngineConfig, Grant};
 use warden_llm::local::LocalModel;
 use warden_llm::models::{self, SMOLLM2};
-use warden_llm::router::{Caller, LlmConfig, Router};
-use warden_llm::{ChatRequest, Message, Role};
+use warden_llm::router::{LlmConfig, Router};
 use warden_tests::artifacts::{CACHE_DIR, DATA_DIR, THINKER};
 use warden_tests::fake_llm::FakeLlm;
 
@@ -151,14 +151,14 @@ fn host_overhead() {
     let router = Arc::new(Router::new(config, None).expect("router"));
     let engine = Engine::new(&EngineConfig {
         cache_dir: Some(CACHE_DIR.into()),
-        llm: Some(router.clone()),
+        llm: Some(router.clone() as Arc<dyn warden_api::llm::Models>),
         ..EngineConfig::default()
     })
     .expect("engine");
     let plugin = engine.load_file(THINKER.as_ref()).expect("thinker");
     let options = CallOptions {
         grant: Grant {
-            models: vec!["fast".into()],
+            models: vec![warden_core::ModelName::new("fast").expect("model name")],
             ..Grant::default()
         },
         ..CallOptions::default()

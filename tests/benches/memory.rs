@@ -9,8 +9,8 @@
 //!   same run, for the host path's overhead.
 //!
 //! ```text
-//! cargo bench -p warden-core --bench memory            # 100 000 entries
-//! WARDEN_BENCH_ROWS=20000 cargo bench -p warden-core --bench memory
+//! cargo bench -p warden-tests --bench memory            # 100 000 entries
+//! WARDEN_BENCH_ROWS=20000 cargo bench -p warden-tests --bench memory
 //! ```
 
 use std::collections::HashMap;
@@ -21,9 +21,10 @@ use lancedb::DistanceType;
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use warden_core::warden_memory::embed::{EmbedError, Embedder};
-use warden_core::warden_memory::{Filter, Limits, Memory, Meta, SearchMode};
+use warden_api::memory::{Filter, Meta, SearchMode};
 use warden_core::{CallOptions, Engine, EngineConfig, Grant, NamespaceGrant};
+use warden_memory::embed::{EmbedError, Embedder};
+use warden_memory::{Limits, Memory};
 use warden_tests::artifacts::{CACHE_DIR, MEMORY};
 
 const DIM: usize = 384;
@@ -323,7 +324,7 @@ async fn run(rows: usize) {
     // fresh sandbox.
     let engine = Engine::new(&EngineConfig {
         cache_dir: Some(CACHE_DIR.into()),
-        memory: Some(memory.clone()),
+        memory: Some(memory.clone() as Arc<dyn warden_api::memory::Memories>),
         ..EngineConfig::default()
     })
     .expect("engine");

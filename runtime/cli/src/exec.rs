@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use serde_json::json;
-use warden_core::exec::{self, Scratch};
-use warden_core::{CallError, CallOutcome, Engine, Language, RunInput};
+use warden_core::exec::{ExecReport, check_keep_dir, run_wasi_program};
+use warden_core::{CallOutcome, Engine, Language};
 
 use crate::exit::{self, Failure};
 use crate::sandbox_args::SandboxArgs;
+use crate::terminal;
 
 #[derive(Subcommand)]
 pub enum ExecCommand {
@@ -83,7 +83,11 @@ pub async fn run(cmd: ExecCommand, engine: &Engine) -> Result<ExitCode, Failure>
             .map_err(|e| Failure::bad_input(format!("--stdin {}: {e}", path.display())))?,
         None => Vec::new(),
     };
-    let scratch = Scratch::new().map_err(|e| Failure::internal(e.to_string()))?;
+    // Refuse a --keep that would overwrite anything before the code runs.
+    if let Some(dir) = &run_args.keep {
+        check_keep_dir(dir).map_err(Failure::bad_input)?;
+    }
+    let scratch = engine.scratch().map_err(Failure::internal)?;
     if let Some(dir) = &run_args.files {
         if !dir.is_dir() {
             return Err(Failure::bad_input(format!(
@@ -109,31 +113,35 @@ pub async fn run(cmd: ExecCommand, engine: &Engine) -> Result<ExitCode, Failure>
                 .runtime(language)
                 .map_err(|e| Failure::bad_input(e.to_string()))?;
             let options = run_args.sandbox.call_options(&runtime)?;
-            exec::run_code(engine, language, &code, &scratch, stdin, &args, &options)
+            engine
+                .run_code(language, &code, &scratch, stdin, &args, &options)
                 .await
                 .map_err(|e| Failure::bad_input(e.to_string()))?
         }
         Program::Wasm(path) => {
             let program = engine.load_file(&path)?;
-            let mut options = run_args.sandbox.call_options(&program)?;
-            options.grant.dirs.extend(scratch.grants());
+            let options = run_args.sandbox.call_options(&program)?;
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "program".into());
-            let input = RunInput {
-                args: std::iter::once(name).chain(args).collect(),
-                stdin,
-                cwd: Some(exec::WORK_DIR.to_string()),
-            };
-            program.run_program(&options, &input).await
+            run_wasi_program(&program, &name, &scratch, stdin, &args, &options).await
         }
     };
 
     if let Some(dir) = &run_args.keep {
-        scratch
-            .keep_to(dir)
-            .map_err(|e| Failure::internal(e.to_string()))?;
+        let kept = scratch.keep_to(dir).map_err(Failure::bad_input)?;
+        eprintln!(
+            "warden: kept {} file(s) in {}",
+            kept.files.len(),
+            dir.display()
+        );
+        for (path, why) in &kept.skipped {
+            eprintln!(
+                "warden: --keep left out {}: {why}",
+                terminal::escape(&path.to_string_lossy())
+            );
+        }
     }
     for note in &outcome.narrowed {
         eprintln!("warden: warning: {note}");
@@ -163,21 +171,8 @@ fn read_source(source: &str) -> Result<String, Failure> {
 }
 
 fn print_json(outcome: &CallOutcome<i32>) -> Result<(), Failure> {
-    let (exit_code, limit, trap) = match &outcome.result {
-        Ok(code) => (Some(*code), None, None),
-        Err(CallError::Limit { kind, .. }) => (None, Some(kind.as_str()), None),
-        Err(CallError::Setup(message)) => return Err(Failure::bad_input(message.clone())),
-        Err(other) => (None, None, Some(other.to_string())),
-    };
-    let body = json!({
-        "stdout": outcome.stdout.to_text(),
-        "stderr": outcome.stderr.to_text(),
-        "exit_code": exit_code,
-        "duration_ms": outcome.usage.duration.as_millis() as u64,
-        "fuel_used": outcome.usage.fuel_used,
-        "limit": limit,
-        "trap": trap,
-    });
+    let report = ExecReport::new(outcome).map_err(Failure::bad_input)?;
+    let body = serde_json::to_string(&report).map_err(Failure::internal)?;
     println!("{body}");
     Ok(())
 }

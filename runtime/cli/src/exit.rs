@@ -17,17 +17,17 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn bad_input(message: impl Into<String>) -> Failure {
+    pub fn bad_input(message: impl std::fmt::Display) -> Failure {
         Failure {
             code: BAD_INPUT,
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 
-    pub fn internal(message: impl Into<String>) -> Failure {
+    pub fn internal(message: impl std::fmt::Display) -> Failure {
         Failure {
             code: INTERNAL,
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 }

@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use warden_api::llm::{Caller, ChatRequest, LlmError, Message, Role};
 use warden_llm::models::{self, Fetched};
-use warden_llm::router::Caller;
-use warden_llm::{ChatRequest, LlmError, Message, Role};
 
 use crate::Dirs;
 use crate::exit::{self, Failure};
+use crate::terminal;
 
 #[derive(Subcommand)]
 pub enum LlmCommand {
@@ -105,12 +105,10 @@ pub async fn run(cmd: LlmCommand, dirs: &Dirs) -> Result<ExitCode, Failure> {
             match router.complete(&request, &caller).await {
                 Ok(completion) => {
                     if json {
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&completion).unwrap_or_default()
-                        );
+                        let text = serde_json::to_string_pretty(&completion).unwrap_or_default();
+                        println!("{}", terminal::escape_json(&text));
                     } else {
-                        println!("{}", completion.text);
+                        println!("{}", terminal::escape(&completion.text));
                     }
                     Ok(ExitCode::SUCCESS)
                 }

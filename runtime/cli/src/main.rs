@@ -15,6 +15,7 @@ mod memory;
 mod plugin_cmd;
 mod run_cmd;
 mod sandbox_args;
+mod terminal;
 mod tool;
 
 use std::path::{Path, PathBuf};
@@ -22,9 +23,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use warden_core::warden_memory::{Memory, MemoryConfig};
-use warden_core::{Engine, EngineConfig};
+use warden_core::{Engine, EngineConfig, datadir};
 use warden_llm::router::{LlmConfig, Router};
+use warden_memory::{Memory, MemoryConfig};
 
 use crate::exit::Failure;
 
@@ -124,19 +125,17 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("warden: {}", failure.message);
+            eprintln!("warden: {}", terminal::escape(&failure.message));
             ExitCode::from(failure.code)
         }
     }
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    let data_dir = data_dir(cli.data_dir);
+    let data_dir = datadir::data_dir(cli.data_dir);
     let dirs = Dirs {
-        runtimes: runtime_dir(cli.runtime_dir, data_dir.as_deref()),
-        llm_config: cli
-            .llm_config
-            .or_else(|| std::env::var_os("WARDEN_LLM_CONFIG").map(PathBuf::from)),
+        runtimes: datadir::runtime_dir(cli.runtime_dir, data_dir.as_deref()),
+        llm_config: cli.llm_config,
         data: data_dir,
     };
     match cli.command {
@@ -192,7 +191,13 @@ impl Dirs {
     ) -> Result<(Engine, Option<Arc<Memory>>), Failure> {
         let router = Arc::new(self.router(None)?);
         let memory = self.memory()?.map(Arc::new);
-        let engine = self.engine_config(slots, Some(router), memory.clone())?;
+        let engine = self.engine_config(
+            slots,
+            Some(router),
+            memory
+                .clone()
+                .map(|m| m as Arc<dyn warden_api::memory::Memories>),
+        )?;
         Ok((engine, memory))
     }
 
@@ -200,77 +205,36 @@ impl Dirs {
         &self,
         slots: u32,
         llm: Option<Arc<Router>>,
-        memory: Option<Arc<Memory>>,
+        memory: Option<Arc<dyn warden_api::memory::Memories>>,
     ) -> Result<Engine, Failure> {
         let config = EngineConfig {
-            cache_dir: self.data.as_ref().map(|d| d.join("cache").join("compiled")),
+            cache_dir: self.data.as_deref().map(datadir::compiled_cache),
             max_concurrent_calls: slots,
             runtime_dir: self.runtimes.clone(),
-            llm,
+            scratch_dir: self.data.as_deref().map(datadir::scratch_dir),
+            llm: llm.map(|router| router as Arc<dyn warden_api::llm::Models>),
             memory,
         };
         Engine::new(&config).map_err(|e| Failure::internal(e.to_string()))
     }
 
-    /// The memory store in DATA_DIR/memory, set up by the memory config
-    /// ($WARDEN_MEMORY_CONFIG, else DATA_DIR/memory.toml if present, else
-    /// the local embedder and default limits). The embedder is made on
-    /// first use, so commands that only read work without the model files.
+    /// The memory store in the data dir, under its config
+    /// ([`MemoryConfig::find`]).
     pub(crate) fn memory(&self) -> Result<Option<Memory>, Failure> {
         let Some(data) = &self.data else {
             return Ok(None);
         };
-        let path = std::env::var_os("WARDEN_MEMORY_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| Some(data.join("memory.toml")).filter(|p| p.is_file()));
-        let config = match path {
-            Some(path) => MemoryConfig::load(&path).map_err(Failure::bad_input)?,
-            None => MemoryConfig::default(),
-        };
-        Ok(Some(Memory::new(
-            &data.join("memory"),
-            config.loader(data),
-            config.limits(),
-        )))
+        let config = MemoryConfig::find(data).map_err(Failure::bad_input)?;
+        Ok(Some(config.open(data)))
     }
 
     /// The model router: `config` (a command's own `--config`), else
-    /// `--llm-config`, else DATA_DIR/llm.toml if present, else the local
-    /// model alone.
+    /// `--llm-config` and the rest of [`LlmConfig::find`].
     pub(crate) fn router(&self, config: Option<&Path>) -> Result<Router, Failure> {
-        let path = config
-            .or(self.llm_config.as_deref())
-            .map(Path::to_path_buf)
-            .or_else(|| {
-                self.data
-                    .as_ref()
-                    .map(|d| d.join("llm.toml"))
-                    .filter(|p| p.is_file())
-            });
-        let config = match path {
-            Some(path) => LlmConfig::load(&path).map_err(Failure::bad_input)?,
-            None => LlmConfig::local_only(),
-        };
+        let config = LlmConfig::find(config.or(self.llm_config.as_deref()), self.data.as_deref())
+            .map_err(Failure::bad_input)?;
         Router::new(config, self.data.as_deref()).map_err(Failure::bad_input)
     }
-}
-
-/// `--runtime-dir`, else `$WARDEN_RUNTIME_DIR`, else DATA_DIR/runtimes if it
-/// exists, else `runtimes` next to the directory holding the binary (where
-/// `scripts/dev runtimes` puts them: target/runtimes).
-fn runtime_dir(flag: Option<PathBuf>, data_dir: Option<&std::path::Path>) -> Option<PathBuf> {
-    flag.or_else(|| std::env::var_os("WARDEN_RUNTIME_DIR").map(PathBuf::from))
-        .or_else(|| data_dir.map(|d| d.join("runtimes")).filter(|d| d.is_dir()))
-        .or_else(|| {
-            let exe = std::env::current_exe().ok()?;
-            Some(exe.parent()?.parent()?.join("runtimes"))
-        })
-}
-
-/// `--data-dir`, else `$WARDEN_DATA_DIR`, else the XDG data dir.
-fn data_dir(flag: Option<PathBuf>) -> Option<PathBuf> {
-    flag.or_else(|| std::env::var_os("WARDEN_DATA_DIR").map(PathBuf::from))
-        .or_else(|| dirs::data_dir().map(|d| d.join("warden")))
 }
 
 /// Pool slots for commands that run one call at a time: a small reservation.

@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use warden_core::warden_memory::{Entry, Filter, Hit, Memory, MemoryError, Meta, SearchMode};
+use warden_api::memory::{Entry, Filter, Hit, MemoryError, Meta, SearchMode};
+use warden_memory::Memory;
+use warden_memory::chunk::chunk_text;
 
 use crate::exit::{self, Failure};
+use crate::terminal;
 
 #[derive(Subcommand)]
 pub enum MemoryCommand {
@@ -391,45 +394,6 @@ fn text_files(path: &Path) -> Result<Vec<PathBuf>, Failure> {
     Ok(out)
 }
 
-/// Splits `text` into chunks of about `size` characters, cut at paragraph,
-/// then line, then word boundaries, each starting `overlap` characters
-/// before the previous one ended (at a word boundary).
-pub fn chunk_text(text: &str, size: usize, overlap: usize) -> Vec<String> {
-    let text = text.trim();
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    while start < text.len() {
-        let rest = &text[start..];
-        if rest.len() <= size {
-            chunks.push(rest.trim().to_string());
-            break;
-        }
-        let window = &rest[..floor_char(rest, size)];
-        // The best cut in the second half of the window.
-        let half = window.len() / 2;
-        let cut = ["\n\n", "\n", ". ", " "]
-            .iter()
-            .find_map(|sep| window[half..].rfind(sep).map(|i| half + i + sep.len()))
-            .unwrap_or(window.len());
-        chunks.push(rest[..cut].trim().to_string());
-        // Back up by `overlap`, to the start of a word.
-        let back = cut.saturating_sub(overlap);
-        let back = rest[..cut][back..]
-            .find(char::is_whitespace)
-            .map_or(cut, |i| back + i + 1);
-        start += back.clamp(1, cut);
-    }
-    chunks.retain(|c| !c.is_empty());
-    chunks
-}
-
-fn floor_char(s: &str, mut i: usize) -> usize {
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
 fn summary(e: &Entry) -> String {
     let mut labels = Vec::new();
     if let Some(k) = &e.meta.kind {
@@ -444,15 +408,23 @@ fn summary(e: &Entry) -> String {
         text.push('…');
     }
     let text = text.replace('\n', " ");
-    if labels.is_empty() {
+    let line = if labels.is_empty() {
         format!("{}  {text}", e.id)
     } else {
         format!("{}  [{}] {text}", e.id, labels.join(" "))
-    }
+    };
+    terminal::escape(&line).into_owned()
 }
 
 fn print_entry(e: &Entry) {
-    println!("id:       {}", e.id);
+    let mut out = String::new();
+    macro_rules! say {
+        ($($arg:tt)*) => {{
+            out.push_str(&format!($($arg)*));
+            out.push('\n');
+        }};
+    }
+    say!("id:       {}", e.id);
     for (name, value) in [
         ("kind", &e.meta.kind),
         ("source", &e.meta.source),
@@ -461,23 +433,25 @@ fn print_entry(e: &Entry) {
         ("platform", &e.meta.platform),
     ] {
         if let Some(v) = value {
-            println!("{:<9} {v}", format!("{name}:"));
+            say!("{:<9} {v}", format!("{name}:"));
         }
     }
     if !e.meta.tags.is_empty() {
-        println!("tags:     {}", e.meta.tags.join(", "));
+        say!("tags:     {}", e.meta.tags.join(", "));
     }
     if let Some(extra) = &e.meta.extra {
-        println!("extra:    {extra}");
+        say!("extra:    {extra}");
     }
-    println!("created:  {} ms", e.created_at);
-    println!();
-    println!("{}", e.content);
+    say!("created:  {} ms", e.created_at);
+    say!("");
+    say!("{}", e.content);
+    // What a plugin stored: escaped for the terminal.
+    print!("{}", terminal::escape(&out));
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Failure::internal(e.to_string()))?;
-    println!("{text}");
+    println!("{}", terminal::escape_json(&text));
     Ok(())
 }
 
@@ -490,43 +464,5 @@ fn failure(e: MemoryError) -> Failure {
     Failure {
         code,
         message: e.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::chunk_text;
-
-    #[test]
-    fn chunks_cover_the_text_with_overlap_and_respect_the_size() {
-        let text: String = (0..400)
-            .map(|i| format!("word{i}{}", if i % 37 == 36 { ".\n\n" } else { " " }))
-            .collect();
-        let chunks = chunk_text(&text, 400, 60);
-        assert!(chunks.len() > 5, "{}", chunks.len());
-        for c in &chunks {
-            assert!(c.len() <= 400, "{} > 400", c.len());
-        }
-        // Every word lands in some chunk, and neighbours share words.
-        for i in 0..400 {
-            let w = format!("word{i}");
-            assert!(
-                chunks
-                    .iter()
-                    .any(|c| c.split_whitespace().any(|t| t.trim_end_matches('.') == w)),
-                "{w} lost"
-            );
-        }
-        for pair in chunks.windows(2) {
-            let last = pair[0].split_whitespace().last().unwrap();
-            assert!(
-                pair[1].contains(last),
-                "no overlap between {:?} and {:?}",
-                pair[0],
-                pair[1]
-            );
-        }
-        assert_eq!(chunk_text("short", 400, 60), vec!["short".to_string()]);
-        assert!(chunk_text("  \n ", 400, 60).is_empty());
     }
 }

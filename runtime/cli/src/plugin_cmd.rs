@@ -8,6 +8,7 @@ use warden_core::manifest::{self, Manifest};
 use warden_core::{CallOptions, LoadError, ToolSpec};
 
 use crate::exit::Failure;
+use crate::terminal;
 use crate::tool::{finish, print_json};
 
 #[derive(Subcommand)]
@@ -102,46 +103,68 @@ fn print_text(
     manifest: Option<&Manifest>,
     tools: &[ToolSpec],
 ) {
+    // The manifest and the tools are the plugin's words: escaped for the
+    // terminal once, at the end.
+    let mut out = String::new();
+    macro_rules! outln {
+        ($out:ident, $($arg:tt)*) => {{
+            $out.push_str(&format!($($arg)*));
+            $out.push('\n');
+        }};
+    }
     match manifest {
         Some(m) => {
-            println!("{} {} ({}): {}", m.name, m.version, m.kind, m.description);
+            outln!(
+                out,
+                "{} {} ({}): {}",
+                m.name,
+                m.version,
+                m.kind,
+                m.description
+            );
         }
-        None => println!("{name} (no manifest)"),
+        None => outln!(out, "{name} (no manifest)"),
     }
-    println!("file:    {} ({size} bytes)", path.display());
-    println!("sha256:  {sha256}");
+    outln!(out, "file:    {} ({size} bytes)", path.display());
+    outln!(out, "sha256:  {sha256}");
     if let Some(m) = manifest {
-        println!("requests:");
+        outln!(out, "requests:");
         if m.capabilities.fs.is_empty()
             && m.capabilities.http.is_empty()
             && m.capabilities.llm.is_empty()
             && m.capabilities.memory.is_empty()
         {
-            println!("  nothing (no files, no network, no models, no memory)");
+            outln!(
+                out,
+                "  nothing (no files, no network, no models, no memory)"
+            );
         }
         for fs in &m.capabilities.fs {
-            println!("  fs   {} ({}): {}", fs.path, fs.mode, fs.reason);
+            outln!(out, "  fs   {} ({}): {}", fs.path, fs.mode, fs.reason);
         }
         for http in &m.capabilities.http {
-            println!("  http {}: {}", http.host, http.reason);
+            outln!(out, "  http {}: {}", http.host, http.reason);
         }
         for llm in &m.capabilities.llm {
-            println!("  llm  {}: {}", llm.model, llm.reason);
+            outln!(out, "  llm  {}: {}", llm.model, llm.reason);
         }
         for memory in &m.capabilities.memory {
-            println!(
+            outln!(
+                out,
                 "  memory {} ({}): {}",
-                memory.namespace, memory.mode, memory.reason
+                memory.namespace,
+                memory.mode,
+                memory.reason
             );
         }
         let limits = toml_line(&m.limits);
         if !limits.is_empty() {
-            println!("default limits: {limits}");
+            outln!(out, "default limits: {limits}");
         }
     }
-    println!("tools:");
+    outln!(out, "tools:");
     for tool in tools {
-        println!("  {}: {}", tool.name, tool.description);
+        outln!(out, "  {}: {}", tool.name, tool.description);
         if let Some(props) = tool
             .input_schema
             .get("properties")
@@ -165,10 +188,11 @@ fn print_text(
                     .and_then(|d| d.as_str())
                     .map(|d| format!(": {d}"))
                     .unwrap_or_default();
-                println!("    {arg} ({ty}{req}){desc}");
+                outln!(out, "    {arg} ({ty}{req}){desc}");
             }
         }
     }
+    print!("{}", terminal::escape(&out));
 }
 
 /// A short name for an argument's type: `string`, `integer or null`, or the

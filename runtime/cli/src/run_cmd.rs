@@ -15,6 +15,7 @@ use warden_run::{
 
 use crate::Dirs;
 use crate::exit::{BAD_INPUT, Failure, PLUGIN_ERROR};
+use crate::terminal;
 
 /// The workflow `--goal` runs when no file is given: the first-party roles,
 /// the planner first.
@@ -80,7 +81,6 @@ pub async fn run(args: RunArgs, dirs: &Dirs) -> Result<ExitCode, Failure> {
     let plugin_dirs = plugin_dirs(&args.plugin_dir, data);
     let env_for = |base_dir: &Path| RunEnv {
         engine: engine.clone(),
-        memory: memory.clone(),
         tenant: tenant.clone(),
         plugin_dirs: plugin_dirs.clone(),
         base_dir: base_dir.to_path_buf(),
@@ -102,10 +102,13 @@ pub async fn run(args: RunArgs, dirs: &Dirs) -> Result<ExitCode, Failure> {
     }
     let finished = finished.map_err(run_failure)?;
     if args.json {
-        println!("{}", report::json(&finished.state));
+        println!(
+            "{}",
+            terminal::escape_json(&report::json(&finished.state).to_string())
+        );
     } else {
         eprintln!();
-        print!("{}", report::text(&finished.state));
+        print!("{}", terminal::escape(&report::text(&finished.state)));
     }
     Ok(match finished.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
@@ -123,7 +126,8 @@ pub fn runs(cmd: RunsCommand, dirs: &Dirs) -> Result<ExitCode, Failure> {
             let all = runs.list();
             if json {
                 let rows: Vec<_> = all.iter().map(report::json).collect();
-                println!("{}", serde_json::Value::Array(rows));
+                let rows = serde_json::Value::Array(rows).to_string();
+                println!("{}", terminal::escape_json(&rows));
             } else if all.is_empty() {
                 eprintln!("no runs yet; start one with `warden run WORKFLOW.toml`");
             } else {
@@ -138,7 +142,7 @@ pub fn runs(cmd: RunsCommand, dirs: &Dirs) -> Result<ExitCode, Failure> {
                         s.workflow.as_ref().map_or("", |w| w.name.as_str()),
                         status_word(s),
                         s.tasks.len(),
-                        ellipsis(&s.goal, 60)
+                        terminal::escape(&ellipsis(&s.goal, 60))
                     );
                 }
             }
@@ -146,9 +150,12 @@ pub fn runs(cmd: RunsCommand, dirs: &Dirs) -> Result<ExitCode, Failure> {
         RunsCommand::Show { run, json } => {
             let state = runs.load(&run).map_err(run_failure)?;
             if json {
-                println!("{}", report::json(&state));
+                println!(
+                    "{}",
+                    terminal::escape_json(&report::json(&state).to_string())
+                );
             } else {
-                print!("{}", report::text(&state));
+                print!("{}", terminal::escape(&report::text(&state)));
             }
         }
     }
@@ -172,8 +179,10 @@ fn ellipsis(text: &str, max: usize) -> String {
 
 fn run_failure(e: RunError) -> Failure {
     let code = match e {
-        RunError::Invalid(_) | RunError::NotFound(_) | RunError::Busy(_) => BAD_INPUT,
-        RunError::Io(_) => crate::exit::INTERNAL,
+        RunError::Workflow(_) | RunError::Plugin(_) | RunError::NotFound(_) | RunError::Busy(_) => {
+            BAD_INPUT
+        }
+        RunError::Journal(_) | RunError::Files(_) => crate::exit::INTERNAL,
     };
     Failure {
         code,
@@ -329,9 +338,15 @@ impl EventSink for Progress {
             }
             Event::TaskFinished { task, outcome, .. } => {
                 if let Some(bar) = self.bar(task) {
-                    bar.finish_with_message(format!("done · {}", ellipsis(&outcome.summary, 60)));
+                    bar.finish_with_message(format!(
+                        "done · {}",
+                        safe(&ellipsis(&outcome.summary, 60))
+                    ));
                 }
-                format!("task {task} done: {}", ellipsis(&outcome.summary, 100))
+                format!(
+                    "task {task} done: {}",
+                    safe(&ellipsis(&outcome.summary, 100))
+                )
             }
             Event::TaskFailed {
                 task,
@@ -344,26 +359,31 @@ impl EventSink for Progress {
                     None => String::new(),
                 };
                 if let Some(bar) = self.bar(task) {
-                    bar.set_message(format!("failed{next}: {}", ellipsis(error, 60)));
+                    bar.set_message(format!("failed{next}: {}", safe(&ellipsis(error, 60))));
                 }
                 format!("task {task} failed{next}: {error}")
             }
             Event::TaskDead { task, error, .. } => {
                 if let Some(bar) = self.bar(task) {
-                    bar.abandon_with_message(format!("dead: {}", ellipsis(error, 60)));
+                    bar.abandon_with_message(format!("dead: {}", safe(&ellipsis(error, 60))));
                 }
                 format!("task {task} is dead: {error}")
             }
             Event::TaskSkipped { task, because } => {
                 if let Some(bar) = self.bar(task) {
-                    bar.abandon_with_message(format!("skipped: {because}"));
+                    bar.abandon_with_message(format!("skipped: {}", safe(because)));
                 }
                 format!("task {task} skipped: {because}")
             }
             Event::RunFinished { status } => format!("run finished: {status:?}"),
         };
         if !self.terminal {
-            eprintln!("{line}");
+            eprintln!("{}", terminal::escape(&line));
         }
     }
+}
+
+/// Guest-written text for a progress line.
+fn safe(text: &str) -> String {
+    terminal::escape(text).into_owned()
 }

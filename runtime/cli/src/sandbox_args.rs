@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use warden_core::{
-    CallOptions, CompiledPlugin, DirGrant, DirMode, Grant, HostPattern, LimitSettings, Policy,
-    TenantId,
+    CallOptions, CompiledPlugin, DirGrant, DirMode, Grant, HostPattern, LimitSettings, ModelName,
+    NamespaceGrant, Policy, TenantId,
 };
 
 use crate::exit::Failure;
@@ -121,15 +121,12 @@ impl SandboxArgs {
             grant.allow_hosts.push(pattern);
         }
         for model in &self.allow_models {
-            if model.trim().is_empty() || model.chars().any(char::is_whitespace) {
-                return Err(Failure::bad_input(format!(
-                    "--allow-model {model:?}: not a model name; name an alias from the LLM config, a provider/model, or *"
-                )));
-            }
-            grant.models.push(model.clone());
+            let model = ModelName::new(model)
+                .map_err(|e| Failure::bad_input(format!("--allow-model {e}")))?;
+            grant.models.push(model);
         }
         for spec in &self.memory_ns {
-            let ns = warden_core::NamespaceGrant::parse(spec)
+            let ns = NamespaceGrant::parse(spec)
                 .map_err(|e| Failure::bad_input(format!("--memory-ns {e}")))?;
             grant.memory.push(ns);
         }

@@ -8,6 +8,7 @@ use warden_core::{CallOutcome, Engine};
 
 use crate::exit::{self, Failure};
 use crate::sandbox_args::SandboxArgs;
+use crate::terminal;
 
 #[derive(Subcommand)]
 pub enum ToolCommand {
@@ -55,12 +56,12 @@ pub async fn run(cmd: ToolCommand, engine: &Engine) -> Result<ExitCode, Failure>
             let outcome = plugin.call_tool(&options, &tool, &args).await;
             match finish(plugin.name(), outcome)? {
                 Ok(json) => {
-                    println!("{json}");
+                    println!("{}", terminal::escape_json(&json));
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(tool_error) => {
-                    let body = serde_json::json!({ "error": tool_error });
-                    println!("{body}");
+                    let body = serde_json::json!({ "error": tool_error }).to_string();
+                    println!("{}", terminal::escape_json(&body));
                     Ok(ExitCode::from(exit::PLUGIN_ERROR))
                 }
             }
@@ -79,15 +80,14 @@ pub fn finish<T>(plugin: &str, outcome: CallOutcome<T>) -> Result<T, Failure> {
             continue;
         }
         for line in output.to_text().lines() {
-            eprintln!("[{plugin} {stream}] {line}");
+            eprintln!("[{plugin} {stream}] {}", terminal::escape(line));
         }
     }
     outcome.result.map_err(Failure::from)
 }
 
+/// Pretty JSON of what a guest described, safe on a terminal.
 pub fn print_json(value: &serde_json::Value) {
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
-        Err(_) => println!("{value}"),
-    }
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    println!("{}", terminal::escape_json(&text));
 }

@@ -1,37 +1,39 @@
 //! The process-wide engine: one `wasmtime::Engine` (async, fuel, epoch
 //! interruption, pooling allocator), the linker with every host interface,
-//! the epoch ticker, and the on-disk cache of compiled artifacts.
+//! the on-disk cache of compiled artifacts, and the language runtimes that
+//! `warden exec` and `warden:plugin/exec` run code in.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
 
 use sha2::{Digest, Sha256};
-use warden_llm::router::Router;
-use warden_memory::Memory;
+use warden_api::BoxFuture;
+use warden_api::llm::Models;
+use warden_api::memory::Memories;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::ToolPluginExtPre;
 use crate::bindings::role::RolePluginPre;
-use crate::exec::Runtimes;
+use crate::bindings::warden::plugin::exec as wit_exec;
+use crate::call::{CallOptions, CallOutcome, Imports, Services};
+use crate::epoch::EpochTicker;
+use crate::exec::{self, ExecError, ExecReport, Language, Scratch};
+use crate::grant::{Grant, is_valid_plugin_name};
+use crate::host::exec::{CodeRun, Programs};
+use crate::host::files::FileBudget;
 use crate::limits::MAX_MEMORY_BYTES;
 use crate::manifest;
-use crate::plugin::{CompiledPlugin, Exports, PluginInner};
+use crate::plugin::{CompiledPlugin, Exports};
 use crate::state::CallState;
-
-/// How often the epoch advances: the granularity of wall-clock deadlines and
-/// of a running guest yielding to other tasks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Bytes of each linear memory kept resident between calls in a pool slot.
 const KEEP_RESIDENT_BYTES: usize = 2 * 1024 * 1024;
 
 /// Process-wide settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineConfig {
     /// Where compiled artifacts are kept between runs; `None` compiles every
     /// time.
@@ -41,12 +43,16 @@ pub struct EngineConfig {
     pub max_concurrent_calls: u32,
     /// Where the language runtimes (`python.wasm`, `js.wasm`) live.
     pub runtime_dir: Option<PathBuf>,
-    /// The model router behind `warden:plugin/llm`; without one, a plugin's
+    /// Where programs get their scratch directories (`DATA_DIR/scratch`);
+    /// what stopped processes left there is removed when the engine
+    /// starts. `None`: the system's temp dir, never cleaned.
+    pub scratch_dir: Option<PathBuf>,
+    /// The models behind `warden:plugin/llm`; without them, a plugin's
     /// completions fail as unavailable.
-    pub llm: Option<Arc<Router>>,
+    pub llm: Option<Arc<dyn Models>>,
     /// The store behind `warden:plugin/memory`; without one, memory calls
     /// fail as unavailable.
-    pub memory: Option<Arc<Memory>>,
+    pub memory: Option<Arc<dyn Memories>>,
 }
 
 impl Default for EngineConfig {
@@ -55,26 +61,38 @@ impl Default for EngineConfig {
             cache_dir: None,
             max_concurrent_calls: 256,
             runtime_dir: None,
+            scratch_dir: None,
             llm: None,
             memory: None,
         }
     }
 }
 
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("cache_dir", &self.cache_dir)
+            .field("max_concurrent_calls", &self.max_concurrent_calls)
+            .field("runtime_dir", &self.runtime_dir)
+            .field("scratch_dir", &self.scratch_dir)
+            .field("llm", &self.llm.is_some())
+            .field("memory", &self.memory.is_some())
+            .finish()
+    }
+}
+
 /// The runtime's engine. Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct Engine {
-    pub(crate) inner: Arc<EngineInner>,
+    inner: Arc<EngineInner>,
 }
 
-pub(crate) struct EngineInner {
-    pub(crate) wasmtime: wasmtime::Engine,
+struct EngineInner {
+    services: Arc<Services>,
     linker: Linker<CallState>,
     cache: Option<ArtifactCache>,
-    pub(crate) runtimes: Runtimes,
-    pub(crate) llm: Option<Arc<Router>>,
-    pub(crate) memory: Option<Arc<Memory>>,
-    _ticker: EpochTicker,
+    runtimes: Runtimes,
+    scratch_dir: Option<PathBuf>,
 }
 
 /// Why an engine could not be built.
@@ -148,6 +166,7 @@ impl Engine {
         let mut linker = Linker::<CallState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(err)?;
+        crate::host::files::add_to_linker(&mut linker).map_err(err)?;
         crate::host::log::add_to_linker(&mut linker).map_err(err)?;
         crate::host::exec::add_to_linker(&mut linker).map_err(err)?;
         crate::host::llm::add_to_linker(&mut linker).map_err(err)?;
@@ -159,22 +178,30 @@ impl Engine {
             .as_ref()
             .map(|dir| ArtifactCache::new(dir, &engine));
         let ticker = EpochTicker::start(&engine);
-        Ok(Engine {
-            inner: Arc::new(EngineInner {
+        let files = FileBudget::new(guest_file_budget());
+        let inner = Arc::new_cyclic(|weak: &Weak<EngineInner>| EngineInner {
+            services: Arc::new(Services {
                 wasmtime: engine,
-                linker,
-                cache,
-                runtimes: Runtimes::new(config.runtime_dir.clone()),
-                llm: config.llm.clone(),
-                memory: config.memory.clone(),
+                models: config.llm.clone(),
+                memories: config.memory.clone(),
+                programs: Arc::new(EnginePrograms(weak.clone())),
+                files,
                 _ticker: ticker,
             }),
-        })
+            linker,
+            cache,
+            runtimes: Runtimes::new(config.runtime_dir.clone()),
+            scratch_dir: config.scratch_dir.clone(),
+        });
+        if let Some(dir) = &config.scratch_dir {
+            exec::remove_stale(dir);
+        }
+        Ok(Engine { inner })
     }
 
     /// The underlying wasmtime engine, for embedders that need it.
     pub fn wasmtime(&self) -> &wasmtime::Engine {
-        &self.inner.wasmtime
+        &self.inner.services.wasmtime
     }
 
     /// Reads, checks, compiles (or loads from the cache) and links a tool
@@ -192,9 +219,10 @@ impl Engine {
     pub fn load_bytes(&self, bytes: &[u8], path: &Path) -> Result<CompiledPlugin, LoadError> {
         let scan = inspect_bytes(bytes, path)?;
         let sha256 = hex::encode(Sha256::digest(bytes));
+        let wasmtime = self.wasmtime();
         let component = match &self.inner.cache {
-            Some(cache) => cache.get_or_compile(&self.inner.wasmtime, bytes, &sha256),
-            None => Component::new(&self.inner.wasmtime, bytes),
+            Some(cache) => cache.get_or_compile(wasmtime, bytes, &sha256),
+            None => Component::new(wasmtime, bytes),
         }
         .map_err(|e| LoadError::Compile {
             path: path.to_path_buf(),
@@ -226,19 +254,182 @@ impl Engine {
                 }
             }
         };
+        let component_type = component.component_type();
+        let imports = Imports::of(component_type.imports(wasmtime).map(|(name, _)| name));
         let name = match &scan.manifest {
             Some(m) => m.name.clone(),
             None => name_from_path(path),
         };
-        Ok(CompiledPlugin {
-            inner: Arc::new(PluginInner {
-                engine: self.clone(),
-                name: name.into(),
-                sha256,
-                manifest: scan.manifest,
-                exports,
-            }),
+        Ok(CompiledPlugin::new(
+            self.inner.services.clone(),
+            name,
+            sha256,
+            scan.manifest,
+            exports,
+            imports,
+        ))
+    }
+
+    /// A fresh scratch directory for a program, where the engine keeps them.
+    pub fn scratch(&self) -> Result<Scratch, ExecError> {
+        match &self.inner.scratch_dir {
+            Some(dir) => Scratch::new_in(dir),
+            None => Scratch::new(),
+        }
+    }
+
+    /// The runtime for `language`, loaded from the runtime directory (and
+    /// the compiled cache) the first time.
+    pub fn runtime(&self, language: Language) -> Result<CompiledPlugin, ExecError> {
+        let runtimes = &self.inner.runtimes;
+        // Held while loading, so concurrent first uses compile once.
+        let mut loaded = runtimes.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = loaded.get(&language) {
+            return Ok(found.clone());
+        }
+        let Some(dir) = &runtimes.dir else {
+            return Err(ExecError::Unsupported(format!(
+                "no runtime directory is configured, so {language} cannot run; build the runtimes with `scripts/dev plugins` and pass --runtime-dir or set WARDEN_RUNTIME_DIR"
+            )));
+        };
+        let path = dir.join(language.runtime_file());
+        if !path.is_file() {
+            return Err(ExecError::Unsupported(format!(
+                "no {language} runtime at {}; build it with `scripts/dev plugins`, or point --runtime-dir / WARDEN_RUNTIME_DIR at a directory holding {}",
+                path.display(),
+                language.runtime_file()
+            )));
+        }
+        let plugin = self
+            .load_file(&path)
+            .map_err(|e| ExecError::Unsupported(format!("the {language} runtime: {e}")))?;
+        loaded.insert(language, plugin.clone());
+        Ok(plugin)
+    }
+
+    /// Runs `code` in `language`'s runtime: the code read-only at
+    /// `/code/main.EXT`, `scratch` at `/work` (the working directory),
+    /// `stdin` as its stdin, `args` after the script path. `options` carries
+    /// the limits, the tenant, and any further grant.
+    pub async fn run_code(
+        &self,
+        language: Language,
+        code: &str,
+        scratch: &Scratch,
+        stdin: Vec<u8>,
+        args: &[String],
+        options: &CallOptions,
+    ) -> Result<CallOutcome<i32>, ExecError> {
+        let runtime = self.runtime(language)?;
+        exec::run_code(&runtime, language, code, scratch, stdin, args, options).await
+    }
+}
+
+/// File descriptors warden keeps for itself (listening sockets, journals,
+/// its own files, LanceDB's), whatever the guests hold.
+const RESERVED_FILES: u64 = 256;
+
+/// How many host file descriptors guests may hold together: the process's
+/// open-file limit, first raised to its hard limit, less the reserve.
+fn guest_file_budget() -> usize {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = match (limit.current, limit.maximum) {
+        (Some(current), Some(maximum)) if current < maximum => {
+            let raised = Rlimit {
+                current: Some(maximum),
+                maximum: Some(maximum),
+            };
+            match setrlimit(Resource::Nofile, raised) {
+                Ok(()) => maximum,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not raise the open-file limit");
+                    current
+                }
+            }
+        }
+        (Some(current), _) => current,
+        (None, _) => u64::MAX,
+    };
+    usize::try_from(soft.saturating_sub(RESERVED_FILES).max(64)).unwrap_or(usize::MAX)
+}
+
+/// The language runtimes of one engine, compiled on first use and shared.
+struct Runtimes {
+    dir: Option<PathBuf>,
+    loaded: Mutex<HashMap<Language, CompiledPlugin>>,
+}
+
+impl Runtimes {
+    fn new(dir: Option<PathBuf>) -> Runtimes {
+        Runtimes {
+            dir,
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// How a plugin's `warden:plugin/exec` runs a program: in this engine's
+/// language runtimes, in a fresh sandbox with a scratch directory of its
+/// own and nothing else granted. Weak, so that plugins (which hold it
+/// through the engine's services) do not keep the engine alive in a cycle.
+struct EnginePrograms(Weak<EngineInner>);
+
+impl Programs for EnginePrograms {
+    fn run(&self, run: CodeRun) -> BoxFuture<'_, Result<wit_exec::RunResult, wit_exec::ExecError>> {
+        Box::pin(async move {
+            let Some(inner) = self.0.upgrade() else {
+                return Err(wit_exec::ExecError::Failed(
+                    "the engine is shutting down".into(),
+                ));
+            };
+            let engine = Engine { inner };
+            let Some(language) = Language::parse(&run.language) else {
+                return Err(wit_exec::ExecError::Unsupported(format!(
+                    "language {:?} is not supported; use \"python\" or \"js\"",
+                    run.language
+                )));
+            };
+            let scratch = engine.scratch().map_err(wit_exec_error)?;
+            for file in &run.files {
+                scratch
+                    .write(&file.path, &file.contents)
+                    .map_err(wit_exec_error)?;
+            }
+            let options = CallOptions {
+                tenant: run.tenant,
+                grant: Grant::default(),
+                limits: run.limits,
+                ..CallOptions::default()
+            };
+            let outcome = engine
+                .run_code(language, &run.code, &scratch, run.stdin, &[], &options)
+                .await
+                .map_err(wit_exec_error)?;
+            let report = ExecReport::new(&outcome)
+                .map_err(|setup| wit_exec::ExecError::Failed(setup.to_string()))?;
+            Ok(run_result(report))
         })
+    }
+}
+
+fn wit_exec_error(e: ExecError) -> wit_exec::ExecError {
+    match e {
+        ExecError::Unsupported(m) => wit_exec::ExecError::Unsupported(m),
+        ExecError::Invalid(m) => wit_exec::ExecError::Invalid(m),
+        ExecError::Io(m) => wit_exec::ExecError::Failed(m),
+    }
+}
+
+fn run_result(report: ExecReport) -> wit_exec::RunResult {
+    wit_exec::RunResult {
+        stdout: report.stdout,
+        stderr: report.stderr,
+        exit_code: report.exit_code,
+        limit: report.limit,
+        trap: report.trap,
+        duration_ms: report.duration_ms,
+        fuel_used: report.fuel_used,
     }
 }
 
@@ -278,52 +469,10 @@ fn name_from_path(path: &Path) -> String {
     }
     name.truncate(64);
     let name = name.trim_end_matches('-').to_string();
-    if manifest::is_valid_plugin_name(&name) {
+    if is_valid_plugin_name(&name) {
         name
     } else {
         "plugin".into()
-    }
-}
-
-/// Advances the engine's epoch every [`EPOCH_TICK`] on a background thread,
-/// until dropped.
-struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    fn start(engine: &wasmtime::Engine) -> EpochTicker {
-        let stop = Arc::new(AtomicBool::new(false));
-        let weak = engine.weak();
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("warden-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
-                }
-            })
-            .ok();
-        if thread.is_none() {
-            tracing::error!(
-                "could not start the epoch thread; deadlines fall back to the host timer"
-            );
-        }
-        EpochTicker { stop, thread }
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

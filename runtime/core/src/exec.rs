@@ -4,15 +4,14 @@
 //! sandbox: the code read-only at `/code`, a scratch directory at `/work`,
 //! and nothing else unless the caller grants it.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Mutex;
 
-use crate::call::{CallOptions, CallOutcome, RunInput};
-use crate::engine::Engine;
+use serde::Serialize;
+
+use crate::call::{CallError, CallOptions, CallOutcome, RunInput};
+use crate::grant::{DirGrant, DirMode};
 use crate::plugin::CompiledPlugin;
-use crate::policy::{DirGrant, DirMode};
 
 /// Where the scratch directory appears in the guest.
 pub const WORK_DIR: &str = "/work";
@@ -50,7 +49,7 @@ impl Language {
         }
     }
 
-    fn script_file(self) -> &'static str {
+    pub(crate) fn script_file(self) -> &'static str {
         match self {
             Language::Python => "main.py",
             Language::Js => "main.js",
@@ -76,70 +75,30 @@ pub enum ExecError {
     Io(String),
 }
 
-/// The language runtimes of one engine, compiled on first use and shared.
-pub(crate) struct Runtimes {
-    dir: Option<PathBuf>,
-    loaded: Mutex<HashMap<Language, CompiledPlugin>>,
-}
-
-impl Runtimes {
-    pub(crate) fn new(dir: Option<PathBuf>) -> Runtimes {
-        Runtimes {
-            dir,
-            loaded: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl Engine {
-    /// The runtime for `language`, loaded from the runtime directory (and
-    /// the compiled cache) the first time.
-    pub fn runtime(&self, language: Language) -> Result<CompiledPlugin, ExecError> {
-        let runtimes = &self.inner.runtimes;
-        // Held while loading, so concurrent first uses compile once.
-        let mut loaded = lock(&runtimes.loaded);
-        if let Some(found) = loaded.get(&language) {
-            return Ok(found.clone());
-        }
-        let Some(dir) = &runtimes.dir else {
-            return Err(ExecError::Unsupported(format!(
-                "no runtime directory is configured, so {language} cannot run; build the runtimes with `scripts/dev plugins` and pass --runtime-dir or set WARDEN_RUNTIME_DIR"
-            )));
-        };
-        let path = dir.join(language.runtime_file());
-        if !path.is_file() {
-            return Err(ExecError::Unsupported(format!(
-                "no {language} runtime at {}; build it with `scripts/dev plugins`, or point --runtime-dir / WARDEN_RUNTIME_DIR at a directory holding {}",
-                path.display(),
-                language.runtime_file()
-            )));
-        }
-        let plugin = self
-            .load_file(&path)
-            .map_err(|e| ExecError::Unsupported(format!("the {language} runtime: {e}")))?;
-        loaded.insert(language, plugin.clone());
-        Ok(plugin)
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A scratch directory the code sees, read-write, at [`WORK_DIR`]. Removed
 /// when dropped unless kept.
 #[derive(Debug)]
 pub struct Scratch {
     dir: tempfile::TempDir,
+    /// Where it was made: the code directory of a run goes beside it.
+    root: PathBuf,
 }
 
 impl Scratch {
+    /// A scratch directory in the system's temp dir.
     pub fn new() -> Result<Scratch, ExecError> {
-        let dir = tempfile::Builder::new()
-            .prefix("warden-scratch-")
-            .tempdir()
-            .map_err(|e| ExecError::Io(format!("cannot create a scratch directory: {e}")))?;
-        Ok(Scratch { dir })
+        Scratch::new_in(&std::env::temp_dir())
+    }
+
+    /// A scratch directory under `root` (warden's own, in its data dir),
+    /// named after this process so that a later warden can remove what a
+    /// killed one left ([`remove_stale`]).
+    pub fn new_in(root: &Path) -> Result<Scratch, ExecError> {
+        let dir = make_dir_in(root, "scratch")?;
+        Ok(Scratch {
+            dir,
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -188,18 +147,144 @@ impl Scratch {
         Ok(skipped)
     }
 
-    /// Copies what the code left in the scratch directory to `to`.
-    pub fn keep_to(&self, to: &Path) -> Result<(), ExecError> {
-        std::fs::create_dir_all(to)
-            .map_err(|e| ExecError::Io(format!("cannot create {}: {e}", to.display())))?;
-        let mut skipped = Vec::new();
-        copy_tree(self.dir.path(), to, &mut skipped).map_err(|e| {
+    /// Copies what the code left in the scratch directory to `to`, which
+    /// must not exist yet (or be an empty directory): nothing already there
+    /// is overwritten. No link is followed, on either side; only regular
+    /// files and directories are copied, and no `.git` directory (whose
+    /// config could make the operator's next `git` run a command). Says
+    /// what it wrote and what it left out.
+    pub fn keep_to(&self, to: &Path) -> Result<Kept, ExecError> {
+        if !check_keep_dir(to)? {
+            if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    ExecError::Io(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+            std::fs::create_dir(to)
+                .map_err(|e| ExecError::Io(format!("cannot create {}: {e}", to.display())))?;
+        }
+        let mut kept = Kept::default();
+        keep_tree(self.dir.path(), to, Path::new(""), &mut kept).map_err(|e| {
             ExecError::Io(format!(
                 "cannot keep the scratch dir in {}: {e}",
                 to.display()
             ))
-        })
+        })?;
+        Ok(kept)
     }
+}
+
+/// A new directory `KIND-PID-RANDOM` under `root`, removed when dropped.
+fn make_dir_in(root: &Path, kind: &str) -> Result<tempfile::TempDir, ExecError> {
+    std::fs::create_dir_all(root)
+        .map_err(|e| ExecError::Io(format!("cannot create {}: {e}", root.display())))?;
+    tempfile::Builder::new()
+        .prefix(&format!("warden-{kind}-{}-", std::process::id()))
+        .tempdir_in(root)
+        .map_err(|e| ExecError::Io(format!("cannot create a {kind} directory: {e}")))
+}
+
+/// Removes the scratch and code directories under `root` that processes
+/// no longer running left behind (a warden killed mid-run cannot clean up
+/// after itself); returns how many. Those of live processes stay.
+pub fn remove_stale(root: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| {
+                n.strip_prefix("warden-scratch-")
+                    .or_else(|| n.strip_prefix("warden-code-"))
+            })
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        if !alive && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(dir = %root.display(), removed, "removed scratch directories left by stopped processes");
+    }
+    removed
+}
+
+/// Whether `to` can take a kept scratch dir: `Ok(false)` when it does not
+/// exist yet, `Ok(true)` when it is an empty directory, an error naming the
+/// problem otherwise (a link, a file, a directory with something in it).
+pub fn check_keep_dir(to: &Path) -> Result<bool, ExecError> {
+    let refuse = |why: &str| {
+        Err(ExecError::Invalid(format!(
+            "cannot keep the scratch dir in {}: {why}; give a new directory",
+            to.display()
+        )))
+    };
+    match std::fs::symlink_metadata(to) {
+        Ok(meta) if meta.file_type().is_symlink() => refuse("it is a symbolic link"),
+        Ok(meta) if !meta.is_dir() => refuse("it exists and is not a directory"),
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(to)
+                .map_err(|e| ExecError::Io(format!("cannot read {}: {e}", to.display())))?;
+            if entries.next().is_some() {
+                return refuse("it exists and is not empty");
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(ExecError::Io(format!("cannot use {}: {e}", to.display()))),
+    }
+}
+
+/// What [`Scratch::keep_to`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kept {
+    /// Files written, relative to the directory.
+    pub files: Vec<PathBuf>,
+    /// What was left out, relative, and why.
+    pub skipped: Vec<(PathBuf, &'static str)>,
+}
+
+fn keep_tree(from: &Path, to: &Path, relative: &Path, kept: &mut Kept) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let no_follow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let rel = relative.join(&name);
+        // The entry itself, not what a link points to.
+        let kind = entry.file_type()?;
+        if name == ".git" {
+            kept.skipped
+                .push((rel, "a .git directory could make git run commands"));
+        } else if kind.is_dir() {
+            std::fs::create_dir(to.join(&name))?;
+            keep_tree(&entry.path(), &to.join(&name), &rel, kept)?;
+        } else if kind.is_file() {
+            let mut source = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(no_follow)
+                .open(entry.path())?;
+            let mut target = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(no_follow)
+                .open(to.join(&name))?;
+            std::io::copy(&mut source, &mut target)?;
+            kept.files.push(rel);
+        } else if kind.is_symlink() {
+            kept.skipped.push((rel, "a symbolic link"));
+        } else {
+            kept.skipped.push((rel, "not a regular file"));
+        }
+    }
+    Ok(())
 }
 
 fn copy_tree(from: &Path, to: &Path, skipped: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -219,12 +304,12 @@ fn copy_tree(from: &Path, to: &Path, skipped: &mut Vec<PathBuf>) -> std::io::Res
     Ok(())
 }
 
-/// Runs `code` in `language`: the code read-only at `/code/main.EXT`, the
-/// scratch directory at `/work` (the working directory), `stdin` as its
-/// stdin, `args` after the script path. `options` carries the limits, the
-/// tenant, and any further grant.
-pub async fn run_code(
-    engine: &Engine,
+/// Runs `code` in `runtime`, the language runtime of `language`: the code
+/// read-only at `/code/main.EXT`, the scratch directory at `/work` (the
+/// working directory), `stdin` as its stdin, `args` after the script path.
+/// `options` carries the limits, the tenant, and any further grant.
+pub(crate) async fn run_code(
+    runtime: &CompiledPlugin,
     language: Language,
     code: &str,
     scratch: &Scratch,
@@ -232,11 +317,7 @@ pub async fn run_code(
     args: &[String],
     options: &CallOptions,
 ) -> Result<CallOutcome<i32>, ExecError> {
-    let runtime = engine.runtime(language)?;
-    let code_dir = tempfile::Builder::new()
-        .prefix("warden-code-")
-        .tempdir()
-        .map_err(|e| ExecError::Io(format!("cannot create a code directory: {e}")))?;
+    let code_dir = make_dir_in(&scratch.root, "code")?;
     std::fs::write(code_dir.path().join(language.script_file()), code)
         .map_err(|e| ExecError::Io(format!("cannot write the code: {e}")))?;
 
@@ -258,6 +339,70 @@ pub async fn run_code(
         cwd: Some(WORK_DIR.to_string()),
     };
     Ok(runtime.run_program(&options, &input).await)
+}
+
+/// Runs `program` (any `wasi:cli/run` component) with `scratch` at `/work`
+/// (its working directory), argv `name args…` and `stdin`. `options`
+/// carries the limits, the tenant and any further grant.
+pub async fn run_wasi_program(
+    program: &CompiledPlugin,
+    name: &str,
+    scratch: &Scratch,
+    stdin: Vec<u8>,
+    args: &[String],
+    options: &CallOptions,
+) -> CallOutcome<i32> {
+    let mut options = options.clone();
+    options.grant.dirs.extend(scratch.grants());
+    let input = RunInput {
+        args: std::iter::once(name.to_string())
+            .chain(args.iter().cloned())
+            .collect(),
+        stdin,
+        cwd: Some(WORK_DIR.to_string()),
+    };
+    program.run_program(&options, &input).await
+}
+
+/// What a program run did, as `warden exec --json` prints it and the
+/// `warden:plugin/exec` interface returns it: `{"stdout", "stderr",
+/// "exit_code", "duration_ms", "fuel_used", "limit", "trap"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecReport {
+    /// Capped; a marker at the end says when it was truncated.
+    pub stdout: String,
+    pub stderr: String,
+    /// None when a limit or a trap stopped the program.
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    pub fuel_used: u64,
+    /// The limit that stopped it: fuel, deadline, memory or output.
+    pub limit: Option<String>,
+    /// Why it trapped, when it trapped for another reason.
+    pub trap: Option<String>,
+}
+
+impl ExecReport {
+    /// The report of a run that started. A run that could not be set up
+    /// (a granted directory that cannot be opened) is bad input, not a
+    /// report: that error comes back as it is.
+    pub fn new(outcome: &CallOutcome<i32>) -> Result<ExecReport, CallError> {
+        let (exit_code, limit, trap) = match &outcome.result {
+            Ok(code) => (Some(*code), None, None),
+            Err(CallError::Limit { kind, .. }) => (None, Some(kind.to_string()), None),
+            Err(e @ CallError::Setup(_)) => return Err(e.clone()),
+            Err(other) => (None, None, Some(other.to_string())),
+        };
+        Ok(ExecReport {
+            stdout: outcome.stdout.to_text(),
+            stderr: outcome.stderr.to_text(),
+            exit_code,
+            duration_ms: outcome.usage.duration.as_millis() as u64,
+            fuel_used: outcome.usage.fuel_used,
+            limit,
+            trap,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -299,6 +444,60 @@ mod tests {
             std::fs::read_to_string(kept.path().join("out.txt")).unwrap(),
             "result"
         );
+    }
+
+    /// What sandboxed code leaves behind must not reach past the directory
+    /// the operator named: no overwriting, no links followed, no `.git`.
+    #[test]
+    fn keep_writes_only_regular_files_into_a_new_directory() {
+        let outside = tempfile::tempdir().unwrap();
+        let canary = outside.path().join("canary.txt");
+        std::fs::write(&canary, "CANARY-keep-7d1e").unwrap();
+        let scratch = Scratch::new().unwrap();
+        scratch.write("out/result.txt", b"result").unwrap();
+        scratch
+            .write(".git/config", b"[core]\nfsmonitor = touch pwned\n")
+            .unwrap();
+        std::os::unix::fs::symlink(&canary, scratch.path().join("leak.txt")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), scratch.path().join("dir-link")).unwrap();
+
+        // Into an existing directory with something in it: refused, and
+        // what is there is untouched.
+        let existing = tempfile::tempdir().unwrap();
+        std::fs::write(existing.path().join("mine.txt"), "mine").unwrap();
+        let refused = scratch.keep_to(existing.path()).unwrap_err();
+        assert!(refused.to_string().contains("not empty"), "{refused}");
+        assert_eq!(
+            std::fs::read_to_string(existing.path().join("mine.txt")).unwrap(),
+            "mine"
+        );
+        // Through a link: refused.
+        let link = outside.path().join("link-to-dir");
+        std::os::unix::fs::symlink(existing.path(), &link).unwrap();
+        let refused = scratch.keep_to(&link).unwrap_err();
+        assert!(refused.to_string().contains("symbolic link"), "{refused}");
+
+        let base = tempfile::tempdir().unwrap();
+        let to = base.path().join("new/kept");
+        let kept = scratch.keep_to(&to).unwrap();
+        assert_eq!(kept.files, vec![PathBuf::from("out/result.txt")]);
+        let mut skipped: Vec<&Path> = kept.skipped.iter().map(|(p, _)| p.as_path()).collect();
+        skipped.sort();
+        assert_eq!(
+            skipped,
+            [
+                Path::new(".git"),
+                Path::new("dir-link"),
+                Path::new("leak.txt")
+            ]
+        );
+        assert_eq!(
+            std::fs::read_to_string(to.join("out/result.txt")).unwrap(),
+            "result"
+        );
+        assert!(!to.join(".git").exists());
+        assert!(std::fs::symlink_metadata(to.join("leak.txt")).is_err());
+        assert!(std::fs::symlink_metadata(to.join("dir-link")).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! warden's sandbox core: load a WebAssembly tool plugin once, then run each
-//! call in a fresh sandbox with a fuel budget, a wall-clock deadline, a memory
-//! cap and only the directories and hosts the operator granted.
+//! warden's sandbox core: load a WebAssembly plugin once, then run each call
+//! in a fresh sandbox with a fuel budget, a wall-clock deadline, a memory cap
+//! and only the directories, hosts, models and memory namespaces the
+//! operator granted.
 //!
 //! ```no_run
 //! use warden_core::{CallOptions, Engine, EngineConfig, Grant, DirGrant, DirMode};
@@ -29,35 +30,54 @@
 //! # }
 //! ```
 //!
-//! The pieces, one file each: [`engine`] (the process-wide engine, linker,
-//! epoch ticker and compiled-artifact cache), [`plugin`] (a compiled plugin),
-//! [`call`] (one sandboxed call), [`limits`], [`manifest`], [`policy`] (grants
-//! and the manifest ceiling), [`net`] (outbound HTTP policy), and the host
-//! side of each interface under `host/`.
+//! The pieces, from the top down (each file imports only files below it):
+//! [`engine`] (the process-wide engine, linker, compiled-artifact cache and
+//! language runtimes), [`tools`] (the tools granted to a role), [`exec`]
+//! (running untrusted code), [`plugin`] (a compiled plugin and its calls),
+//! [`role`], [`call`] (one call's options, outcome and sandbox), the
+//! per-call store state and the host side of each interface under `host/`
+//! (one file each, owning its context and its view of the store),
+//! [`policy`] (policy files and the effective capability: manifest ∩
+//! grant), [`manifest`], and the leaves: [`grant`], [`limits`], [`net`],
+//! [`tool`], [`stdio`], [`field`]. The services behind `llm` and `memory`
+//! are traits from `warden-api`, so this crate compiles no model runtime
+//! and no vector database.
 
 mod bindings;
 pub mod call;
+pub mod datadir;
 pub mod engine;
+mod epoch;
 pub mod exec;
+pub mod field;
+pub mod grant;
 mod host;
 pub mod limits;
 pub mod manifest;
+mod nested;
 pub mod net;
 pub mod plugin;
 pub mod policy;
 pub mod role;
+mod scope;
 mod state;
 pub mod stdio;
+pub mod tool;
 pub mod tools;
 
-pub use call::{CallError, CallOptions, CallOutcome, RunInput, RunScope, Usage};
+pub use call::{CallError, CallOptions, CallOutcome, RunInput, Usage};
 pub use engine::{Engine, EngineConfig, EngineError, LoadError};
+pub use epoch::EPOCH_TICK;
 pub use exec::{ExecError, Language, Scratch};
+pub use field::FieldError;
+pub use grant::{DirGrant, DirMode, Grant, GrantError, ModelName, NamespaceGrant, TenantId};
+pub use host::tools::{ToolBox, ToolInvocation, ToolReturn};
 pub use limits::{LimitKind, LimitSettings, Limits};
 pub use manifest::{Manifest, PluginKind};
 pub use net::HostPattern;
-pub use plugin::{CompiledPlugin, ComponentKind, ToolError, ToolSpec};
-pub use policy::{DirGrant, DirMode, Grant, NamespaceGrant, Policy, TenantId};
+pub use plugin::{CompiledPlugin, ComponentKind};
+pub use policy::{Policy, PolicyError};
 pub use role::{Dependency, NewTask, Outcome, RoleError, RoleSpec, Task, TaskContext};
-pub use tools::{ToolCallKey, ToolCallReport, ToolObserver, ToolSet};
-pub use warden_memory;
+pub use scope::RunScope;
+pub use tool::{ToolCallKey, ToolCallReport, ToolError, ToolObserver, ToolSpec};
+pub use tools::{ToolSet, ToolSetError};

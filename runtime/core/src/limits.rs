@@ -37,6 +37,9 @@ pub struct Limits {
     pub stdio_bytes: u64,
     /// Bytes of an outbound HTTP request body, and of a response body.
     pub http_body_bytes: u64,
+    /// Files (and directories) the guest may hold open at once, its granted
+    /// directories included: each is a host file descriptor.
+    pub open_files: u32,
 }
 
 impl Default for Limits {
@@ -51,6 +54,7 @@ impl Default for Limits {
             output_bytes: 16 * MIB,
             stdio_bytes: MIB,
             http_body_bytes: 16 * MIB,
+            open_files: 256,
         }
     }
 }
@@ -94,6 +98,12 @@ impl LimitSettings {
             memory_mib: min(self.memory_mib, ceiling.memory_mib),
             output_kib: min(self.output_kib, ceiling.output_kib),
         }
+    }
+
+    /// Whether every field set here is usable (the one check for limits,
+    /// wherever they are written).
+    pub fn check(&self) -> Result<(), LimitError> {
+        self.apply_to(Limits::default()).map(|_| ())
     }
 
     /// `base` with the fields set here replacing its own.

@@ -38,9 +38,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::field::FieldError;
+use crate::grant::{DirMode, ModelName, is_namespace_pattern, is_valid_plugin_name};
 use crate::limits::LimitSettings;
 use crate::net::HostPattern;
-use crate::policy::DirMode;
 
 /// Name of the custom section that carries the manifest.
 pub const SECTION: &str = "warden:manifest";
@@ -147,12 +148,8 @@ pub enum ManifestError {
         "manifest field `manifest-version`: {0} is not a version this warden reads; set `manifest-version = 1` (or upgrade warden if the plugin needs a newer format)"
     )]
     Version(u32),
-    #[error("manifest field `{field}`: {problem}; {fix}")]
-    Field {
-        field: String,
-        problem: String,
-        fix: String,
-    },
+    #[error("manifest {0}")]
+    Field(FieldError),
     #[error(
         "the plugin carries two different manifests in nested modules; rebuild it, or set one with `warden plugin pack`"
     )]
@@ -164,20 +161,7 @@ fn field_error(
     problem: impl Into<String>,
     fix: impl Into<String>,
 ) -> ManifestError {
-    ManifestError::Field {
-        field: field.into(),
-        problem: problem.into(),
-        fix: fix.into(),
-    }
-}
-
-/// Whether `name` is a usable plugin name: 1–64 of `a-z`, `0-9`, `-`,
-/// starting with a letter.
-pub fn is_valid_plugin_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some('a'..='z'))
-        && name.len() <= 64
-        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'))
+    ManifestError::Field(FieldError::new(field, problem, fix))
 }
 
 impl Manifest {
@@ -272,7 +256,7 @@ impl Manifest {
         }
         for (i, memory) in self.capabilities.memory.iter().enumerate() {
             let field = format!("capabilities.memory[{i}]");
-            if !crate::policy::is_namespace_pattern(&memory.namespace) {
+            if !is_namespace_pattern(&memory.namespace) {
                 return Err(field_error(
                     format!("{field}.namespace"),
                     format!("{:?} is not a namespace name", memory.namespace),
@@ -283,7 +267,7 @@ impl Manifest {
         }
         for (i, llm) in self.capabilities.llm.iter().enumerate() {
             let field = format!("capabilities.llm[{i}]");
-            if llm.model.trim().is_empty() || llm.model.chars().any(char::is_whitespace) {
+            if ModelName::new(&llm.model).is_err() {
                 return Err(field_error(
                     format!("{field}.model"),
                     format!("{:?} is not a model name", llm.model),
@@ -292,7 +276,7 @@ impl Manifest {
             }
             require_reason(&field, &llm.reason)?;
         }
-        if let Err(e) = self.limits.apply_to(crate::limits::Limits::default()) {
+        if let Err(e) = self.limits.check() {
             return Err(field_error("limits", e.to_string(), "fix the value"));
         }
         Ok(())

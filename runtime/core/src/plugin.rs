@@ -1,29 +1,43 @@
 //! A compiled plugin: checked, compiled and linked once, then shared by every
-//! call and every tenant. Cheap to clone.
+//! call and every tenant; each of its calls runs in a fresh [`Sandbox`].
+//! Cheap to clone.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
+use warden_api::memory::Hit;
 
 use crate::bindings::ToolPluginExtPre;
+use crate::bindings::exports::warden::plugin::tool as wit_tool;
 use crate::bindings::role::RolePluginPre;
-use crate::engine::Engine;
-use crate::limits::{LimitError, LimitSettings, Limits};
+use crate::bindings::role::exports::warden::plugin::role as wit_role;
+use crate::call::{
+    self, CallError, CallOptions, CallOutcome, Imports, RunInput, Sandbox, Services,
+};
+use crate::host::memory::MemoryContext;
+use crate::limits::{LimitError, LimitKind, LimitSettings, Limits};
 use crate::manifest::Manifest;
+use crate::policy;
+use crate::role::{self, Outcome, RoleError, RoleSpec, Task};
+use crate::scope::CallLabels;
 use crate::state::CallState;
+use crate::tool::{ToolError, ToolSpec};
 
 #[derive(Clone)]
 pub struct CompiledPlugin {
-    pub(crate) inner: Arc<PluginInner>,
+    inner: Arc<PluginInner>,
 }
 
-pub(crate) struct PluginInner {
-    /// Held so the epoch ticker outlives every plugin that needs it.
-    pub(crate) engine: Engine,
-    pub(crate) name: Arc<str>,
-    pub(crate) sha256: String,
-    pub(crate) manifest: Option<Manifest>,
-    pub(crate) exports: Exports,
+struct PluginInner {
+    /// Held so the engine's services (and its epoch ticker) outlive every
+    /// plugin that needs them.
+    services: Arc<Services>,
+    name: Arc<str>,
+    sha256: String,
+    manifest: Option<Manifest>,
+    exports: Exports,
+    imports: Imports,
 }
 
 /// What a component exports, linked and ready to instantiate.
@@ -57,7 +71,57 @@ impl std::fmt::Debug for CompiledPlugin {
     }
 }
 
+enum Invocation<'a> {
+    ListTools,
+    CallTool { name: &'a str, arguments: &'a str },
+    Run(&'a RunInput),
+    Describe,
+    RunRole(&'a Task),
+}
+
+enum Returned {
+    Tools(Vec<wit_tool::ToolSpec>),
+    Call(Result<String, wit_tool::ToolError>),
+    Exit(i32),
+    Spec(wit_role::RoleSpec),
+    Role(Result<wit_role::Outcome, wit_role::RoleError>),
+}
+
+impl Invocation<'_> {
+    /// The name traces give it.
+    fn label(&self) -> &str {
+        match self {
+            Invocation::ListTools => "list-tools",
+            Invocation::CallTool { name, .. } => name,
+            Invocation::Run(_) => "run",
+            Invocation::Describe => "describe",
+            Invocation::RunRole(task) => &task.id,
+        }
+    }
+}
+
 impl CompiledPlugin {
+    /// A plugin the engine compiled and linked.
+    pub(crate) fn new(
+        services: Arc<Services>,
+        name: String,
+        sha256: String,
+        manifest: Option<Manifest>,
+        exports: Exports,
+        imports: Imports,
+    ) -> CompiledPlugin {
+        CompiledPlugin {
+            inner: Arc::new(PluginInner {
+                services,
+                name: name.into(),
+                sha256,
+                manifest,
+                exports,
+                imports,
+            }),
+        }
+    }
+
     /// The manifest's name, or one made from the file name.
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -95,49 +159,291 @@ impl CompiledPlugin {
             .unwrap_or_default();
         explicit.or(requested).apply_to(base)
     }
-}
 
-/// One tool as a plugin describes it (MCP's tool shape).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ToolSpec {
-    pub name: String,
-    pub description: String,
-    /// JSON Schema of the arguments.
-    #[serde(rename = "inputSchema")]
-    pub input_schema: serde_json::Value,
-}
-
-/// A tool's own failure, as the plugin reported it. Serialises as
-/// `{"kind": "failed", "message": "..."}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[serde(tag = "kind", content = "message", rename_all = "kebab-case")]
-pub enum ToolError {
-    #[error("invalid arguments: {0}")]
-    InvalidArguments(String),
-    #[error("unknown tool: {0}")]
-    UnknownTool(String),
-    #[error("denied: {0}")]
-    Denied(String),
-    #[error("failed: {0}")]
-    Failed(String),
-}
-
-impl ToolError {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ToolError::InvalidArguments(_) => "invalid-arguments",
-            ToolError::UnknownTool(_) => "unknown-tool",
-            ToolError::Denied(_) => "denied",
-            ToolError::Failed(_) => "failed",
-        }
+    /// Calls the plugin's `list-tools` in a fresh sandbox.
+    pub async fn list_tools(&self, options: &CallOptions) -> CallOutcome<Vec<ToolSpec>> {
+        let outcome = self.run(options, Invocation::ListTools).await;
+        outcome.map(|returned| match returned {
+            Returned::Tools(specs) => specs.into_iter().map(tool_spec).collect(),
+            _ => Err(wrong_export()),
+        })
     }
 
-    pub fn message(&self) -> &str {
-        match self {
-            ToolError::InvalidArguments(m)
-            | ToolError::UnknownTool(m)
-            | ToolError::Denied(m)
-            | ToolError::Failed(m) => m,
+    /// Calls one tool with JSON arguments in a fresh sandbox. `Ok(Err(_))` is
+    /// the tool's own error.
+    pub async fn call_tool(
+        &self,
+        options: &CallOptions,
+        tool: &str,
+        arguments: &str,
+    ) -> CallOutcome<Result<String, ToolError>> {
+        let output_limit = options.limits.output_bytes;
+        let invocation = Invocation::CallTool {
+            name: tool,
+            arguments,
+        };
+        let outcome = self.run(options, invocation).await;
+        outcome.map(|returned| match returned {
+            Returned::Call(Ok(json)) => {
+                if json.len() as u64 > output_limit {
+                    return Err(CallError::Limit {
+                        kind: LimitKind::Output,
+                        detail: format!(
+                            "the tool returned {} bytes; the output limit is {output_limit}",
+                            json.len()
+                        ),
+                    });
+                }
+                match serde_json::from_str::<serde::de::IgnoredAny>(&json) {
+                    Ok(_) => Ok(Ok(json)),
+                    Err(e) => Err(CallError::Contract(format!(
+                        "tool {tool:?} returned a result that is not JSON: {e}"
+                    ))),
+                }
+            }
+            Returned::Call(Err(e)) => {
+                let e = tool_error(e);
+                if e.message().len() as u64 > output_limit {
+                    return Err(CallError::Limit {
+                        kind: LimitKind::Output,
+                        detail: format!(
+                            "the tool returned an error of {} bytes; the output limit is {output_limit}",
+                            e.message().len()
+                        ),
+                    });
+                }
+                Ok(Err(e))
+            }
+            _ => Err(wrong_export()),
+        })
+    }
+
+    /// Runs a program (a `wasi:cli/run` component) in a fresh sandbox and
+    /// returns its exit code. A program that exits non-zero after a refused
+    /// memory growth is reported as stopped by the memory limit.
+    pub async fn run_program(&self, options: &CallOptions, input: &RunInput) -> CallOutcome<i32> {
+        let outcome = self.run(options, Invocation::Run(input)).await;
+        outcome.map(|returned| match returned {
+            Returned::Exit(code) => Ok(code),
+            _ => Err(wrong_export()),
+        })
+    }
+
+    /// Asks a role plugin what it is, in a fresh sandbox.
+    pub async fn describe_role(&self, options: &CallOptions) -> CallOutcome<RoleSpec> {
+        let outcome = self.run(options, Invocation::Describe).await;
+        outcome.map(|returned| match returned {
+            Returned::Spec(spec) => Ok(role::from_wit_spec(spec)),
+            _ => Err(wrong_export()),
+        })
+    }
+
+    /// Runs one attempt of a task in a role plugin, in a fresh sandbox.
+    /// `Ok(Err(_))` is the role's own error.
+    pub async fn run_role(
+        &self,
+        options: &CallOptions,
+        task: &Task,
+    ) -> CallOutcome<Result<Outcome, RoleError>> {
+        let outcome = self.run(options, Invocation::RunRole(task)).await;
+        outcome.map(|returned| match returned {
+            Returned::Role(Ok(outcome)) => role::from_wit_outcome(outcome).map(Ok),
+            Returned::Role(Err(e)) => Ok(Err(role::from_wit_error(e))),
+            _ => Err(wrong_export()),
+        })
+    }
+
+    /// Up to `top_k` memories relevant to `query`, from the namespaces this
+    /// plugin may read under `options` (its manifest ∩ the grant), through
+    /// the same gate as the plugin's own `warden:plugin/memory` calls: what
+    /// a role is given with its task.
+    pub async fn recall(&self, options: &CallOptions, query: &str, top_k: u32) -> Vec<Hit> {
+        if top_k == 0 {
+            return Vec::new();
         }
+        let caps = policy::effective(
+            &options.grant,
+            self.manifest(),
+            &options.tenant,
+            &self.inner.name,
+        );
+        let gate = MemoryContext::new(
+            self.inner.services.memories.clone(),
+            CallLabels {
+                tenant: options.tenant.clone(),
+                plugin: self.inner.name.clone(),
+            },
+            caps.memory,
+        );
+        gate.recall(query, top_k).await
+    }
+
+    async fn run(
+        &self,
+        options: &CallOptions,
+        invocation: Invocation<'_>,
+    ) -> CallOutcome<Returned> {
+        let tool = invocation.label();
+        let span =
+            tracing::info_span!("call", tenant = %options.tenant, plugin = %self.inner.name, tool);
+        self.run_in_span(options, invocation).instrument(span).await
+    }
+
+    async fn run_in_span(
+        &self,
+        options: &CallOptions,
+        invocation: Invocation<'_>,
+    ) -> CallOutcome<Returned> {
+        let plugin = &self.inner;
+        let caps = policy::effective(
+            &options.grant,
+            plugin.manifest.as_ref(),
+            &options.tenant,
+            &plugin.name,
+        );
+        let run_input = match &invocation {
+            Invocation::Run(input) => Some(*input),
+            _ => None,
+        };
+        let outcome = match Sandbox::new(
+            &plugin.services,
+            &plugin.name,
+            plugin.imports,
+            options,
+            &caps,
+            run_input,
+        ) {
+            Err(setup) => call::not_started(setup, caps.narrowed),
+            Ok(mut sandbox) => {
+                let deadline = sandbox.deadline();
+                let run = invoke(&plugin.exports, sandbox.store(), invocation);
+                // The epoch callback stops guest code at the deadline; this
+                // timer also stops a guest waiting in a host call.
+                let timed = tokio::time::timeout_at(deadline.into(), run).await;
+                let result = match timed {
+                    Ok(Ok(returned)) => Ok(returned),
+                    Ok(Err(error)) => match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                        Some(exit) if run_input.is_some() => Ok(Returned::Exit(exit.0)),
+                        _ => match error.downcast_ref::<WrongKind>() {
+                            Some(WrongKind(why)) => {
+                                Err(CallError::Setup(format!("{} {why}", plugin.name)))
+                            }
+                            None => Err(sandbox.classify(&error)),
+                        },
+                    },
+                    Err(_elapsed) => Err(sandbox.deadline_error()),
+                };
+                // A program that failed after a refused growth was stopped
+                // by the cap, even if it caught the error and exited itself.
+                let result = match result {
+                    Ok(Returned::Exit(code)) if code != 0 && sandbox.memory_refused() => {
+                        Err(sandbox.memory_error())
+                    }
+                    other => other,
+                };
+                sandbox.finish(result, caps.narrowed)
+            }
+        };
+        tracing::info!(
+            fuel_used = outcome.usage.fuel_used,
+            duration_us = outcome.usage.duration.as_micros() as u64,
+            status = outcome
+                .result
+                .as_ref()
+                .map_or_else(CallError::status, |_| "returned"),
+            "call finished"
+        );
+        outcome
+    }
+}
+
+/// Instantiates the component in `store` and calls the export `invocation`
+/// names.
+async fn invoke(
+    exports: &Exports,
+    store: &mut wasmtime::Store<CallState>,
+    invocation: Invocation<'_>,
+) -> wasmtime::Result<Returned> {
+    match (exports, invocation) {
+        (Exports::Tool(pre), Invocation::ListTools) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let tool = instance.warden_plugin_tool();
+            tool.call_list_tools(store).await.map(Returned::Tools)
+        }
+        (Exports::Tool(pre), Invocation::CallTool { name, arguments }) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let tool = instance.warden_plugin_tool();
+            tool.call_call_tool(store, name, &arguments.to_string())
+                .await
+                .map(Returned::Call)
+        }
+        (Exports::Command(pre), Invocation::Run(_)) => {
+            let command = pre.instantiate_async(&mut *store).await?;
+            let ran = command.wasi_cli_run().call_run(store).await?;
+            Ok(Returned::Exit(if ran.is_ok() { 0 } else { 1 }))
+        }
+        (Exports::Role(pre), Invocation::Describe) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let role = instance.warden_plugin_role();
+            role.call_describe(store).await.map(Returned::Spec)
+        }
+        (Exports::Role(pre), Invocation::RunRole(task)) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let role = instance.warden_plugin_role();
+            role.call_run(store, &role::to_wit_task(task))
+                .await
+                .map(Returned::Role)
+        }
+        (Exports::Tool(_), Invocation::Run(_)) => Err(wasmtime::Error::new(WrongKind(
+            "is a tool plugin, not a program; call its tools with `warden tool call`",
+        ))),
+        (Exports::Tool(_), _) => Err(wasmtime::Error::new(WrongKind(
+            "is a tool plugin, not a role; grant it to a role as a tool in the workflow",
+        ))),
+        (Exports::Role(_), _) => Err(wasmtime::Error::new(WrongKind(
+            "is a role plugin, not a tool plugin or a program; run it as a role of a workflow with `warden run`",
+        ))),
+        (Exports::Command(_), _) => Err(wasmtime::Error::new(WrongKind(
+            "is a program (wasi:cli/run), not a tool plugin; run it with `warden exec wasm`",
+        ))),
+    }
+}
+
+/// Asking a tool plugin to run as a program, or the other way round.
+#[derive(Debug)]
+struct WrongKind(&'static str);
+
+impl std::fmt::Display for WrongKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for WrongKind {}
+
+fn wrong_export() -> CallError {
+    CallError::Contract("wrong export answered".into())
+}
+
+fn tool_spec(spec: wit_tool::ToolSpec) -> Result<ToolSpec, CallError> {
+    let input_schema = serde_json::from_str(&spec.input_schema).map_err(|e| {
+        CallError::Contract(format!(
+            "tool {:?} has an input schema that is not JSON: {e}",
+            spec.name
+        ))
+    })?;
+    Ok(ToolSpec {
+        name: spec.name,
+        description: spec.description,
+        input_schema,
+    })
+}
+
+fn tool_error(e: wit_tool::ToolError) -> ToolError {
+    match e {
+        wit_tool::ToolError::InvalidArguments(m) => ToolError::InvalidArguments(m),
+        wit_tool::ToolError::UnknownTool(m) => ToolError::UnknownTool(m),
+        wit_tool::ToolError::Denied(m) => ToolError::Denied(m),
+        wit_tool::ToolError::Failed(m) => ToolError::Failed(m),
     }
 }

@@ -19,171 +19,17 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+use crate::field::FieldError;
+use crate::grant::{
+    DirGrant, DirMode, Grant, GrantError, ModelName, NamespaceGrant, TenantId, is_valid_plugin_name,
+};
 use crate::limits::LimitSettings;
 use crate::manifest::Manifest;
 use crate::net::{HostPattern, NetPolicy};
-
-/// The tenant a call runs for. Compiled plugins are shared between tenants;
-/// data and state never are.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantId(String);
-
-impl TenantId {
-    pub fn new(id: &str) -> Result<TenantId, PolicyError> {
-        let ok = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if ok {
-            Ok(TenantId(id.to_string()))
-        } else {
-            Err(PolicyError::Tenant(id.to_string()))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Default for TenantId {
-    fn default() -> Self {
-        TenantId("default".into())
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Read-only or read-write access to a directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum DirMode {
-    #[serde(rename = "ro")]
-    ReadOnly,
-    #[serde(rename = "rw")]
-    ReadWrite,
-}
-
-impl fmt::Display for DirMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DirMode::ReadOnly => "ro",
-            DirMode::ReadWrite => "rw",
-        })
-    }
-}
-
-/// A host directory made visible to the guest at `guest`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirGrant {
-    pub host: PathBuf,
-    pub guest: String,
-    pub mode: DirMode,
-}
-
-impl DirGrant {
-    /// Parses the CLI form `HOST[::GUEST]`; the guest path defaults to the
-    /// host path as written.
-    pub fn parse(spec: &str, mode: DirMode) -> Result<DirGrant, PolicyError> {
-        let (host, guest) = match spec.split_once("::") {
-            Some((host, guest)) => (host, guest),
-            None => (spec, spec),
-        };
-        if host.is_empty() || guest.is_empty() {
-            return Err(PolicyError::DirSpec(spec.to_string()));
-        }
-        Ok(DirGrant {
-            host: PathBuf::from(host),
-            guest: guest.to_string(),
-            mode,
-        })
-    }
-}
-
-/// A memory namespace granted to a plugin, read-only or read-write. `*`
-/// stands for every namespace of the call's tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamespaceGrant {
-    pub namespace: String,
-    pub mode: DirMode,
-}
-
-impl NamespaceGrant {
-    /// Parses `NS`, `NS:ro` or `NS:rw` (the CLI's `--memory-ns` and the
-    /// policy file's `memory = [...]`).
-    pub fn parse(spec: &str) -> Result<NamespaceGrant, String> {
-        let (namespace, mode) = match spec.rsplit_once(':') {
-            Some((ns, "rw")) => (ns, DirMode::ReadWrite),
-            Some((ns, "ro")) => (ns, DirMode::ReadOnly),
-            Some((_, other)) => {
-                return Err(format!(
-                    "{spec:?}: {other:?} is not an access mode; write NS (read-only), NS:ro or NS:rw"
-                ));
-            }
-            None => (spec, DirMode::ReadOnly),
-        };
-        if !is_namespace_pattern(namespace) {
-            return Err(format!(
-                "{spec:?}: {namespace:?} is not a namespace name (1 to 64 letters, digits, '-', '_' or '.', not first) or \"*\""
-            ));
-        }
-        Ok(NamespaceGrant {
-            namespace: namespace.to_string(),
-            mode,
-        })
-    }
-
-    /// Whether this grant covers `namespace`.
-    pub fn covers(&self, namespace: &str) -> bool {
-        self.namespace == "*" || self.namespace == namespace
-    }
-}
-
-impl fmt::Display for NamespaceGrant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.namespace, self.mode)
-    }
-}
-
-/// A namespace name, or `*`.
-pub fn is_namespace_pattern(name: &str) -> bool {
-    name == "*" || warden_memory::is_valid_name(name)
-}
-
-/// What the operator grants a plugin. Only ever built by the host, from CLI
-/// flags and policy files: nothing a guest says reaches it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Grant {
-    pub dirs: Vec<DirGrant>,
-    pub allow_hosts: Vec<HostPattern>,
-    /// Model aliases (or `provider/model` names) the plugin may ask through
-    /// `warden:plugin/llm`; `*` for any the router knows.
-    pub models: Vec<String>,
-    /// Memory namespaces (`warden:plugin/memory`).
-    pub memory: Vec<NamespaceGrant>,
-}
-
-impl Grant {
-    pub fn extend(&mut self, other: &Grant) {
-        self.dirs.extend(other.dirs.iter().cloned());
-        self.allow_hosts.extend(other.allow_hosts.iter().cloned());
-        for model in &other.models {
-            if !self.models.contains(model) {
-                self.models.push(model.clone());
-            }
-        }
-        self.memory.extend(other.memory.iter().cloned());
-    }
-}
 
 /// The capabilities a call actually gets.
 #[derive(Debug, Clone, Default)]
@@ -191,7 +37,7 @@ pub struct Capabilities {
     pub dirs: Vec<DirGrant>,
     pub net: NetPolicy,
     /// The models the plugin may ask; `None` means any.
-    pub models: Option<Vec<String>>,
+    pub models: Option<Vec<ModelName>>,
     /// The memory namespaces the plugin may read, or also write.
     pub memory: Vec<NamespaceGrant>,
     /// Grants the manifest's ceiling cut away or narrowed, each with why.
@@ -319,13 +165,13 @@ fn effective_memory(
 /// The models a plugin may ask: the grant, cut to what its manifest
 /// declares. `*` on either side means "any the other side allows".
 fn effective_models(
-    granted: &[String],
+    granted: &[ModelName],
     manifest: Option<&Manifest>,
     tenant: &TenantId,
     plugin: &str,
     narrowed: &mut Vec<String>,
-) -> Option<Vec<String>> {
-    let any_granted = granted.iter().any(|m| m == "*");
+) -> Option<Vec<ModelName>> {
+    let any_granted = granted.iter().any(ModelName::is_any);
     let Some(manifest) = manifest else {
         return if any_granted {
             None
@@ -342,7 +188,12 @@ fn effective_models(
     let any_declared = declared.contains(&"*");
     match (any_granted, any_declared) {
         (true, true) => None,
-        (true, false) => Some(declared.iter().map(|m| m.to_string()).collect()),
+        (true, false) => Some(
+            declared
+                .iter()
+                .filter_map(|m| ModelName::new(m).ok())
+                .collect(),
+        ),
         (false, _) => {
             let mut kept = Vec::new();
             for model in granted {
@@ -476,7 +327,7 @@ impl Policy {
         let mut plugins = BTreeMap::new();
         for (name, p) in doc.plugins {
             let field = format!("plugins.{name}");
-            if !crate::manifest::is_valid_plugin_name(&name) {
+            if !is_valid_plugin_name(&name) {
                 return Err(PolicyError::field(
                     field,
                     format!("{name:?} is not a plugin name"),
@@ -539,8 +390,7 @@ impl Policy {
 
 fn check_limits(field: &str, limits: &LimitSettings) -> Result<(), PolicyError> {
     limits
-        .apply_to(crate::limits::Limits::default())
-        .map(|_| ())
+        .check()
         .map_err(|e| PolicyError::field(field, e.to_string(), "fix the value"))
 }
 
@@ -557,22 +407,22 @@ fn resolve_grant(
         let ns = NamespaceGrant::parse(spec).map_err(|e| {
             PolicyError::field(
                 format!("{field}.memory[{i}]"),
-                e,
+                e.to_string(),
                 "write \"NS\" for read-only or \"NS:rw\" for read-write",
             )
         })?;
         grant.memory.push(ns);
     }
     for (i, m) in models.iter().enumerate() {
-        if m.trim().is_empty() || m.chars().any(char::is_whitespace) {
-            return Err(PolicyError::field(
+        let model = ModelName::new(m).map_err(|e| {
+            PolicyError::field(
                 format!("{field}.models[{i}]"),
-                format!("{m:?} is not a model name"),
+                e.to_string(),
                 "name an alias from the LLM config, a provider/model, or \"*\"",
-            ));
-        }
+            )
+        })?;
+        grant.models.push(model);
     }
-    grant.models = models;
     for (i, d) in dirs.into_iter().enumerate() {
         let guest = match d.guest {
             Some(g) if g.is_empty() => {
@@ -611,16 +461,10 @@ pub enum PolicyError {
     Read { path: PathBuf, error: String },
     #[error("policy file is not valid: {0}")]
     Syntax(String),
-    #[error("policy field `{field}`: {problem}; {fix}")]
-    Field {
-        field: String,
-        problem: String,
-        fix: String,
-    },
-    #[error("{0:?} is not a directory grant; write HOST or HOST::GUEST, e.g. ./data::/data")]
-    DirSpec(String),
-    #[error("{0:?} is not a tenant id; use 1-64 letters, digits, '-' or '_'")]
-    Tenant(String),
+    #[error("policy {0}")]
+    Field(FieldError),
+    #[error(transparent)]
+    Grant(#[from] GrantError),
     #[error(
         "the policy pins plugin {name} to sha256 {pinned}, but this component is {actual}; update `plugins.{name}.sha256` if the new build is trusted"
     )]
@@ -637,11 +481,7 @@ impl PolicyError {
         problem: impl Into<String>,
         fix: impl Into<String>,
     ) -> PolicyError {
-        PolicyError::Field {
-            field: field.into(),
-            problem: problem.into(),
-            fix: fix.into(),
-        }
+        PolicyError::Field(FieldError::new(field, problem, fix))
     }
 }
 
@@ -694,11 +534,14 @@ mod tests {
                 .collect();
         }
         let g = Grant {
-            models: granted.iter().map(|s| s.to_string()).collect(),
+            models: granted.iter().map(|s| ModelName::new(s).unwrap()).collect(),
             ..Grant::default()
         };
         let caps = effective(&g, declared.map(|_| &m), &TenantId::default(), "p");
-        (caps.models, caps.narrowed)
+        let names = caps
+            .models
+            .map(|models| models.iter().map(|m| m.to_string()).collect());
+        (names, caps.narrowed)
     }
 
     #[test]
@@ -728,7 +571,13 @@ mod tests {
         let text = "version = 1\n[grant]\nmodels = [\"fast\"]\n[plugins.fs]\nmodels = [\"smart\", \"fast\"]\n";
         let policy = Policy::from_toml(text, Path::new(".")).unwrap();
         let (g, _) = policy.for_plugin("fs", "ab").unwrap();
-        assert_eq!(g.models, vec!["fast".to_string(), "smart".to_string()]);
+        assert_eq!(
+            g.models,
+            vec![
+                ModelName::new("fast").unwrap(),
+                ModelName::new("smart").unwrap()
+            ]
+        );
         let err = Policy::from_toml(
             "version = 1\n[grant]\nmodels = [\"two words\"]\n",
             Path::new("."),

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use warden_memory::Hit;
+use warden_api::memory::Hit;
 
 use crate::bindings::role::exports::warden::plugin::role as wit;
 use crate::call::CallError;

@@ -1,42 +1,34 @@
-//! The data of one call's `Store`: the sum of the small per-capability states,
-//! built by hand in [`CallState::new`] and dropped with the store.
+//! The data of one call's `Store`: the sum of the small per-capability
+//! states, each owned by its `host/*` module, and the one place that names
+//! them all. A capability the plugin does not import is `None`.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::host::exec::ExecContext;
+use crate::host::exec::{ExecContext, ExecView};
+use crate::host::files::{FilesContext, FilesView};
 use crate::host::http::OutboundHttp;
-use crate::host::llm::LlmContext;
-use crate::host::log::LogBudget;
-use crate::host::memory::MemoryContext;
-use crate::host::tools::ToolsContext;
+use crate::host::llm::{LlmContext, LlmView};
+use crate::host::log::{LogContext, LogView};
+use crate::host::memory::{MemoryContext, MemoryView};
+use crate::host::tools::{ToolsContext, ToolsView};
 use crate::limits::CallLimiter;
-use crate::policy::TenantId;
-
-/// Who a call runs for and what it runs: the fields every trace and denial
-/// carries.
-#[derive(Debug, Clone)]
-pub(crate) struct CallLabels {
-    pub(crate) tenant: TenantId,
-    pub(crate) plugin: Arc<str>,
-}
 
 pub(crate) struct CallState {
-    pub(crate) labels: CallLabels,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) http: WasiHttpCtx,
     pub(crate) outbound: OutboundHttp,
     pub(crate) limiter: CallLimiter,
-    pub(crate) log: LogBudget,
-    pub(crate) exec: ExecContext,
-    pub(crate) llm: LlmContext,
-    pub(crate) memory: MemoryContext,
-    pub(crate) tools: ToolsContext,
+    pub(crate) files: FilesContext,
+    pub(crate) log: LogContext,
+    pub(crate) exec: Option<ExecContext>,
+    pub(crate) llm: Option<LlmContext>,
+    pub(crate) memory: Option<MemoryContext>,
+    pub(crate) tools: Option<ToolsContext>,
     /// When the epoch callback stops the guest.
     pub(crate) deadline: Instant,
     /// Set by the epoch callback when it stopped the guest for the deadline.
@@ -59,5 +51,41 @@ impl WasiHttpView for CallState {
             table: &mut self.table,
             hooks: &mut self.outbound,
         }
+    }
+}
+
+impl FilesView for CallState {
+    fn files(&mut self) -> &mut FilesContext {
+        &mut self.files
+    }
+}
+
+impl LogView for CallState {
+    fn log(&mut self) -> &mut LogContext {
+        &mut self.log
+    }
+}
+
+impl ExecView for CallState {
+    fn exec(&mut self) -> Option<&ExecContext> {
+        self.exec.as_ref()
+    }
+}
+
+impl LlmView for CallState {
+    fn llm(&mut self) -> Option<&LlmContext> {
+        self.llm.as_ref()
+    }
+}
+
+impl MemoryView for CallState {
+    fn memory(&mut self) -> Option<&MemoryContext> {
+        self.memory.as_ref()
+    }
+}
+
+impl ToolsView for CallState {
+    fn tools(&mut self) -> Option<&mut ToolsContext> {
+        self.tools.as_mut()
     }
 }

@@ -3,6 +3,7 @@
 //! grants, and a hook that sees (and may replay) every call.
 //!
 //! ```no_run
+//! use std::sync::Arc;
 //! use warden_core::{CallOptions, Engine, EngineConfig, ToolSet};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -12,19 +13,21 @@
 //!     .add(fs, CallOptions::default(), None)
 //!     .await?
 //!     .build();
-//! let coder = CallOptions { tools: Some(tools), ..CallOptions::default() };
+//! let coder = CallOptions { tools: Some(Arc::new(tools)), ..CallOptions::default() };
 //! # let _ = coder;
 //! # Ok(())
 //! # }
 //! ```
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
-use sha2::{Digest, Sha256};
+use warden_api::BoxFuture;
 
-use crate::call::CallOptions;
-use crate::plugin::{CompiledPlugin, ToolError, ToolSpec};
+use crate::call::{CallError, CallOptions};
+use crate::host::tools::{ToolBox, ToolInvocation, ToolReturn};
+use crate::plugin::CompiledPlugin;
+use crate::tool::{ToolCallReport, ToolError, ToolObserver, ToolSpec};
 
 /// The tools granted to one caller. Cheap to clone.
 #[derive(Clone, Default)]
@@ -50,6 +53,21 @@ impl std::fmt::Debug for ToolSet {
     }
 }
 
+/// Why a tool plugin cannot be granted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ToolSetError {
+    #[error("tool plugin {0} is granted twice")]
+    GrantedTwice(String),
+    #[error("cannot list the tools of plugin {plugin}: {error}")]
+    CannotList { plugin: String, error: CallError },
+    #[error("plugin {plugin} has no tool {tool:?}; it has: {}", has.join(", "))]
+    NoSuchTool {
+        plugin: String,
+        tool: String,
+        has: Vec<String>,
+    },
+}
+
 /// Builds a [`ToolSet`], listing each plugin's tools once.
 #[derive(Default)]
 pub struct ToolSetBuilder {
@@ -65,30 +83,27 @@ impl ToolSetBuilder {
         plugin: CompiledPlugin,
         options: CallOptions,
         only: Option<&[String]>,
-    ) -> Result<ToolSetBuilder, String> {
+    ) -> Result<ToolSetBuilder, ToolSetError> {
         if self
             .plugins
             .iter()
             .any(|p| p.plugin.name() == plugin.name())
         {
-            return Err(format!("tool plugin {} is granted twice", plugin.name()));
+            return Err(ToolSetError::GrantedTwice(plugin.name().to_string()));
         }
         let listed = plugin.list_tools(&options).await;
-        let mut specs = listed
-            .result
-            .map_err(|e| format!("cannot list the tools of plugin {}: {e}", plugin.name()))?;
+        let mut specs = listed.result.map_err(|error| ToolSetError::CannotList {
+            plugin: plugin.name().to_string(),
+            error,
+        })?;
         if let Some(only) = only {
             for name in only {
                 if !specs.iter().any(|s| &s.name == name) {
-                    return Err(format!(
-                        "plugin {} has no tool {name:?}; it has: {}",
-                        plugin.name(),
-                        specs
-                            .iter()
-                            .map(|s| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
+                    return Err(ToolSetError::NoSuchTool {
+                        plugin: plugin.name().to_string(),
+                        tool: name.clone(),
+                        has: specs.iter().map(|s| s.name.clone()).collect(),
+                    });
                 }
             }
             specs.retain(|s| only.contains(&s.name));
@@ -148,10 +163,7 @@ impl ToolSet {
 
     /// The plugin, its options and the unqualified tool for a qualified
     /// name, if it is granted.
-    pub(crate) fn resolve(
-        &self,
-        qualified: &str,
-    ) -> Option<(&CompiledPlugin, &CallOptions, String)> {
+    fn resolve(&self, qualified: &str) -> Option<(&CompiledPlugin, &CallOptions, String)> {
         let (plugin, tool) = qualified.split_once('.')?;
         let granted = self.plugins.iter().find(|p| p.plugin.name() == plugin)?;
         granted
@@ -160,56 +172,80 @@ impl ToolSet {
             .find(|s| s.name == tool)
             .map(|s| (&granted.plugin, &granted.options, s.name.clone()))
     }
+}
 
-    pub(crate) fn observer(&self) -> Option<&Arc<dyn ToolObserver>> {
-        self.observer.as_ref()
+impl ToolBox for ToolSet {
+    fn specs(&self) -> Vec<ToolSpec> {
+        ToolSet::specs(self)
+    }
+
+    /// Answers from the observer's record when it has one (the tool does
+    /// not run again), otherwise runs the tool under its own grants with the
+    /// caller's tenant and run, and no more fuel or time than the caller
+    /// has left; tells the observer either way.
+    fn call(&self, call: ToolInvocation) -> BoxFuture<'_, ToolReturn> {
+        Box::pin(async move {
+            let Some((plugin, options, tool)) = self.resolve(&call.name) else {
+                return ToolReturn {
+                    result: Err(ToolError::Denied(format!(
+                        "tool {:?} is not granted",
+                        call.name
+                    ))),
+                    fuel_used: 0,
+                };
+            };
+            if let Some(observer) = &self.observer
+                && let Some(recorded) = observer.replay(&call.key)
+            {
+                tracing::info!(tenant = %call.tenant, tool = %call.name, seq = call.key.seq, "tool call replayed from the journal");
+                observer.finished(&ToolCallReport {
+                    key: call.key,
+                    arguments: call.arguments,
+                    result: Ok(recorded.clone()),
+                    replayed: true,
+                    fuel_used: 0,
+                    duration: Default::default(),
+                });
+                return ToolReturn {
+                    result: Ok(recorded),
+                    fuel_used: 0,
+                };
+            }
+            let mut options = options.clone();
+            options.tenant = call.tenant.clone();
+            options.scope = call.scope.clone();
+            options.tools = None;
+            options.limits.fuel = options.limits.fuel.min(call.fuel).max(1);
+            options.limits.timeout = options
+                .limits
+                .timeout
+                .min(call.deadline.saturating_duration_since(Instant::now()));
+            let started = Instant::now();
+            let outcome = plugin.call_tool(&options, &tool, &call.arguments).await;
+            let result = match outcome.result {
+                Ok(result) => result,
+                Err(stopped) => Err(stopped_error(&call.name, &stopped)),
+            };
+            if let Some(observer) = &self.observer {
+                observer.finished(&ToolCallReport {
+                    key: call.key,
+                    arguments: call.arguments,
+                    result: result.clone(),
+                    replayed: false,
+                    fuel_used: outcome.usage.fuel_used,
+                    duration: started.elapsed(),
+                });
+            }
+            ToolReturn {
+                result,
+                fuel_used: outcome.usage.fuel_used,
+            }
+        })
     }
 }
 
-/// Names one tool call of one caller: the how-many-th call it is and what
-/// it asked. An earlier attempt's call with the same key is the same step.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct ToolCallKey {
-    /// 0 for the caller's first tool call.
-    pub seq: u32,
-    /// Qualified: `fs.write_file`.
-    pub tool: String,
-    /// SHA-256 of the arguments, hex.
-    pub arguments_sha256: String,
-}
-
-impl ToolCallKey {
-    pub fn new(seq: u32, tool: &str, arguments: &str) -> ToolCallKey {
-        ToolCallKey {
-            seq,
-            tool: tool.to_string(),
-            arguments_sha256: hex::encode(Sha256::digest(arguments.as_bytes())),
-        }
-    }
-}
-
-/// One finished tool call, as an observer sees it.
-#[derive(Debug, Clone)]
-pub struct ToolCallReport {
-    pub key: ToolCallKey,
-    pub arguments: String,
-    /// The tool's JSON result, or why it failed (the tool's error or the
-    /// sandbox's).
-    pub result: Result<String, ToolError>,
-    /// True when the result came from [`ToolObserver::replay`] and the tool
-    /// did not run.
-    pub replayed: bool,
-    pub fuel_used: u64,
-    pub duration: Duration,
-}
-
-/// Sees every tool call a caller makes, and may answer one from a record
-/// instead of running it again — how a retried or resumed task avoids
-/// repeating a side effect it already had.
-pub trait ToolObserver: Send + Sync {
-    /// A result an earlier attempt recorded for `key`; `None` runs the tool.
-    fn replay(&self, key: &ToolCallKey) -> Option<String>;
-
-    /// After each call, replayed or not.
-    fn finished(&self, report: &ToolCallReport);
+fn stopped_error(name: &str, stopped: &CallError) -> ToolError {
+    ToolError::Failed(format!(
+        "tool {name} was stopped: {stopped} (a tool gets at most what its caller has left)"
+    ))
 }

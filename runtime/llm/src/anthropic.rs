@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::provider::{BoxFuture, Provider, ProviderError};
-use crate::types::{ChatRequest, Completion, FinishReason, Role, TokenUsage, ToolCall};
+use warden_api::BoxFuture;
+use warden_api::llm::{ChatRequest, Completion, FinishReason, Role, TokenUsage, ToolCall};
+
+use crate::provider::{Provider, ProviderError};
 
 const VERSION: &str = "2023-06-01";
 const DEFAULT_MAX_TOKENS: u32 = 1024;
@@ -25,7 +27,7 @@ impl Anthropic {
         base_url: &str,
         key: Option<String>,
         timeout: Duration,
-    ) -> Result<Anthropic, String> {
+    ) -> Result<Anthropic, crate::ConfigError> {
         Ok(Anthropic {
             api: crate::JsonApi::new(base_url, key, crate::KeyHeader::Named("x-api-key"), timeout)?,
         })

@@ -14,6 +14,23 @@
 
 use serde_json::Value;
 
+/// A JSON Schema the guide cannot follow (the reason is in the message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct GuideError(pub String);
+
+impl From<String> for GuideError {
+    fn from(message: String) -> Self {
+        GuideError(message)
+    }
+}
+
+impl From<&str> for GuideError {
+    fn from(message: &str) -> Self {
+        GuideError(message.to_string())
+    }
+}
+
 pub const MAX_STRING: usize = 400;
 pub const MAX_ITEMS: usize = 16;
 const MAX_NUMBER: usize = 16;
@@ -54,7 +71,7 @@ struct Schema {
 }
 
 impl Schema {
-    fn compile(root: &Value) -> Result<(Schema, NodeId), String> {
+    fn compile(root: &Value) -> Result<(Schema, NodeId), GuideError> {
         let mut schema = Schema { nodes: Vec::new() };
         let mut refs = Vec::new();
         let id = schema.add(root, root, &mut refs, 0)?;
@@ -72,15 +89,15 @@ impl Schema {
         v: &Value,
         refs: &mut Vec<(String, NodeId)>,
         depth: usize,
-    ) -> Result<NodeId, String> {
+    ) -> Result<NodeId, GuideError> {
         if depth > 32 {
-            return Err("schema nests deeper than 32 levels".into());
+            return Err(GuideError("schema nests deeper than 32 levels".into()));
         }
         if let Value::Bool(true) = v {
             return Ok(self.push(Node::Any));
         }
         let Some(obj) = v.as_object() else {
-            return Err(format!("not a schema: {v}"));
+            return Err(GuideError(format!("not a schema: {v}")));
         };
         if let Some(reference) = obj.get("$ref").and_then(Value::as_str) {
             if let Some((_, id)) = refs.iter().find(|(r, _)| r == reference) {
@@ -136,7 +153,7 @@ impl Schema {
                 Ok(self.push(Node::Union(ids)))
             }
             Some(Value::String(t)) => self.typed(root, obj, t, refs, depth),
-            Some(other) => Err(format!("unsupported type {other}")),
+            Some(other) => Err(GuideError(format!("unsupported type {other}"))),
             None if obj.contains_key("properties") => self.typed(root, obj, "object", refs, depth),
             None if obj.contains_key("items") => self.typed(root, obj, "array", refs, depth),
             None => Ok(self.push(Node::Any)),
@@ -150,7 +167,7 @@ impl Schema {
         t: &str,
         refs: &mut Vec<(String, NodeId)>,
         depth: usize,
-    ) -> Result<NodeId, String> {
+    ) -> Result<NodeId, GuideError> {
         let usize_of = |key: &str| obj.get(key).and_then(Value::as_u64).map(|n| n as usize);
         Ok(match t {
             "object" => {
@@ -202,7 +219,7 @@ impl Schema {
             "number" => self.push(Node::Number { integer: false }),
             "boolean" => self.push(Node::Boolean),
             "null" => self.push(Node::Null),
-            other => return Err(format!("unsupported type {other:?}")),
+            other => return Err(GuideError(format!("unsupported type {other:?}"))),
         })
     }
 }
@@ -265,7 +282,7 @@ pub struct Guide {
 }
 
 impl Guide {
-    pub fn new(schema: &Value) -> Result<Guide, String> {
+    pub fn new(schema: &Value) -> Result<Guide, GuideError> {
         let (schema, root) = Schema::compile(schema)?;
         Ok(Guide {
             schema: std::sync::Arc::new(schema),

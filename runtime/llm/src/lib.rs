@@ -3,8 +3,8 @@
 //! with routing, retries, budgets and usage kept by the host.
 //!
 //! ```no_run
-//! use warden_llm::router::{Caller, LlmConfig, Router};
-//! use warden_llm::{ChatRequest, Message, Role};
+//! use warden_api::llm::{Caller, ChatRequest, Message, Role};
+//! use warden_llm::router::{LlmConfig, Router};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let router = Router::new(LlmConfig::local_only(), Some("/var/lib/warden".as_ref()))?;
@@ -19,6 +19,7 @@
 //! ```
 
 pub mod anthropic;
+mod error;
 pub mod guide;
 pub mod local;
 pub mod models;
@@ -26,18 +27,15 @@ pub mod openai;
 pub mod provider;
 pub mod replay;
 pub mod router;
-pub mod types;
 pub mod usage;
 
 use std::time::Duration;
 
-pub use types::{
-    ChatRequest, Completion, FinishReason, LlmError, Message, Role, TokenUsage, ToolCall, ToolDef,
-};
+pub use error::ConfigError;
 
 /// One HTTP client setup for [`JsonApi`]: rustls with ring, the system's
 /// roots, the given timeout.
-fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+fn http_client(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
     // reqwest is built without a crypto provider; ring is the one warden
     // already uses. Installing twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -45,7 +43,7 @@ fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10))
         .build()
-        .map_err(|e| format!("cannot set up an HTTP client: {e}"))
+        .map_err(|e| ConfigError::Invalid(format!("cannot set up an HTTP client: {e}")))
 }
 
 /// `message` with every occurrence of `key` replaced.
@@ -89,7 +87,7 @@ impl JsonApi {
         key: Option<String>,
         key_header: KeyHeader,
         timeout: Duration,
-    ) -> Result<JsonApi, String> {
+    ) -> Result<JsonApi, ConfigError> {
         Ok(JsonApi {
             client: http_client(timeout)?,
             base_url: base_url.trim_end_matches('/').to_string(),

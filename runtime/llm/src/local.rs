@@ -16,14 +16,20 @@ use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer};
 
+use warden_api::llm::{ChatRequest, Completion, FinishReason, Message, Role, TokenUsage, ToolCall};
+
 use crate::guide::Guide;
-use crate::types::{ChatRequest, Completion, FinishReason, Message, Role, TokenUsage, ToolCall};
 
 const IM_START: &str = "<|im_start|>";
 const IM_END: &str = "<|im_end|>";
 const END_OF_TEXT: &str = "<|endoftext|>";
 /// SmolLM2's context window.
 const CONTEXT: usize = 8192;
+/// A prompt longer than this many bytes cannot fit the context (no token of
+/// the vocabulary is anywhere near 32 bytes on average); it is refused
+/// before the tokenizer, whose allocations grow many times the input, ever
+/// sees it.
+const MAX_PROMPT_BYTES: usize = CONTEXT * 32;
 const DEFAULT_MAX_TOKENS: u32 = 512;
 const DEFAULT_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
@@ -34,6 +40,10 @@ pub enum LocalError {
     Load { path: String, error: String },
     #[error("the prompt is {tokens} tokens; the local model's window is {CONTEXT}")]
     TooLong { tokens: usize },
+    #[error(
+        "the prompt is {bytes} bytes, more than the local model's {CONTEXT}-token window can hold"
+    )]
+    TooLarge { bytes: usize },
     #[error("local model: {0}")]
     Run(String),
 }
@@ -165,6 +175,11 @@ impl LocalModel {
     ) -> Result<Completion, LocalError> {
         let inner = &*self.inner;
         let prompt = Self::prompt(request);
+        if prompt.len() > MAX_PROMPT_BYTES {
+            return Err(LocalError::TooLarge {
+                bytes: prompt.len(),
+            });
+        }
         let prompt_ids = self.encode(&prompt)?;
         if prompt_ids.len() >= CONTEXT {
             return Err(LocalError::TooLong {
@@ -636,7 +651,7 @@ impl crate::provider::Provider for LocalProvider {
         &'a self,
         _model: &'a str,
         request: &'a ChatRequest,
-    ) -> crate::provider::BoxFuture<'a, Result<Completion, crate::provider::ProviderError>> {
+    ) -> warden_api::BoxFuture<'a, Result<Completion, crate::provider::ProviderError>> {
         Box::pin(async move {
             let model = self.model()?;
             let request = request.clone();
@@ -664,7 +679,7 @@ impl Drop for CancelOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::ToolDef;
+    use warden_api::llm::ToolDef;
 
     #[test]
     fn byte_decoder_covers_every_byte() {

@@ -6,15 +6,21 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::provider::{BoxFuture, Provider, ProviderError};
-use crate::types::{ChatRequest, Completion, FinishReason, Role, TokenUsage, ToolCall};
+use warden_api::BoxFuture;
+use warden_api::llm::{ChatRequest, Completion, FinishReason, Role, TokenUsage, ToolCall};
+
+use crate::provider::{Provider, ProviderError};
 
 pub struct OpenAi {
     api: crate::JsonApi,
 }
 
 impl OpenAi {
-    pub fn new(base_url: &str, key: Option<String>, timeout: Duration) -> Result<OpenAi, String> {
+    pub fn new(
+        base_url: &str,
+        key: Option<String>,
+        timeout: Duration,
+    ) -> Result<OpenAi, crate::ConfigError> {
         Ok(OpenAi {
             api: crate::JsonApi::new(base_url, key, crate::KeyHeader::Bearer, timeout)?,
         })

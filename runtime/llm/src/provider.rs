@@ -1,13 +1,10 @@
 //! What every provider does: answer one request for one model, and say
 //! whether a failure is worth retrying.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
-use crate::types::{ChatRequest, Completion};
-
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use warden_api::BoxFuture;
+use warden_api::llm::{ChatRequest, Completion};
 
 /// A provider's failure, classified for the router.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,8 +11,11 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::provider::{BoxFuture, Provider, ProviderError};
-use crate::types::{ChatRequest, Completion};
+use warden_api::BoxFuture;
+use warden_api::llm::{ChatRequest, Completion};
+
+use crate::ConfigError;
+use crate::provider::{Provider, ProviderError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry {
@@ -35,17 +38,21 @@ pub struct Replay {
 }
 
 impl Replay {
-    pub fn load(path: &Path) -> Result<Replay, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read cassette {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Replay, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            what: "cassette",
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
         let mut entries = Vec::new();
         for (i, line) in text
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            let entry: Entry = serde_json::from_str(line)
-                .map_err(|e| format!("cassette {} line {}: {e}", path.display(), i + 1))?;
+            let entry: Entry = serde_json::from_str(line).map_err(|e| {
+                ConfigError::Invalid(format!("cassette {} line {}: {e}", path.display(), i + 1))
+            })?;
             entries.push(entry);
         }
         Ok(Replay {
@@ -54,7 +61,7 @@ impl Replay {
         })
     }
 
-    fn find(&self, model: &str, request: &ChatRequest) -> Result<Completion, String> {
+    fn find(&self, model: &str, request: &ChatRequest) -> Result<Completion, ProviderError> {
         let wanted = key(model, request);
         if let Some(entry) = self
             .entries
@@ -70,7 +77,7 @@ impl Replay {
             .enumerate()
             .map(|(i, e)| (i, key(&e.model, &e.request).to_string()))
             .max_by_key(|(_, recorded)| common_prefix(recorded, &asked));
-        Err(match closest {
+        Err(ProviderError::fatal(match closest {
             None => format!("cassette {} is empty; record it first", self.path.display()),
             Some((i, recorded)) => {
                 let at = common_prefix(&recorded, &asked);
@@ -83,7 +90,7 @@ impl Replay {
                     excerpt(&asked, at)
                 )
             }
-        })
+        }))
     }
 }
 
@@ -108,7 +115,7 @@ impl Provider for Replay {
         model: &'a str,
         request: &'a ChatRequest,
     ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
-        Box::pin(async move { self.find(model, request).map_err(ProviderError::fatal) })
+        Box::pin(async move { self.find(model, request) })
     }
 }
 
@@ -128,16 +135,14 @@ impl Record {
         }
     }
 
-    fn append(&self, entry: &Entry) -> Result<(), String> {
+    fn append(&self, entry: &Entry) -> std::io::Result<()> {
         let _guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        let line = serde_json::to_string(entry).map_err(|e| e.to_string())?;
+        let line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.path)
-            .map_err(|e| format!("cannot open cassette {}: {e}", self.path.display()))?;
+            .open(&self.path)?;
         writeln!(file, "{line}")
-            .map_err(|e| format!("cannot write cassette {}: {e}", self.path.display()))
     }
 }
 

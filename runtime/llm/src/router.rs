@@ -39,9 +39,13 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::Rng;
 use serde::Deserialize;
 
+use warden_api::BoxFuture;
+use warden_api::budget::{Ask, BudgetSpent, Hold, UsageRecord};
+use warden_api::llm::{Caller, ChatRequest, Completion, LlmError, Models};
+
+use crate::ConfigError;
 use crate::provider::{Provider, ProviderError};
-use crate::types::{ChatRequest, Completion, LlmError};
-use crate::usage::{Allowance, Ledger, UsageRecord};
+use crate::usage::{Caps, Ledger, LedgerHold};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -194,9 +198,29 @@ impl LlmConfig {
         }
     }
 
-    pub fn load(path: &Path) -> Result<LlmConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read LLM config {}: {e}", path.display()))?;
+    /// The config a warden process uses: `explicit` (a flag), else
+    /// `$WARDEN_LLM_CONFIG`, else `DATA_DIR/llm.toml` if there is one, else
+    /// [`LlmConfig::local_only`].
+    pub fn find(
+        explicit: Option<&Path>,
+        data_dir: Option<&Path>,
+    ) -> Result<LlmConfig, ConfigError> {
+        let path = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("WARDEN_LLM_CONFIG").map(PathBuf::from))
+            .or_else(|| data_dir.map(|d| d.join("llm.toml")).filter(|p| p.is_file()));
+        match path {
+            Some(path) => LlmConfig::load(&path),
+            None => Ok(LlmConfig::local_only()),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<LlmConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            what: "LLM config",
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
         let mut config = LlmConfig::parse(&text, &path.display().to_string())?;
         // Cassettes are relative to the config file.
         let base = path.parent().unwrap_or(Path::new("."));
@@ -211,32 +235,17 @@ impl LlmConfig {
     }
 
     /// Parses config text; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<LlmConfig, String> {
-        let config: LlmConfig =
-            toml::from_str(text).map_err(|e| format!("LLM config {origin} is not valid: {e}"))?;
+    pub fn parse(text: &str, origin: &str) -> Result<LlmConfig, ConfigError> {
+        let config: LlmConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Invalid(format!("LLM config {origin} is not valid: {e}")))?;
         if config.version != 1 {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "LLM config {origin}: `version = {}` is not one this warden reads; set `version = 1`",
                 config.version
-            ));
+            )));
         }
         Ok(config)
     }
-}
-
-/// Who asks, for budgets and the ledger.
-#[derive(Debug, Clone, Default)]
-pub struct Caller {
-    pub tenant: String,
-    pub plugin: String,
-    pub run: Option<String>,
-    /// The role asking, for its default model.
-    pub role: Option<String>,
-    /// Aliases (or provider/model names) this caller may use; `None` = any.
-    pub allowed: Option<Vec<String>>,
-    /// The run's (or task's) own token and cost budget, on top of the
-    /// config's.
-    pub allowance: Option<Arc<Allowance>>,
 }
 
 struct Breaker {
@@ -266,7 +275,7 @@ pub struct Router {
 impl Router {
     /// Builds the providers of `config`. `data_dir` holds fetched models and
     /// the usage ledger (`None`: ledger in memory only).
-    pub fn new(config: LlmConfig, data_dir: Option<&Path>) -> Result<Router, String> {
+    pub fn new(config: LlmConfig, data_dir: Option<&Path>) -> Result<Router, ConfigError> {
         Router::with_keys(config, data_dir, |var| std::env::var(var).ok())
     }
 
@@ -276,7 +285,7 @@ impl Router {
         config: LlmConfig,
         data_dir: Option<&Path>,
         key: impl Fn(&str) -> Option<String>,
-    ) -> Result<Router, String> {
+    ) -> Result<Router, ConfigError> {
         let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
         let mut keys = Vec::new();
         // Plain providers first, so that `record` can wrap one of them.
@@ -285,13 +294,13 @@ impl Router {
             // and request timeout; the key is remembered for redaction.
             let mut remote = |env: &Option<String>,
                               ms: &Option<u64>|
-             -> Result<(Option<String>, Duration), String> {
+             -> Result<(Option<String>, Duration), ConfigError> {
                 let key = match env {
                     None => None,
                     Some(var) => Some(key(var).ok_or_else(|| {
-                        format!(
+                        ConfigError::Invalid(format!(
                             "provider {name}: environment variable {var} (its API key) is not set"
-                        )
+                        ))
                     })?),
                 };
                 keys.extend(key.clone());
@@ -328,9 +337,9 @@ impl Router {
         for (name, pc) in &config.providers {
             if let ProviderConfig::Record { inner, cassette } = pc {
                 let Some(wrapped) = providers.remove(inner) else {
-                    return Err(format!(
+                    return Err(ConfigError::Invalid(format!(
                         "provider {name} records provider {inner:?}, which is not defined (or is itself a recorder)"
-                    ));
+                    )));
                 };
                 providers.insert(inner.clone(), wrapped.clone());
                 providers.insert(
@@ -442,7 +451,8 @@ impl Router {
             None => None,
         };
         let mut request = request.clone();
-        self.check_budget(&mut request, caller)?;
+        // Held until this function returns, after the completion is charged.
+        let _reservation = self.reserve(&mut request, caller, &targets)?;
 
         let mut last = String::from("no provider tried");
         for (provider_name, model) in &targets {
@@ -554,7 +564,7 @@ impl Router {
     }
 
     fn price(&self, provider: &str, model: &str, c: &Completion) -> f64 {
-        match self.config.prices.get(&format!("{provider}/{model}")) {
+        match self.price_of(provider, model) {
             Some(p) => {
                 (c.usage.input_tokens as f64 * p.input + c.usage.output_tokens as f64 * p.output)
                     / 1e6
@@ -563,75 +573,105 @@ impl Router {
         }
     }
 
-    /// Refuses a request the budgets cannot cover, and caps its answer to
-    /// what the per-call token budget leaves.
-    fn check_budget(&self, request: &mut ChatRequest, caller: &Caller) -> Result<(), LlmError> {
+    /// The price of `provider/model`, else the config's `"*"` price; a
+    /// local model costs nothing unless priced.
+    fn price_of(&self, provider: &str, model: &str) -> Option<Price> {
+        self.config
+            .prices
+            .get(&format!("{provider}/{model}"))
+            .or_else(|| self.config.prices.get("*"))
+            .copied()
+            .or_else(|| {
+                self.providers
+                    .get(provider)
+                    .filter(|p| p.is_local())
+                    .map(|_| Price {
+                        input: 0.0,
+                        output: 0.0,
+                    })
+            })
+    }
+
+    /// Fits the request to every budget before it is sent: its input is
+    /// estimated from every part (messages, tool calls, tools, schema), its
+    /// answer's `max_tokens` is capped to what the tightest budget leaves
+    /// (in tokens, and in dollars at the dearest target's price), and that
+    /// much is held against the tenant, the run and the caller's allowance
+    /// until the completion is charged, so completions in flight together
+    /// cannot overshoot either. Under a cost budget, a remote model without
+    /// a price is refused: it is never free.
+    fn reserve(
+        &self,
+        request: &mut ChatRequest,
+        caller: &Caller,
+        targets: &[(String, String)],
+    ) -> Result<Reservation<'_>, LlmError> {
         let b = self.config.budgets;
-        let tenant = self.ledger.tenant(&caller.tenant);
-        if let Some(cap) = b.tenant_tokens
-            && tenant.tokens() >= cap
-        {
-            return Err(LlmError::BudgetExceeded(format!(
-                "tenant {} has used {} of its {cap} tokens",
-                caller.tenant,
-                tenant.tokens()
-            )));
-        }
-        if let Some(cap) = b.tenant_cost
-            && tenant.cost >= cap
-        {
-            return Err(LlmError::BudgetExceeded(format!(
-                "tenant {} has spent ${:.4} of its ${cap}",
-                caller.tenant, tenant.cost
-            )));
-        }
-        if let Some(run) = &caller.run {
-            let used = self.ledger.run(run);
-            if let Some(cap) = b.run_tokens
-                && used.tokens() >= cap
-            {
-                return Err(LlmError::BudgetExceeded(format!(
-                    "run {run} has used {} of its {cap} tokens",
-                    used.tokens()
-                )));
-            }
-            if let Some(cap) = b.run_cost
-                && used.cost >= cap
-            {
-                return Err(LlmError::BudgetExceeded(format!(
-                    "run {run} has spent ${:.4} of its ${cap}",
-                    used.cost
-                )));
-            }
-        }
+        let spent = |e: BudgetSpent| LlmError::BudgetExceeded(e.to_string());
         if let Some(allowance) = &caller.allowance {
-            allowance.check().map_err(LlmError::BudgetExceeded)?;
+            allowance.check().map_err(spent)?;
         }
-        let estimate: u64 = request
-            .messages
-            .iter()
-            .map(|m| m.content.len() as u64 / 4 + 4)
-            .sum();
-        if let Some(left) = caller.allowance.as_ref().and_then(|a| a.tokens_left()) {
-            if estimate >= left {
-                return Err(LlmError::BudgetExceeded(format!(
-                    "the prompt alone is about {estimate} tokens; the budget has {left} left"
-                )));
+        let costs = b.call_cost.is_some()
+            || b.run_cost.is_some()
+            || b.tenant_cost.is_some()
+            || caller.allowance.as_ref().is_some_and(|a| a.caps_cost());
+        let (mut input_price, mut output_price) = (0.0f64, 0.0f64);
+        for (provider, model) in targets {
+            match self.price_of(provider, model) {
+                Some(price) => {
+                    input_price = input_price.max(price.input);
+                    output_price = output_price.max(price.output);
+                }
+                None if costs => {
+                    return Err(LlmError::Denied(format!(
+                        "{provider}/{model} has no price in the LLM config and a cost budget applies, so its cost could not be counted; add `[prices.\"{provider}/{model}\"]` (or a `[prices.\"*\"]` default)"
+                    )));
+                }
+                None => {}
             }
-            let room = u32::try_from(left - estimate).unwrap_or(u32::MAX);
-            request.max_tokens = Some(request.max_tokens.map_or(room, |m| m.min(room)));
         }
+        let estimate = estimate_tokens(request);
+        let mut ask = Ask {
+            input_tokens: estimate,
+            max_output: request.max_tokens.map_or(u64::MAX, u64::from),
+            input_price,
+            output_price,
+        };
         if let Some(cap) = b.call_tokens {
             // About four characters a token: enough to refuse what cannot fit.
             if estimate >= cap {
                 return Err(LlmError::BudgetExceeded(format!(
-                    "the prompt alone is about {estimate} tokens; the per-call budget is {cap}"
+                    "the request is about {estimate} tokens; the per-call budget is {cap}"
                 )));
             }
-            let room = u32::try_from(cap - estimate).unwrap_or(u32::MAX);
-            request.max_tokens = Some(request.max_tokens.map_or(room, |m| m.min(room)));
+            ask.fit("the per-call budget", Some(cap), None)
+                .map_err(spent)?;
         }
-        Ok(())
+        if let Some(cap) = b.call_cost {
+            ask.fit("the per-call budget", None, Some(cap))
+                .map_err(spent)?;
+        }
+        let caps = Caps {
+            tenant_tokens: b.tenant_tokens,
+            tenant_cost: b.tenant_cost,
+            run_tokens: b.run_tokens,
+            run_cost: b.run_cost,
+        };
+        let ledger = self
+            .ledger
+            .reserve(&caller.tenant, caller.run.as_deref(), caps, &mut ask)
+            .map_err(spent)?;
+        let allowance = match &caller.allowance {
+            Some(allowance) => Some(allowance.reserve(&mut ask).map_err(spent)?),
+            None => None,
+        };
+        if ask.max_output != u64::MAX {
+            request.max_tokens = Some(u32::try_from(ask.max_output).unwrap_or(u32::MAX));
+        }
+        Ok(Reservation {
+            _ledger: ledger,
+            _allowance: allowance,
+        })
     }
 
     fn charge(&self, c: &Completion, caller: &Caller) {
@@ -719,6 +759,48 @@ fn local_model_path(model: Option<&str>, data_dir: Option<&Path>) -> PathBuf {
     }
 }
 
+impl Models for Router {
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        caller: &'a Caller,
+    ) -> BoxFuture<'a, Result<Completion, LlmError>> {
+        Box::pin(Router::complete(self, request, caller))
+    }
+}
+
+/// What a completion in flight holds of the budgets.
+struct Reservation<'a> {
+    _ledger: LedgerHold<'a>,
+    _allowance: Option<Hold>,
+}
+
+/// Every part of a request, in tokens, about: four ASCII characters a
+/// token, and a token for every other character (tokenizers split
+/// non-English text and noise finely), plus a few per message.
+pub fn estimate_tokens(request: &ChatRequest) -> u64 {
+    fn text(s: &str) -> u64 {
+        let ascii = s.bytes().filter(u8::is_ascii).count() as u64;
+        let other = s.chars().filter(|c| !c.is_ascii()).count() as u64;
+        ascii / 4 + other + 1
+    }
+    let mut tokens = 0u64;
+    for m in &request.messages {
+        tokens += 4 + text(&m.content);
+        for call in &m.tool_calls {
+            tokens += text(&call.id) + text(&call.name) + text(&call.arguments);
+        }
+        tokens += m.tool_call_id.as_deref().map_or(0, text);
+    }
+    for tool in &request.tools {
+        tokens += text(&tool.name) + text(&tool.description) + text(&tool.parameters.to_string());
+    }
+    if let Some(schema) = &request.response_schema {
+        tokens += text(&schema.to_string());
+    }
+    tokens + request.stop.iter().map(|s| text(s)).sum::<u64>()
+}
+
 /// A provider shared between its own name and a recorder.
 struct Shared(Arc<dyn Provider>);
 
@@ -731,7 +813,7 @@ impl Provider for Shared {
         &'a self,
         model: &'a str,
         request: &'a ChatRequest,
-    ) -> crate::provider::BoxFuture<'a, Result<Completion, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
         self.0.complete(model, request)
     }
 }

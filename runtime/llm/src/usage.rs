@@ -5,50 +5,26 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UsageRecord {
-    /// Seconds since the Unix epoch.
-    pub ts: u64,
-    pub tenant: String,
-    pub plugin: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<String>,
-    pub provider: String,
-    pub model: String,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cost: f64,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Totals {
-    pub calls: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cost: f64,
-}
-
-impl Totals {
-    pub fn tokens(&self) -> u64 {
-        self.input_tokens + self.output_tokens
-    }
-
-    fn add(&mut self, r: &UsageRecord) {
-        self.calls += 1;
-        self.input_tokens += r.input_tokens;
-        self.output_tokens += r.output_tokens;
-        self.cost += r.cost;
-    }
-}
+use warden_api::budget::{Ask, BudgetSpent, Totals, UsageRecord};
 
 #[derive(Debug, Default)]
 struct State {
     tenants: HashMap<String, Totals>,
     runs: HashMap<String, Totals>,
+    /// What completions in flight hold: (tokens, dollars).
+    held_tenants: HashMap<String, (u64, f64)>,
+    held_runs: HashMap<String, (u64, f64)>,
+}
+
+/// The caps a ledger checks: a tenant's and a run's, in tokens and dollars.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caps {
+    pub tenant_tokens: Option<u64>,
+    pub tenant_cost: Option<f64>,
+    pub run_tokens: Option<u64>,
+    pub run_cost: Option<f64>,
 }
 
 impl State {
@@ -100,6 +76,51 @@ impl Ledger {
         self.lock().runs.get(run).copied().unwrap_or_default()
     }
 
+    /// Fits `ask` to the tenant's and the run's caps (counting what
+    /// completions in flight hold) and holds what it may use until the
+    /// returned hold is dropped; atomic, under the ledger's lock.
+    pub fn reserve(
+        &self,
+        tenant: &str,
+        run: Option<&str>,
+        caps: Caps,
+        ask: &mut Ask,
+    ) -> Result<LedgerHold<'_>, BudgetSpent> {
+        let mut state = self.lock();
+        let left = |used: Totals, held: (u64, f64), tokens: Option<u64>, cost: Option<f64>| {
+            (
+                tokens.map(|cap| cap.saturating_sub(used.tokens()).saturating_sub(held.0)),
+                cost.map(|cap| cap - used.cost - held.1),
+            )
+        };
+        let used = state.tenants.get(tenant).copied().unwrap_or_default();
+        let held = state.held_tenants.get(tenant).copied().unwrap_or_default();
+        let (tokens, cost) = left(used, held, caps.tenant_tokens, caps.tenant_cost);
+        ask.fit(&format!("tenant {tenant}"), tokens, cost)?;
+        if let Some(run) = run {
+            let used = state.runs.get(run).copied().unwrap_or_default();
+            let held = state.held_runs.get(run).copied().unwrap_or_default();
+            let (tokens, cost) = left(used, held, caps.run_tokens, caps.run_cost);
+            ask.fit(&format!("run {run}"), tokens, cost)?;
+        }
+        let (tokens, cost) = (ask.tokens(), ask.cost());
+        let add = |held: &mut (u64, f64)| {
+            held.0 = held.0.saturating_add(tokens);
+            held.1 += cost;
+        };
+        add(state.held_tenants.entry(tenant.to_string()).or_default());
+        if let Some(run) = run {
+            add(state.held_runs.entry(run.to_string()).or_default());
+        }
+        Ok(LedgerHold {
+            ledger: self,
+            tenant: tenant.to_string(),
+            run: run.map(str::to_string),
+            tokens,
+            cost,
+        })
+    }
+
     /// Charges a completion; a record that cannot be written is logged, the
     /// in-memory totals still count it.
     pub fn charge(&self, record: UsageRecord) {
@@ -117,150 +138,30 @@ impl Ledger {
     }
 }
 
-/// A cap on tokens and cost shared by everything charged to it: a run, a
-/// task of that run. Charging a child charges its parent, and a child is
-/// spent when it or any parent is.
-pub struct Allowance {
-    /// What it belongs to, for messages: `run 3f2a…`, `task build`.
-    name: String,
-    tokens: Option<u64>,
-    cost: Option<f64>,
-    used: Mutex<Totals>,
-    parent: Option<Arc<Allowance>>,
-    observer: Option<ChargeObserver>,
+/// What a completion in flight holds of a tenant's and a run's budget;
+/// released when dropped.
+#[derive(Debug)]
+pub struct LedgerHold<'a> {
+    ledger: &'a Ledger,
+    tenant: String,
+    run: Option<String>,
+    tokens: u64,
+    cost: f64,
 }
 
-/// Told of every completion charged to an allowance (not to its parents).
-pub type ChargeObserver = Arc<dyn Fn(&UsageRecord) + Send + Sync>;
-
-impl std::fmt::Debug for Allowance {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Allowance")
-            .field("name", &self.name)
-            .field("tokens", &self.tokens)
-            .field("cost", &self.cost)
-            .field("used", &self.used())
-            .field("parent", &self.parent)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Allowance {
-    /// A new allowance; `None` caps nothing.
-    pub fn new(
-        name: impl Into<String>,
-        tokens: Option<u64>,
-        cost: Option<f64>,
-        parent: Option<Arc<Allowance>>,
-    ) -> Arc<Allowance> {
-        Allowance::build(name.into(), tokens, cost, parent, None)
-    }
-
-    /// As [`Allowance::new`], telling `observer` of every charge.
-    pub fn observed(
-        name: impl Into<String>,
-        tokens: Option<u64>,
-        cost: Option<f64>,
-        parent: Option<Arc<Allowance>>,
-        observer: ChargeObserver,
-    ) -> Arc<Allowance> {
-        Allowance::build(name.into(), tokens, cost, parent, Some(observer))
-    }
-
-    fn build(
-        name: String,
-        tokens: Option<u64>,
-        cost: Option<f64>,
-        parent: Option<Arc<Allowance>>,
-        observer: Option<ChargeObserver>,
-    ) -> Arc<Allowance> {
-        Arc::new(Allowance {
-            name,
-            tokens,
-            cost,
-            used: Mutex::new(Totals::default()),
-            parent,
-            observer,
-        })
-    }
-
-    /// Counts usage that happened before this allowance existed (a resumed
-    /// run's earlier completions), here and up the chain.
-    pub fn preload(&self, used: Totals) {
-        {
-            let mut mine = self.lock();
-            mine.calls += used.calls;
-            mine.input_tokens += used.input_tokens;
-            mine.output_tokens += used.output_tokens;
-            mine.cost += used.cost;
+impl Drop for LedgerHold<'_> {
+    fn drop(&mut self) {
+        let mut state = self.ledger.lock();
+        let release = |held: Option<&mut (u64, f64)>| {
+            if let Some(held) = held {
+                held.0 = held.0.saturating_sub(self.tokens);
+                held.1 = (held.1 - self.cost).max(0.0);
+            }
+        };
+        release(state.held_tenants.get_mut(&self.tenant));
+        if let Some(run) = &self.run {
+            release(state.held_runs.get_mut(run));
         }
-        if let Some(parent) = &self.parent {
-            parent.preload(used);
-        }
-    }
-    /// What was charged to this allowance (and its children).
-    pub fn used(&self) -> Totals {
-        *self.lock()
-    }
-
-    /// `Err` naming the budget when this allowance or a parent is spent.
-    pub fn check(&self) -> Result<(), String> {
-        let used = self.used();
-        if let Some(cap) = self.tokens
-            && used.tokens() >= cap
-        {
-            return Err(format!(
-                "the token budget of {} is spent: {} of {cap} tokens used",
-                self.name,
-                used.tokens()
-            ));
-        }
-        if let Some(cap) = self.cost
-            && used.cost >= cap
-        {
-            return Err(format!(
-                "the cost budget of {} is spent: ${:.4} of ${cap}",
-                self.name, used.cost
-            ));
-        }
-        match &self.parent {
-            Some(parent) => parent.check(),
-            None => Ok(()),
-        }
-    }
-
-    /// Tokens left before the tightest cap along the chain, if any is set.
-    pub fn tokens_left(&self) -> Option<u64> {
-        let own = self
-            .tokens
-            .map(|cap| cap.saturating_sub(self.used().tokens()));
-        let parent = self.parent.as_ref().and_then(|p| p.tokens_left());
-        match (own, parent) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Charges one completion here and up the chain.
-    pub fn charge(&self, record: &UsageRecord) {
-        self.lock().add(record);
-        if let Some(observer) = &self.observer {
-            observer(record);
-        }
-        if let Some(parent) = &self.parent {
-            parent.charge_quietly(record);
-        }
-    }
-
-    fn charge_quietly(&self, record: &UsageRecord) {
-        self.lock().add(record);
-        if let Some(parent) = &self.parent {
-            parent.charge_quietly(record);
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Totals> {
-        self.used.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -345,32 +246,5 @@ mod tests {
         assert_eq!(again.tenant("b").calls, 1);
         let rows = summarize(&read_records(&dir.path().join("usage.jsonl")));
         assert_eq!(rows.len(), 2);
-    }
-
-    #[test]
-    fn a_child_allowance_charges_and_is_capped_by_its_parent() {
-        let run = Allowance::new("run r", Some(100), None, None);
-        let a = Allowance::new("task a", Some(80), None, Some(run.clone()));
-        let b = Allowance::new("task b", None, Some(1.0), Some(run.clone()));
-        assert_eq!(a.tokens_left(), Some(80));
-        assert_eq!(b.tokens_left(), Some(100));
-        let used = |input, output, cost| UsageRecord {
-            cost,
-            output_tokens: output,
-            ..record("t", None, input)
-        };
-        a.charge(&used(50, 10, 0.0));
-        assert_eq!(a.tokens_left(), Some(20));
-        assert_eq!(b.tokens_left(), Some(40));
-        assert!(a.check().is_ok());
-        b.charge(&used(30, 10, 0.25));
-        assert_eq!(run.used().tokens(), 100);
-        assert_eq!(run.used().calls, 2);
-        let err = a.check().unwrap_err();
-        assert!(err.contains("token budget of run r"), "{err}");
-        assert_eq!(b.used().cost, 0.25);
-        let cost = Allowance::new("task c", None, Some(0.1), None);
-        cost.charge(&used(1, 1, 0.2));
-        assert!(cost.check().unwrap_err().contains("cost budget of task c"));
     }
 }

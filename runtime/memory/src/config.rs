@@ -23,10 +23,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+use warden_llm::ConfigError;
 
 use crate::Limits;
 use crate::embed::{EmbedError, Embedder, LocalEmbedder, OpenAiEmbedder};
-use crate::store::EmbedderLoader;
+use crate::store::{EmbedderLoader, Memory};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,14 +68,43 @@ struct LimitsDoc {
 
 impl MemoryConfig {
     /// Reads a config file; errors name the file and the field.
-    pub fn load(path: &Path) -> Result<MemoryConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read memory config {}: {e}", path.display()))?;
-        MemoryConfig::parse(&text).map_err(|e| format!("memory config {}: {e}", path.display()))
+    /// The config a warden process uses: `$WARDEN_MEMORY_CONFIG`, else
+    /// `DATA_DIR/memory.toml` if there is one, else the defaults (the local
+    /// embedder, default limits).
+    pub fn find(data_dir: &Path) -> Result<MemoryConfig, ConfigError> {
+        let path = std::env::var_os("WARDEN_MEMORY_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| Some(data_dir.join("memory.toml")).filter(|p| p.is_file()));
+        match path {
+            Some(path) => MemoryConfig::load(&path),
+            None => Ok(MemoryConfig::default()),
+        }
     }
 
-    pub fn parse(text: &str) -> Result<MemoryConfig, String> {
-        let config: MemoryConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+    /// The store in `DATA_DIR/memory` under this config. The embedder is
+    /// made on first use, so reads work (and say what is missing) on a
+    /// machine without the model files.
+    pub fn open(&self, data_dir: &Path) -> Memory {
+        Memory::new(
+            &data_dir.join("memory"),
+            self.loader(data_dir),
+            self.limits(),
+        )
+    }
+
+    pub fn load(path: &Path) -> Result<MemoryConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            what: "memory config",
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
+        MemoryConfig::parse(&text)
+            .map_err(|e| ConfigError::Invalid(format!("memory config {}: {e}", path.display())))
+    }
+
+    pub fn parse(text: &str) -> Result<MemoryConfig, ConfigError> {
+        let config: MemoryConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if let EmbedderConfig::Openai {
             base_url,
             dimension,
@@ -82,19 +112,21 @@ impl MemoryConfig {
         } = &config.embedder
         {
             if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "`embedder.base-url` {base_url:?} is not an http(s) URL; write e.g. \"http://127.0.0.1:11434/v1\""
-                ));
+                )));
             }
             if *dimension == 0 || *dimension > 16_384 {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "`embedder.dimension` {dimension} is not a vector size; give the model's (e.g. 1536)"
-                ));
+                )));
             }
         }
         let limits = config.limits();
         if limits.max_top_k == 0 || limits.max_content_bytes == 0 || limits.max_entries == 0 {
-            return Err("`limits` values must be above 0".into());
+            return Err(ConfigError::Invalid(
+                "`limits` values must be above 0".into(),
+            ));
         }
         Ok(config)
     }
@@ -164,11 +196,16 @@ mod tests {
         let e = MemoryConfig::parse(
             "[embedder]\nkind = \"openai\"\nbase-url = \"ftp://x\"\nmodel = \"m\"\ndimension = 8\n",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("embedder.base-url"), "{e}");
-        let e = MemoryConfig::parse("[limits]\nmax-topk = 3\n").unwrap_err();
+        let e = MemoryConfig::parse("[limits]\nmax-topk = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("max-topk"), "{e}");
-        let e = MemoryConfig::parse("[embedder]\nkind = \"magic\"\n").unwrap_err();
+        let e = MemoryConfig::parse("[embedder]\nkind = \"magic\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("magic"), "{e}");
     }
 }

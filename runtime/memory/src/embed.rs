@@ -17,8 +17,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use warden_api::BoxFuture;
 use warden_llm::models::{self, MINILM};
-use warden_llm::provider::BoxFuture;
 
 /// Tokens an input is cut to: the model was trained on 256-token windows.
 pub const MAX_TOKENS: usize = 256;
@@ -213,7 +213,7 @@ impl OpenAiEmbedder {
     ) -> Result<OpenAiEmbedder, EmbedError> {
         Ok(OpenAiEmbedder {
             api: warden_llm::JsonApi::new(base_url, key, warden_llm::KeyHeader::Bearer, timeout)
-                .map_err(EmbedError::Unavailable)?,
+                .map_err(|e| EmbedError::Unavailable(e.to_string()))?,
             model: model.to_string(),
             name: format!("openai/{model}"),
             dimension,

@@ -10,8 +10,9 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
+//! use warden_api::memory::{Filter, Meta, SearchMode};
 //! use warden_memory::embed::LocalEmbedder;
-//! use warden_memory::{Filter, Limits, Memory, Meta, SearchMode};
+//! use warden_memory::{Limits, Memory};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let data = std::path::Path::new("/var/lib/warden");
@@ -30,34 +31,19 @@
 //! # }
 //! ```
 
+pub mod chunk;
 pub mod config;
 pub mod embed;
 mod record;
 pub mod store;
 
 pub use config::MemoryConfig;
-pub use record::{Entry, Filter, Hit, Limits, Meta, SearchMode};
-pub use store::{Memory, NamespaceStats, is_valid_name};
+pub use record::Limits;
+pub use store::{Memory, NamespaceStats};
 
-/// Why a memory operation failed; what a plugin sees, as
-/// `warden:plugin/memory`'s `memory-error`.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum MemoryError {
-    /// Not granted, or over a quota.
-    #[error("denied: {0}")]
-    Denied(String),
-    /// The request is wrong; the message names the field.
-    #[error("invalid: {0}")]
-    Invalid(String),
-    #[error("not found: {0}")]
-    NotFound(String),
-    /// The store or the embedder cannot serve now.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-}
+use warden_api::memory::MemoryError;
 
-impl MemoryError {
-    pub(crate) fn invalid(field: &str, message: impl std::fmt::Display) -> MemoryError {
-        MemoryError::Invalid(format!("`{field}` {message}"))
-    }
+/// A request that is wrong, naming the field.
+pub(crate) fn invalid(field: &str, message: impl std::fmt::Display) -> MemoryError {
+    MemoryError::Invalid(format!("`{field}` {message}"))
 }

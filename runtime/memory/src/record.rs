@@ -13,89 +13,8 @@ use lancedb::arrow::arrow_array::{
 };
 use lancedb::arrow::arrow_schema::{DataType, Field, Schema, SchemaRef};
 use lancedb::expr::{DfExpr, col, lit};
-use serde::{Deserialize, Serialize};
 
-use crate::MemoryError;
-
-/// Metadata a plugin attaches to a memory. Every field is optional; the host
-/// adds the id and the times.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Meta {
-    /// What the text is: api-doc, code, task, test, error, note, or any word.
-    pub kind: Option<String>,
-    /// Where it came from: a file path or a URL.
-    pub source: Option<String>,
-    pub task_id: Option<String>,
-    /// The version it describes, e.g. a commit.
-    pub version: Option<String>,
-    pub platform: Option<String>,
-    pub tags: Vec<String>,
-    /// Free-form JSON.
-    pub extra: Option<serde_json::Value>,
-}
-
-/// A stored memory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    pub id: String,
-    pub content: String,
-    pub meta: Meta,
-    /// Milliseconds since the Unix epoch.
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-/// A search result: the entry and how well it matched (higher is better:
-/// cosine similarity for vector search, BM25 for text, the fused
-/// reciprocal-rank score for hybrid).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Hit {
-    pub entry: Entry,
-    pub score: f32,
-}
-
-/// Which rows a search or find considers. Fields combine with AND; `tags`
-/// matches an entry carrying any of them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Filter {
-    pub kind: Option<String>,
-    pub source: Option<String>,
-    pub task_id: Option<String>,
-    pub version: Option<String>,
-    pub platform: Option<String>,
-    pub tags: Vec<String>,
-    /// Milliseconds since the Unix epoch, exclusive.
-    pub created_after: Option<i64>,
-    pub created_before: Option<i64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum SearchMode {
-    /// By meaning: the query's embedding against the stored ones.
-    #[default]
-    Vector,
-    /// By words: BM25 over a full-text index.
-    Text,
-    /// Both, fused by reciprocal rank.
-    Hybrid,
-}
-
-impl std::str::FromStr for SearchMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "vector" => Ok(SearchMode::Vector),
-            "text" => Ok(SearchMode::Text),
-            "hybrid" => Ok(SearchMode::Hybrid),
-            other => Err(format!(
-                "{other:?} is not a search mode: use vector, text or hybrid"
-            )),
-        }
-    }
-}
+use warden_api::memory::{Entry, Filter, MemoryError, Meta};
 
 pub(crate) const VECTOR: &str = "vector";
 pub(crate) const CONTENT: &str = "content";
@@ -356,10 +275,10 @@ impl Default for Limits {
 impl Limits {
     pub(crate) fn check_content(&self, content: &str) -> Result<(), MemoryError> {
         if content.trim().is_empty() {
-            return Err(MemoryError::invalid("content", "is empty; store some text"));
+            return Err(crate::invalid("content", "is empty; store some text"));
         }
         if content.len() > self.max_content_bytes {
-            return Err(MemoryError::invalid(
+            return Err(crate::invalid(
                 "content",
                 format!(
                     "is {} bytes, over the limit of {}; split it into smaller entries (`warden memory import` chunks files)",
@@ -389,7 +308,7 @@ impl Limits {
             }
         }
         if meta.tags.len() > self.max_tags {
-            return Err(MemoryError::invalid(
+            return Err(crate::invalid(
                 "tags",
                 format!(
                     "has {} tags, the limit is {}",
@@ -406,7 +325,7 @@ impl Limits {
             size += extra.to_string().len();
         }
         if size > self.max_meta_bytes {
-            return Err(MemoryError::invalid(
+            return Err(crate::invalid(
                 "meta",
                 format!("is {size} bytes, over the limit of {}", self.max_meta_bytes),
             ));
@@ -437,7 +356,7 @@ impl Limits {
 
     pub(crate) fn check_top_k(&self, field: &str, k: u32) -> Result<usize, MemoryError> {
         if k == 0 || k > self.max_top_k {
-            return Err(MemoryError::invalid(
+            return Err(crate::invalid(
                 field,
                 format!("is {k}; ask for 1 to {}", self.max_top_k),
             ));
@@ -450,13 +369,10 @@ impl Limits {
 /// (a tag with a NUL in it is a mistake, not a tag).
 fn check_word(field: &str, value: &str) -> Result<(), MemoryError> {
     if value.is_empty() {
-        return Err(MemoryError::invalid(
-            field,
-            "is empty; leave it out instead",
-        ));
+        return Err(crate::invalid(field, "is empty; leave it out instead"));
     }
     if value.chars().any(char::is_control) {
-        return Err(MemoryError::invalid(
+        return Err(crate::invalid(
             field,
             format!("{value:?} contains a control character"),
         ));

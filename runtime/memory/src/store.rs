@@ -29,12 +29,13 @@ use lancedb::{Connection, DistanceType, Table};
 use serde::Serialize;
 use tokio::sync::{Mutex, OnceCell, mpsc, oneshot};
 
-use crate::MemoryError;
-use crate::embed::{EmbedError, Embedder};
-use crate::record::{
-    self, CONTENT, Entry, Filter, Hit, Limits, META_EMBEDDER, Meta, READ_COLUMNS, SearchMode,
-    VECTOR, internal,
+use warden_api::BoxFuture;
+use warden_api::memory::{
+    Entry, Filter, Hit, Memories, MemoryError, Meta, SearchMode, is_valid_name,
 };
+
+use crate::embed::{EmbedError, Embedder};
+use crate::record::{self, CONTENT, Limits, META_EMBEDDER, READ_COLUMNS, VECTOR, internal};
 
 /// Loads the embedder the first time one is needed, so that reads work
 /// (and say what is missing) on a machine without the model files.
@@ -203,13 +204,10 @@ impl Memory {
         let k = self.limits.check_top_k("top-k", top_k)?;
         self.limits.check_filter(filter)?;
         if query.trim().is_empty() {
-            return Err(MemoryError::invalid(
-                "query",
-                "is empty; say what to look for",
-            ));
+            return Err(crate::invalid("query", "is empty; say what to look for"));
         }
         if query.len() > self.limits.max_content_bytes {
-            return Err(MemoryError::invalid(
+            return Err(crate::invalid(
                 "query",
                 format!(
                     "is over the limit of {} bytes",
@@ -900,22 +898,76 @@ async fn collect(
         .map_err(internal)
 }
 
-/// Tenant and namespace names become directory and table names: letters,
-/// digits, `-`, `_` and `.` (not first), 1 to 64 of them.
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+impl Memories for Memory {
+    fn store<'a>(
+        &'a self,
+        tenant: &'a str,
+        namespace: &'a str,
+        content: String,
+        meta: Meta,
+    ) -> BoxFuture<'a, Result<String, MemoryError>> {
+        Box::pin(Memory::store(self, tenant, namespace, content, meta))
+    }
+
+    fn search<'a>(
+        &'a self,
+        tenant: &'a str,
+        namespace: &'a str,
+        query: &'a str,
+        top_k: u32,
+        filter: &'a Filter,
+        mode: SearchMode,
+    ) -> BoxFuture<'a, Result<Vec<Hit>, MemoryError>> {
+        Box::pin(Memory::search(
+            self, tenant, namespace, query, top_k, filter, mode,
+        ))
+    }
+
+    fn get<'a>(
+        &'a self,
+        tenant: &'a str,
+        namespace: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Entry, MemoryError>> {
+        Box::pin(Memory::get(self, tenant, namespace, id))
+    }
+
+    fn update<'a>(
+        &'a self,
+        tenant: &'a str,
+        namespace: &'a str,
+        id: &'a str,
+        content: Option<String>,
+        meta: Option<Meta>,
+    ) -> BoxFuture<'a, Result<Entry, MemoryError>> {
+        Box::pin(Memory::update(self, tenant, namespace, id, content, meta))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        tenant: &'a str,
+        namespace: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), MemoryError>> {
+        Box::pin(Memory::delete(self, tenant, namespace, id))
+    }
+
+    fn find<'a>(
+        &'a self,
+        tenant: &'a str,
+        namespace: &'a str,
+        filter: &'a Filter,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<Entry>, MemoryError>> {
+        Box::pin(Memory::find(self, tenant, namespace, filter, limit))
+    }
 }
 
 fn check_name(field: &str, name: &str) -> Result<(), MemoryError> {
     if is_valid_name(name) {
         Ok(())
     } else {
-        Err(MemoryError::invalid(
+        Err(crate::invalid(
             field,
             format!(
                 "{name:?} is not a valid name: use 1 to 64 letters, digits, '-', '_' or '.' (not first)"
@@ -928,7 +980,7 @@ fn check_id(id: &str) -> Result<(), MemoryError> {
     if id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()) {
         Ok(())
     } else {
-        Err(MemoryError::invalid(
+        Err(crate::invalid(
             "id",
             format!("{id:?} is not a memory id (32 hex digits, as `store` returned)"),
         ))

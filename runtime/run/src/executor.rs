@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use warden_core::warden_memory::{Filter, Memory, SearchMode};
+use warden_api::budget::{Allowance, Totals, UsageRecord};
 use warden_core::{
     CallError, CallOptions, CompiledPlugin, ComponentKind, DirGrant, DirMode, Engine, Grant,
-    HostPattern, LimitKind, LimitSettings, NamespaceGrant, RoleSpec, RunScope, Task, TaskContext,
-    TenantId, ToolCallKey, ToolCallReport, ToolObserver, ToolSet,
+    LimitKind, LimitSettings, ModelName, RoleSpec, RunScope, Task, TaskContext, TenantId,
+    ToolCallKey, ToolCallReport, ToolObserver, ToolSet,
 };
-use warden_llm::usage::{Allowance, Totals, UsageRecord};
 
+use crate::error::RunError;
 use crate::journal::Event;
 use crate::scheduler::{Attempt, AttemptEnd, AttemptError, Executor, Recorder};
 use crate::workflow::{RoleConfig, ToolConfig, Workflow, WorkspaceAccess};
@@ -42,11 +42,10 @@ const TOOL_CEILING: LimitSettings = LimitSettings {
     output_kib: None,
 };
 
-/// What a run needs from the process: the engine, the memory store, the
-/// tenant, and how to find a plugin by name.
+/// What a run needs from the process: the engine (with its models and
+/// memory store), the tenant, and how to find a plugin by name.
 pub struct RunEnv {
     pub engine: Engine,
-    pub memory: Option<Arc<Memory>>,
     pub tenant: TenantId,
     /// Directories searched for `NAME.wasm` when a workflow names a plugin.
     pub plugin_dirs: Vec<PathBuf>,
@@ -56,13 +55,16 @@ pub struct RunEnv {
 
 impl RunEnv {
     /// The `.wasm` a workflow's `plugin = "..."` means.
-    pub fn resolve(&self, plugin: &str) -> Result<PathBuf, String> {
+    pub fn resolve(&self, plugin: &str) -> Result<PathBuf, RunError> {
         if plugin.ends_with(".wasm") || plugin.contains('/') {
             let path = self.base_dir.join(plugin);
             return if path.is_file() {
                 Ok(path)
             } else {
-                Err(format!("plugin file {} does not exist", path.display()))
+                Err(RunError::Plugin(format!(
+                    "plugin file {} does not exist",
+                    path.display()
+                )))
             };
         }
         for dir in &self.plugin_dirs {
@@ -71,14 +73,14 @@ impl RunEnv {
                 return Ok(path);
             }
         }
-        Err(format!(
+        Err(RunError::Plugin(format!(
             "no plugin named {plugin:?} in {}; give a path to its .wasm, or build the first-party plugins with `scripts/dev plugins`",
             self.plugin_dirs
                 .iter()
                 .map(|d| d.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
-        ))
+        )))
     }
 
     fn load(
@@ -86,18 +88,18 @@ impl RunEnv {
         plugin: &str,
         kind: ComponentKind,
         what: &str,
-    ) -> Result<CompiledPlugin, String> {
+    ) -> Result<CompiledPlugin, RunError> {
         let path = self.resolve(plugin)?;
         let compiled = self
             .engine
             .load_file(&path)
-            .map_err(|e| format!("{what}: {e}"))?;
+            .map_err(|e| RunError::Plugin(format!("{what}: {e}")))?;
         if compiled.kind() != kind {
-            return Err(format!(
+            return Err(RunError::Plugin(format!(
                 "{what}: {} is a {:?} plugin, not a {kind:?} plugin",
                 path.display(),
                 compiled.kind()
-            ));
+            )));
         }
         Ok(compiled)
     }
@@ -108,15 +110,12 @@ struct LoadedRole {
     options: CallOptions,
     tools: ToolSet,
     recall: u32,
-    namespaces: Vec<String>,
 }
 
 /// Runs attempts in wasm role plugins.
 pub struct WasmExecutor {
     roles: BTreeMap<String, LoadedRole>,
     specs: Vec<RoleSpec>,
-    memory: Option<Arc<Memory>>,
-    tenant: TenantId,
     run_allowance: Arc<Allowance>,
 }
 
@@ -130,7 +129,7 @@ impl WasmExecutor {
         run: &str,
         workspace: &Path,
         used: Totals,
-    ) -> Result<WasmExecutor, String> {
+    ) -> Result<WasmExecutor, RunError> {
         let run_allowance = Allowance::new(
             format!("run {run}"),
             workflow.budget.tokens,
@@ -160,14 +159,17 @@ impl WasmExecutor {
                 builder = builder
                     .add(p.clone(), o.clone(), only.as_deref())
                     .await
-                    .map_err(|e| format!("{what}: {e}"))?;
+                    .map_err(|e| RunError::Plugin(format!("{what}: {e}")))?;
             }
             let tools = builder.build();
             let options = role_options(env, &plugin, name, role)?;
             let described = plugin.describe_role(&options).await;
-            let spec = described
-                .result
-                .map_err(|e| format!("{what}: cannot ask {} what it is: {e}", plugin.name()))?;
+            let spec = described.result.map_err(|e| {
+                RunError::Plugin(format!(
+                    "{what}: cannot ask {} what it is: {e}",
+                    plugin.name()
+                ))
+            })?;
             specs.push(RoleSpec {
                 name: name.clone(),
                 ..spec
@@ -179,19 +181,12 @@ impl WasmExecutor {
                     options,
                     tools,
                     recall: role.recall,
-                    namespaces: role
-                        .memory
-                        .iter()
-                        .map(|m| m.split(':').next().unwrap_or_default().to_string())
-                        .collect(),
                 },
             );
         }
         Ok(WasmExecutor {
             roles,
             specs,
-            memory: env.memory.clone(),
-            tenant: env.tenant.clone(),
             run_allowance,
         })
     }
@@ -207,10 +202,7 @@ impl WasmExecutor {
 fn tool_grants(role: &RoleConfig) -> Vec<(String, Option<Vec<String>>)> {
     let mut grants: Vec<(String, Option<Vec<String>>)> = Vec::new();
     for entry in &role.tools {
-        let (plugin, tool) = match entry.split_once('.') {
-            Some((p, t)) => (p.to_string(), Some(t.to_string())),
-            None => (entry.clone(), None),
-        };
+        let (plugin, tool) = (entry.plugin.clone(), entry.tool.clone());
         match grants.iter_mut().find(|(p, _)| *p == plugin) {
             Some((_, only)) => match (only.as_mut(), tool) {
                 (Some(list), Some(t)) => list.push(t),
@@ -227,7 +219,7 @@ fn load_tool(
     name: &str,
     config: &ToolConfig,
     workspace: &Path,
-) -> Result<(CompiledPlugin, CallOptions), String> {
+) -> Result<(CompiledPlugin, CallOptions), RunError> {
     let what = format!("tool {name}");
     let plugin = env.load(
         config.plugin.as_deref().unwrap_or(name),
@@ -247,19 +239,11 @@ fn load_tool(
             mode,
         });
     }
-    for (i, host) in config.net.iter().enumerate() {
-        grant
-            .allow_hosts
-            .push(HostPattern::parse(host).map_err(|e| format!("`tools.{name}.net[{i}]`: {e}"))?);
-    }
-    for (i, ns) in config.memory.iter().enumerate() {
-        grant.memory.push(
-            NamespaceGrant::parse(ns).map_err(|e| format!("`tools.{name}.memory[{i}]`: {e}"))?,
-        );
-    }
+    grant.allow_hosts.extend(config.net.iter().cloned());
+    grant.memory.extend(config.memory.iter().cloned());
     let limits = plugin
         .limits(TOOL_CEILING, config.limits)
-        .map_err(|e| format!("`tools.{name}.limits`: {e}"))?;
+        .map_err(|e| RunError::Plugin(format!("`tools.{name}.limits`: {e}")))?;
     Ok((
         plugin,
         CallOptions {
@@ -276,21 +260,15 @@ fn role_options(
     plugin: &CompiledPlugin,
     name: &str,
     role: &RoleConfig,
-) -> Result<CallOptions, String> {
-    let mut grant = Grant::default();
-    if let Some(model) = &role.model {
-        grant.models.push(model.clone());
-    } else {
-        grant.models.push("*".into());
-    }
-    for (i, ns) in role.memory.iter().enumerate() {
-        grant.memory.push(
-            NamespaceGrant::parse(ns).map_err(|e| format!("`roles.{name}.memory[{i}]`: {e}"))?,
-        );
-    }
+) -> Result<CallOptions, RunError> {
+    let grant = Grant {
+        models: vec![role.model.clone().unwrap_or_else(ModelName::any)],
+        memory: role.memory.clone(),
+        ..Grant::default()
+    };
     let limits = plugin
         .limits(ROLE_CEILING, role.limits)
-        .map_err(|e| format!("`roles.{name}.limits`: {e}"))?;
+        .map_err(|e| RunError::Plugin(format!("`roles.{name}.limits`: {e}")))?;
     Ok(CallOptions {
         tenant: env.tenant.clone(),
         grant,
@@ -326,14 +304,17 @@ impl Executor for WasmExecutor {
             let recorder = recorder.clone();
             let task = task_id.clone();
             Arc::new(move |r: &UsageRecord| {
-                let _ = recorder.record(Event::LlmCall {
+                // A failed write stops the run once this attempt ends.
+                if let Err(e) = recorder.record(Event::LlmCall {
                     task: task.clone(),
                     provider: r.provider.clone(),
                     model: r.model.clone(),
                     input_tokens: r.input_tokens,
                     output_tokens: r.output_tokens,
                     cost: r.cost,
-                });
+                }) {
+                    tracing::error!(task = %task, error = %e, "could not journal a model call");
+                }
             })
         };
         let allowance = Allowance::observed(
@@ -349,12 +330,13 @@ impl Executor for WasmExecutor {
             role: attempt.spec.role.clone(),
             allowance: Some(allowance),
         });
-        options.tools = Some(role.tools.observed(Arc::new(Journaled {
+        options.tools = Some(Arc::new(role.tools.observed(Arc::new(Journaled {
             recorder: recorder.clone(),
             task: task_id.clone(),
             attempt: attempt.number,
             recorded: attempt.recorded.clone(),
-        })));
+            kept: Default::default(),
+        }))));
 
         // The run's budget caps the attempt.
         let mut capped_by_run = None;
@@ -374,38 +356,15 @@ impl Executor for WasmExecutor {
             capped_by_run = Some(LimitKind::Deadline);
         }
 
-        let memory = self.memory.clone();
-        let tenant = self.tenant.clone();
-        let namespaces = role.namespaces.clone();
         let recall = role.recall;
         let roles = self.specs.clone();
         async move {
             let started = Instant::now();
-            let memories = match &memory {
-                Some(memory) if recall > 0 => {
-                    let mut hits = Vec::new();
-                    for ns in &namespaces {
-                        match memory
-                            .search(
-                                tenant.as_str(),
-                                ns,
-                                &attempt.spec.instructions,
-                                recall,
-                                &Filter::default(),
-                                SearchMode::Hybrid,
-                            )
-                            .await
-                        {
-                            Ok(found) => hits.extend(found),
-                            Err(e) => tracing::warn!(namespace = %ns, error = %e, "recall failed"),
-                        }
-                    }
-                    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-                    hits.truncate(recall as usize);
-                    hits
-                }
-                _ => Vec::new(),
-            };
+            // Through the same namespace gate as the role's own memory
+            // calls: its manifest ∩ the workflow's grant.
+            let memories = plugin
+                .recall(&options, &attempt.spec.instructions, recall)
+                .await;
             let task = Task {
                 id: attempt.spec.id.clone(),
                 goal: attempt.goal.clone(),
@@ -422,7 +381,7 @@ impl Executor for WasmExecutor {
             let outcome = plugin.run_role(&options, &task).await;
             let fuel_used = outcome.usage.fuel_used;
             let result = match outcome.result {
-                Ok(Ok(outcome)) => check_artifacts(outcome),
+                Ok(Ok(outcome)) => check_outcome(outcome),
                 Ok(Err(role_error)) => Err(AttemptError {
                     retryable: role_error.is_retryable(),
                     message: format!("role {} {role_error}", attempt.spec.role),
@@ -462,8 +421,18 @@ impl Executor for WasmExecutor {
     }
 }
 
-/// Artifacts are paths relative to the workspace, never outside it.
-fn check_artifacts(outcome: warden_core::Outcome) -> Result<warden_core::Outcome, AttemptError> {
+/// An outcome the journal can keep: artifacts are paths relative to the
+/// workspace, never outside it, and the whole fits the journal's cap.
+fn check_outcome(outcome: warden_core::Outcome) -> Result<warden_core::Outcome, AttemptError> {
+    let size = serde_json::to_vec(&outcome).map_or(usize::MAX, |v| v.len());
+    if size > JOURNAL_OUTCOME_BYTES {
+        return Err(AttemptError {
+            message: format!(
+                "the role returned an outcome of {size} bytes; the journal keeps at most {JOURNAL_OUTCOME_BYTES} per task (put large results in the workspace and name them as artifacts)"
+            ),
+            retryable: true,
+        });
+    }
     for a in &outcome.artifacts {
         let path = Path::new(a);
         let escapes = path.is_absolute()
@@ -485,6 +454,14 @@ fn check_artifacts(outcome: warden_core::Outcome) -> Result<warden_core::Outcome
     Ok(outcome)
 }
 
+/// What the journal keeps of one tool call's result.
+pub const JOURNAL_CALL_BYTES: usize = 64 * 1024;
+/// What the journal keeps of the tool call results of one attempt, together.
+pub const JOURNAL_ATTEMPT_BYTES: usize = 1024 * 1024;
+/// The largest outcome (summary, output, artifacts, follow-ups) the journal
+/// records for a task; a larger one fails the attempt.
+pub const JOURNAL_OUTCOME_BYTES: usize = 1024 * 1024;
+
 /// Journals every tool call of one attempt, and answers a call an earlier
 /// attempt already made (same position, tool and arguments) from the
 /// journal instead of running it again.
@@ -493,6 +470,8 @@ struct Journaled {
     task: String,
     attempt: u32,
     recorded: std::collections::HashMap<ToolCallKey, String>,
+    /// Result bytes journaled so far in this attempt.
+    kept: std::sync::atomic::AtomicUsize,
 }
 
 impl ToolObserver for Journaled {
@@ -501,19 +480,36 @@ impl ToolObserver for Journaled {
     }
 
     fn finished(&self, report: &ToolCallReport) {
-        let (ok, result) = match &report.result {
+        use std::sync::atomic::Ordering;
+        let (ok, mut result) = match &report.result {
             Ok(json) => (true, json.clone()),
             Err(e) => (false, e.to_string()),
         };
-        let _ = self.recorder.record(Event::ToolCall {
+        let room = JOURNAL_ATTEMPT_BYTES
+            .saturating_sub(self.kept.load(Ordering::Relaxed))
+            .min(JOURNAL_CALL_BYTES);
+        let truncated = result.len() > room;
+        if truncated {
+            let mut end = room;
+            while !result.is_char_boundary(end) {
+                end -= 1;
+            }
+            result.truncate(end);
+        }
+        self.kept.fetch_add(result.len(), Ordering::Relaxed);
+        // A failed write stops the run once this attempt ends.
+        if let Err(e) = self.recorder.record(Event::ToolCall {
             task: self.task.clone(),
             attempt: self.attempt,
             key: report.key.clone(),
             ok,
             result,
+            truncated,
             replayed: report.replayed,
             fuel_used: report.fuel_used,
             ms: report.duration.as_millis() as u64,
-        });
+        }) {
+            tracing::error!(task = %self.task, error = %e, "could not journal a tool call");
+        }
     }
 }

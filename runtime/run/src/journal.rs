@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use warden_core::{Outcome, ToolCallKey};
+use warden_core::{Outcome, TenantId, ToolCallKey};
 
 use crate::workflow::{TaskSpec, Workflow};
 
@@ -25,6 +25,10 @@ pub enum Event {
         /// Where the workflow's relative plugin paths start.
         #[serde(default)]
         base_dir: PathBuf,
+        /// Whose run it is; only that tenant may resume it. (Journals
+        /// written before tenants were recorded belong to `default`.)
+        #[serde(default)]
+        tenant: TenantId,
     },
     /// A process took the run up again after a stop.
     RunResumed {
@@ -43,8 +47,13 @@ pub enum Event {
         attempt: u32,
         key: ToolCallKey,
         ok: bool,
-        /// The JSON result when `ok`, else the error.
+        /// The JSON result when `ok`, else the error; cut short (and then
+        /// `truncated`) past what the journal keeps per call and per task.
         result: String,
+        /// The result was too large to keep whole: a resumed attempt runs
+        /// the call again instead of answering it from here.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
         replayed: bool,
         fuel_used: u64,
         ms: u64,

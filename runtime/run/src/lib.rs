@@ -18,6 +18,7 @@
 //! # }
 //! ```
 
+mod error;
 pub mod executor;
 pub mod journal;
 pub mod report;
@@ -29,36 +30,15 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use error::RunError;
 pub use executor::{RunEnv, WasmExecutor};
 pub use journal::{Event, Record, RunStatus};
 pub use scheduler::{EventSink, JsonLines, Recorder, Scheduler};
 pub use state::{RunState, TaskStatus};
-use warden_llm::usage::Totals;
+use warden_api::budget::Totals;
 
 use crate::journal::Journal;
-use crate::workflow::{TaskSpec, Workflow};
-
-/// Why a run could not start or go on.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The workflow or a plugin it names cannot be used (exit 2).
-    #[error("{0}")]
-    Invalid(String),
-    /// No run of that id.
-    #[error("{0}")]
-    NotFound(String),
-    /// Another process is working on the run.
-    #[error("{0}")]
-    Busy(String),
-    #[error("{0}")]
-    Io(String),
-}
-
-impl From<scheduler::RunError> for RunError {
-    fn from(e: scheduler::RunError) -> Self {
-        RunError::Io(e.to_string())
-    }
-}
+use crate::workflow::{TaskSpec, Workflow, WorkflowError};
 
 /// How a run ended (this time).
 #[derive(Debug, Clone)]
@@ -81,12 +61,27 @@ impl Runs {
         }
     }
 
+    /// The directory of run `run`. Only for an id [`check_run_id`]
+    /// accepted: anything else could name a path outside the runs dir.
     pub fn dir(&self, run: &str) -> PathBuf {
         self.dir.join(run)
     }
 
-    fn journal_path(&self, run: &str) -> PathBuf {
-        self.dir(run).join("journal.jsonl")
+    /// The journal of an existing run, if `run` is a run id and there is one.
+    fn existing_journal(&self, run: &str) -> Result<PathBuf, RunError> {
+        check_run_id(run)?;
+        let path = self.dir(run).join("journal.jsonl");
+        if !path.is_file() {
+            return Err(self.no_such_run(run));
+        }
+        Ok(path)
+    }
+
+    fn no_such_run(&self, run: &str) -> RunError {
+        RunError::NotFound(format!(
+            "no run {run:?} in {}; `warden runs list` shows the runs",
+            self.dir.display()
+        ))
     }
 
     /// Starts a new run of `workflow`. With `goal`, the goal replaces the
@@ -105,14 +100,16 @@ impl Runs {
         if tasks.is_empty() {
             let planner = workflow.run.planner.clone();
             if !workflow.roles.contains_key(&planner) {
-                return Err(RunError::Invalid(format!(
+                return Err(WorkflowError::Invalid(format!(
                     "the workflow has no tasks and no `{planner}` role to plan them; add `[[tasks]]` or a `[roles.{planner}]`"
-                )));
+                ))
+                .into());
             }
             if workflow.goal.trim().is_empty() {
-                return Err(RunError::Invalid(
+                return Err(WorkflowError::Invalid(
                     "the workflow has no tasks and no goal; give one with --goal".into(),
-                ));
+                )
+                .into());
             }
             tasks.push(TaskSpec {
                 id: "plan".into(),
@@ -127,13 +124,13 @@ impl Runs {
                 parent: None,
             });
         }
-        workflow.check().map_err(RunError::Invalid)?;
+        workflow.check()?;
 
         let run = new_run_id();
         let dir = self.dir(&run);
         let workspace = dir.join("workspace");
         std::fs::create_dir_all(&workspace)
-            .map_err(|e| RunError::Io(format!("cannot create {}: {e}", workspace.display())))?;
+            .map_err(|e| RunError::Files(format!("cannot create {}: {e}", workspace.display())))?;
         let lock = lock(&dir)?;
         let executor = match WasmExecutor::prepare(
             &workflow,
@@ -147,25 +144,24 @@ impl Runs {
             Ok(executor) => executor,
             Err(e) => {
                 drop(lock);
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(RunError::Invalid(e));
+                if let Err(cleanup) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %cleanup, "could not remove the directory of a run that did not start");
+                }
+                return Err(e);
             }
         };
-        let journal = Journal::create(&self.journal_path(&run))
-            .map_err(|e| RunError::Io(format!("cannot create the run journal: {e}")))?;
+        let journal = Journal::create(&dir.join("journal.jsonl"))?;
         let recorder = Arc::new(Recorder::new(journal, RunState::default(), sinks));
-        let io = |e: std::io::Error| RunError::Io(format!("cannot write the run journal: {e}"));
-        recorder
-            .record(Event::RunStarted {
-                run: run.clone(),
-                workflow: workflow.clone(),
-                goal: workflow.goal.clone(),
-                workspace: workspace.clone(),
-                base_dir: env.base_dir.clone(),
-            })
-            .map_err(io)?;
+        recorder.record(Event::RunStarted {
+            run: run.clone(),
+            workflow: workflow.clone(),
+            goal: workflow.goal.clone(),
+            workspace: workspace.clone(),
+            base_dir: env.base_dir.clone(),
+            tenant: env.tenant.clone(),
+        })?;
         for task in tasks {
-            recorder.record(Event::TaskQueued { task }).map_err(io)?;
+            recorder.record(Event::TaskQueued { task })?;
         }
         self.drive(recorder, executor, &workflow, run, lock).await
     }
@@ -179,20 +175,21 @@ impl Runs {
         env_for: impl FnOnce(&Path) -> RunEnv,
         sinks: Vec<Box<dyn EventSink>>,
     ) -> Result<Finished, RunError> {
-        let path = self.journal_path(run);
-        if !path.is_file() {
-            return Err(RunError::NotFound(format!(
-                "no run {run:?} in {}; `warden runs list` shows the runs",
-                self.dir.display()
-            )));
+        let path = self.existing_journal(run)?;
+        let records = journal::read(&path)
+            .map_err(|e| RunError::Files(format!("cannot read the journal of run {run}: {e}")))?;
+        let state = RunState::replay(&records);
+        let env = env_for(&state.base_dir);
+        // Another tenant's run looks like no run at all.
+        if state.tenant != env.tenant {
+            return Err(self.no_such_run(run));
         }
-        let dir = self.dir(run);
-        let lock = lock(&dir)?;
+        let lock = lock(&self.dir(run))?;
         let (journal, records) = Journal::open(&path)
-            .map_err(|e| RunError::Io(format!("cannot read the journal of run {run}: {e}")))?;
+            .map_err(|e| RunError::Files(format!("cannot read the journal of run {run}: {e}")))?;
         let state = RunState::replay(&records);
         let Some(workflow) = state.workflow.clone() else {
-            return Err(RunError::Io(format!(
+            return Err(RunError::Files(format!(
                 "the journal of run {run} does not start with the run"
             )));
         };
@@ -204,7 +201,6 @@ impl Runs {
                 state,
             });
         }
-        let env = env_for(&state.base_dir);
         let used = state.usage();
         let totals = Totals {
             calls: used.llm_calls,
@@ -212,15 +208,12 @@ impl Runs {
             output_tokens: used.output_tokens,
             cost: used.cost,
         };
-        let executor = WasmExecutor::prepare(&workflow, &env, run, &state.workspace, totals)
-            .await
-            .map_err(RunError::Invalid)?;
+        let executor =
+            WasmExecutor::prepare(&workflow, &env, run, &state.workspace, totals).await?;
         let recorder = Arc::new(Recorder::new(journal, state, sinks));
-        recorder
-            .record(Event::RunResumed {
-                run: run.to_string(),
-            })
-            .map_err(|e| RunError::Io(format!("cannot write the run journal: {e}")))?;
+        recorder.record(Event::RunResumed {
+            run: run.to_string(),
+        })?;
         self.drive(recorder, executor, &workflow, run.to_string(), lock)
             .await
     }
@@ -247,15 +240,9 @@ impl Runs {
 
     /// The state of one run, from its journal.
     pub fn load(&self, run: &str) -> Result<RunState, RunError> {
-        let path = self.journal_path(run);
-        if !path.is_file() {
-            return Err(RunError::NotFound(format!(
-                "no run {run:?} in {}; `warden runs list` shows the runs",
-                self.dir.display()
-            )));
-        }
+        let path = self.existing_journal(run)?;
         let records = journal::read(&path)
-            .map_err(|e| RunError::Io(format!("cannot read the journal of run {run}: {e}")))?;
+            .map_err(|e| RunError::Files(format!("cannot read the journal of run {run}: {e}")))?;
         Ok(RunState::replay(&records))
     }
 
@@ -282,16 +269,35 @@ fn lock(dir: &Path) -> Result<File, RunError> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| RunError::Io(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|e| RunError::Files(format!("cannot open {}: {e}", path.display())))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(RunError::Busy(format!(
             "another warden is working on run {}; wait for it, or stop it first",
             dir.file_name().and_then(|n| n.to_str()).unwrap_or_default()
         ))),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(RunError::Io(format!("cannot lock {}: {e}", path.display())))
-        }
+        Err(std::fs::TryLockError::Error(e)) => Err(RunError::Files(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Whether `run` can be a run id: 1 to 64 of `a-z`, `0-9` and `-` (what
+/// [`new_run_id`] makes). Anything else (`/abs`, `../x`) is refused before
+/// it becomes part of a path.
+pub fn check_run_id(run: &str) -> Result<(), RunError> {
+    let ok = !run.is_empty()
+        && run.len() <= 64
+        && run
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(RunError::NotFound(format!(
+            "{run:?} is not a run id (they look like 20261122-153012-3fa9); `warden runs list` shows the runs"
+        )))
     }
 }
 

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use warden_core::{Dependency, NewTask, Outcome, ToolCallKey};
 
+use crate::error::RunError;
 use crate::journal::{Event, Journal, Record, RunStatus};
 use crate::state::{RunState, TaskStatus};
 use crate::workflow::{Budget, RunSettings, TaskSpec, check_tasks, is_name};
@@ -31,6 +32,10 @@ pub trait EventSink: Send + Sync {
 pub struct Recorder {
     inner: Mutex<(Journal, RunState)>,
     sinks: Vec<Box<dyn EventSink>>,
+    /// The first write that failed. From then on nothing more is written
+    /// (a half-written line must stay the journal's last) and the
+    /// scheduler stops the run.
+    broken: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -44,19 +49,39 @@ impl Recorder {
         Recorder {
             inner: Mutex::new((journal, state)),
             sinks,
+            broken: Mutex::new(None),
         }
     }
 
-    /// Appends `event` to the journal (fsync'd), then applies it.
+    /// Appends `event` to the journal (fsync'd), then applies it. After a
+    /// failed write every later one fails too, naming the first failure.
     pub fn record(&self, event: Event) -> std::io::Result<()> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.check()?;
         let (journal, state) = &mut *inner;
-        let record = journal.append(event)?;
+        let record = match journal.append(event) {
+            Ok(record) => record,
+            Err(e) => {
+                let mut broken = self.broken.lock().unwrap_or_else(|e| e.into_inner());
+                *broken = Some(e.to_string());
+                return Err(e);
+            }
+        };
         state.apply(&record);
         for sink in &self.sinks {
             sink.event(&record, state);
         }
         Ok(())
+    }
+
+    /// `Err` once a write has failed.
+    pub fn check(&self) -> std::io::Result<()> {
+        match &*self.broken.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(first) => Err(std::io::Error::other(format!(
+                "an earlier write failed ({first}); nothing more is recorded"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Reads the state.
@@ -102,13 +127,6 @@ pub struct AttemptError {
 /// Runs attempts: the wasm roles in a real run.
 pub trait Executor: Send + Sync + 'static {
     fn run(&self, attempt: Attempt) -> BoxFuture<'static, AttemptEnd>;
-}
-
-/// Why a run stopped without settling.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("cannot write the run journal: {0}")]
-    Journal(#[from] std::io::Error),
 }
 
 pub struct Scheduler<E> {
@@ -222,6 +240,9 @@ impl<E: Executor> Scheduler<E> {
                     },
                 ),
             };
+            // A step of the attempt (a tool call, a model call) that could
+            // not be journaled stops the run here.
+            self.recorder.check()?;
             if let Some((id, number)) = id {
                 self.finish(&id, number, end, &mut not_before)?;
             }
@@ -466,7 +487,8 @@ impl<E: Executor> Scheduler<E> {
                 })
                 .collect();
             let existing: Vec<&TaskSpec> = s.tasks.iter().map(|t| &t.spec).collect();
-            check_tasks(&existing, &new, |role| self.roles.contains(role)).map_err(fail)?;
+            check_tasks(&existing, &new, |role| self.roles.contains(role))
+                .map_err(|e| fail(e.to_string()))?;
             Ok(new)
         })
     }

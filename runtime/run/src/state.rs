@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use warden_core::{Outcome, ToolCallKey};
+use warden_core::{Outcome, TenantId, ToolCallKey};
 
 use crate::journal::{Event, Record, RunStatus};
 use crate::workflow::{TaskSpec, Workflow};
@@ -60,6 +60,8 @@ pub struct TaskState {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunState {
     pub run: String,
+    /// Whose run it is.
+    pub tenant: TenantId,
     pub workflow: Option<Workflow>,
     pub goal: String,
     pub workspace: PathBuf,
@@ -113,7 +115,9 @@ impl RunState {
                 goal,
                 workspace,
                 base_dir,
+                tenant,
             } => {
+                self.tenant = tenant.clone();
                 self.base_dir = base_dir.clone();
                 self.run = run.clone();
                 self.workflow = Some(workflow.clone());
@@ -158,20 +162,19 @@ impl RunState {
                 key,
                 ok,
                 result,
+                truncated,
                 replayed,
-                fuel_used,
                 ..
             } => {
+                // Tool fuel is part of the attempt's fuel, counted when it
+                // ends.
                 if let Some(t) = self.task_mut(task) {
-                    if *ok {
+                    if *ok && !truncated {
                         t.recorded.insert(key.clone(), result.clone());
                     }
                     if !replayed {
                         t.usage.tool_calls += 1;
                     }
-                    // Tool fuel is part of the attempt's fuel, counted when
-                    // it ends.
-                    let _ = fuel_used;
                 }
             }
             Event::LlmCall {

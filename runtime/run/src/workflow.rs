@@ -27,10 +27,12 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use warden_core::LimitSettings;
+use warden_core::grant::is_valid_plugin_name;
+use warden_core::{HostPattern, LimitSettings, ModelName, NamespaceGrant};
 
 /// Tasks a run may hold, follow-ups included, unless the workflow says.
 pub const DEFAULT_MAX_TASKS: usize = 50;
@@ -114,13 +116,13 @@ pub struct RoleConfig {
     /// The model alias the role uses and is granted; unset lets it use the
     /// LLM config's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub model: Option<ModelName>,
     /// Tool plugins the role may call, or `plugin.tool` for one tool.
     #[serde(default)]
-    pub tools: Vec<String>,
+    pub tools: Vec<ToolGrant>,
     /// Memory namespaces (`NS`, `NS:rw`).
     #[serde(default)]
-    pub memory: Vec<String>,
+    pub memory: Vec<NamespaceGrant>,
     /// Before each task, search these namespaces for the task's
     /// instructions and hand the role this many hits.
     #[serde(default)]
@@ -137,13 +139,94 @@ pub struct ToolConfig {
     /// How the tool sees the run workspace at /workspace.
     #[serde(default)]
     pub workspace: WorkspaceAccess,
-    /// Hosts it may reach (`--net` patterns).
+    /// Hosts it may reach (`--allow-host` patterns).
     #[serde(default)]
-    pub net: Vec<String>,
+    pub net: Vec<HostPattern>,
     #[serde(default)]
-    pub memory: Vec<String>,
+    pub memory: Vec<NamespaceGrant>,
     #[serde(default)]
     pub limits: LimitSettings,
+}
+
+/// A tool plugin granted to a role, or one tool of it: `fs` or
+/// `fs.read_file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ToolGrant {
+    /// The key of the plugin in `[tools]` (and its file name).
+    pub plugin: String,
+    /// One tool of it; `None` grants them all.
+    pub tool: Option<String>,
+}
+
+impl ToolGrant {
+    pub fn parse(text: &str) -> Result<ToolGrant, WorkflowError> {
+        let (plugin, tool) = match text.split_once('.') {
+            Some((plugin, tool)) => (plugin, Some(tool)),
+            None => (text, None),
+        };
+        let tool_ok = tool.is_none_or(|t| {
+            !t.is_empty()
+                && t.len() <= 64
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+        if !is_valid_plugin_name(plugin) || !tool_ok {
+            return Err(WorkflowError::Invalid(format!(
+                "{text:?} is not a tool grant; write a tool plugin's name (\"fs\") or one of its tools (\"fs.read_file\")"
+            )));
+        }
+        Ok(ToolGrant {
+            plugin: plugin.to_string(),
+            tool: tool.map(str::to_string),
+        })
+    }
+}
+
+impl fmt::Display for ToolGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.tool {
+            Some(tool) => write!(f, "{}.{tool}", self.plugin),
+            None => f.write_str(&self.plugin),
+        }
+    }
+}
+
+impl TryFrom<String> for ToolGrant {
+    type Error = WorkflowError;
+    fn try_from(text: String) -> Result<Self, WorkflowError> {
+        ToolGrant::parse(&text)
+    }
+}
+
+impl From<ToolGrant> for String {
+    fn from(grant: ToolGrant) -> String {
+        grant.to_string()
+    }
+}
+
+/// A workflow that cannot be run, saying where and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkflowError {
+    /// Not TOML, or not the shape of a workflow; toml names the line.
+    #[error("workflow {origin} is not valid: {message}")]
+    Syntax { origin: String, message: String },
+    /// One workflow, checked whole: the message names the field or task.
+    #[error("workflow {origin}: {problem}")]
+    InFile { origin: String, problem: String },
+    /// A value or task set that breaks a rule (also for follow-up tasks a
+    /// role adds at run time).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl WorkflowError {
+    fn problem(self) -> String {
+        match self {
+            WorkflowError::Invalid(problem) => problem,
+            other => other.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,56 +271,68 @@ fn default_retries() -> u32 {
 
 impl Workflow {
     /// Parses and checks workflow text; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<Workflow, String> {
-        let workflow: Workflow =
-            toml::from_str(text).map_err(|e| format!("workflow {origin} is not valid: {e}"))?;
+    pub fn parse(text: &str, origin: &str) -> Result<Workflow, WorkflowError> {
+        let in_file = |problem: String| WorkflowError::InFile {
+            origin: origin.to_string(),
+            problem,
+        };
+        let workflow: Workflow = toml::from_str(text).map_err(|e| WorkflowError::Syntax {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
         if workflow.version != 1 {
-            return Err(format!(
-                "workflow {origin}: `version = {}` is not one this warden reads; set `version = 1`",
+            return Err(in_file(format!(
+                "`version = {}` is not one this warden reads; set `version = 1`",
                 workflow.version
-            ));
+            )));
         }
-        workflow
-            .check()
-            .map_err(|e| format!("workflow {origin}: {e}"))?;
+        workflow.check().map_err(|e| in_file(e.problem()))?;
         Ok(workflow)
     }
 
     /// The checks a run needs before it starts: names, roles, dependencies,
     /// cycles, limits.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), WorkflowError> {
+        let invalid = |problem: String| Err(WorkflowError::Invalid(problem));
         if !is_name(&self.name) {
-            return Err(format!(
+            return invalid(format!(
                 "`name = {:?}` must be 1-64 characters of a-z, 0-9, `-` and `_`",
                 self.name
             ));
         }
         if self.run.concurrency == 0 {
-            return Err("`run.concurrency` must be at least 1".into());
+            return invalid("`run.concurrency` must be at least 1".into());
         }
         if self.roles.is_empty() {
-            return Err("no roles: add a `[roles.NAME]` table with a `plugin`".into());
+            return invalid("no roles: add a `[roles.NAME]` table with a `plugin`".into());
         }
         for (name, role) in &self.roles {
             if !is_name(name) {
-                return Err(format!(
+                return invalid(format!(
                     "role name {name:?} must be 1-64 characters of a-z, 0-9, `-` and `_`"
                 ));
             }
             if role.plugin.trim().is_empty() {
-                return Err(format!(
+                return invalid(format!(
                     "`roles.{name}.plugin` is empty: name a role plugin or a .wasm path"
                 ));
             }
-            for (i, tool) in role.tools.iter().enumerate() {
-                let plugin = tool.split_once('.').map_or(tool.as_str(), |(p, _)| p);
-                if plugin.is_empty() {
-                    return Err(format!("`roles.{name}.tools[{i}]` is empty"));
-                }
+            if let Err(e) = role.limits.check() {
+                return invalid(format!("`roles.{name}.limits`: {e}"));
+            }
+        }
+        for (name, tool) in &self.tools {
+            if !is_valid_plugin_name(name) {
+                return invalid(format!(
+                    "`[tools.{name}]`: {name:?} is not a tool plugin name (a-z, 0-9 and `-`, starting with a letter)"
+                ));
+            }
+            if let Err(e) = tool.limits.check() {
+                return invalid(format!("`tools.{name}.limits`: {e}"));
             }
         }
         if self.tasks.len() > self.run.max_tasks {
-            return Err(format!(
+            return invalid(format!(
                 "{} tasks, more than `run.max-tasks = {}`",
                 self.tasks.len(),
                 self.run.max_tasks
@@ -302,23 +397,24 @@ pub fn check_tasks(
     existing: &[&TaskSpec],
     new: &[TaskSpec],
     role_known: impl Fn(&str) -> bool,
-) -> Result<(), String> {
+) -> Result<(), WorkflowError> {
+    let invalid = |problem: String| Err(WorkflowError::Invalid(problem));
     let mut ids: BTreeSet<&str> = existing.iter().map(|t| t.id.as_str()).collect();
     for task in new {
         if !is_name(&task.id) {
-            return Err(format!(
+            return invalid(format!(
                 "task id {:?} must be 1-64 characters of a-z, 0-9, `-` and `_`",
                 task.id
             ));
         }
         if !ids.insert(&task.id) {
-            return Err(format!(
+            return invalid(format!(
                 "two tasks have the id {:?}; ids must be unique",
                 task.id
             ));
         }
         if !role_known(&task.role) {
-            return Err(format!(
+            return invalid(format!(
                 "task {:?} names role {:?}, which the workflow does not define in `[roles]`",
                 task.id, task.role
             ));
@@ -327,7 +423,7 @@ pub fn check_tasks(
     for task in new {
         for dep in &task.depends_on {
             if !ids.contains(dep.as_str()) {
-                return Err(format!(
+                return invalid(format!(
                     "task {:?} depends on {dep:?}, which is not a task of this run",
                     task.id
                 ));
@@ -346,7 +442,7 @@ pub fn check_tasks(
         })
         .collect();
     if let Some(cycle) = find_cycle(&graph) {
-        return Err(format!(
+        return invalid(format!(
             "the tasks' dependencies form a cycle: {}; a task cannot wait for itself",
             cycle.join(" -> ")
         ));
@@ -408,23 +504,22 @@ pub fn is_name(s: &str) -> bool {
 }
 
 /// Parses `500ms`, `90s`, `5m`, `1h` (or a bare number of seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, WorkflowError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration; write e.g. 500ms, 90s, 5m or 1h"))?;
+    let not_a_duration = || {
+        WorkflowError::Invalid(format!(
+            "{text:?} is not a duration; write e.g. 500ms, 90s, 5m or 1h"
+        ))
+    };
+    let n: u64 = number.parse().map_err(|_| not_a_duration())?;
     let ms = match unit.trim() {
         "ms" => n,
         "" | "s" => n.saturating_mul(1000),
         "m" | "min" => n.saturating_mul(60_000),
         "h" => n.saturating_mul(3_600_000),
-        _ => {
-            return Err(format!(
-                "{text:?} is not a duration; write e.g. 500ms, 90s, 5m or 1h"
-            ));
-        }
+        _ => return Err(not_a_duration()),
     };
     Ok(Duration::from_millis(ms))
 }
@@ -487,7 +582,7 @@ plugin = "tester"
 "#;
 
     fn parse(tasks: &str) -> Result<Workflow, String> {
-        Workflow::parse(&format!("{BASE}{tasks}"), "test.toml")
+        Workflow::parse(&format!("{BASE}{tasks}"), "test.toml").map_err(|e| e.to_string())
     }
 
     #[test]
@@ -571,6 +666,11 @@ depends-on = ["b"]
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert!(parse_duration("soon").unwrap_err().contains("e.g. 500ms"));
+        assert!(
+            parse_duration("soon")
+                .unwrap_err()
+                .to_string()
+                .contains("e.g. 500ms")
+        );
     }
 }

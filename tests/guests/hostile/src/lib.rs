@@ -44,6 +44,22 @@ struct Lines {
 }
 
 #[derive(Deserialize, JsonSchema)]
+struct HoldFiles {
+    /// A directory to open files in (a granted one).
+    dir: String,
+    /// How many to try to hold open at once.
+    count: u32,
+}
+
+/// How far an open-file flood got.
+#[derive(Serialize)]
+struct Held {
+    held: u32,
+    /// The error of the first open that failed, if one did.
+    error: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
 struct Addr {
     addr: String,
 }
@@ -129,6 +145,38 @@ fn toolbox() -> Toolbox {
                     vars: std::env::vars().collect(),
                     args: std::env::args().collect(),
                 })
+            },
+        )
+        .tool(
+            "hold_files",
+            "Opens files (creating them) and holds them all open",
+            |a: HoldFiles| {
+                let mut held = Vec::new();
+                let mut error = None;
+                for i in 0..a.count {
+                    match std::fs::File::create(format!("{}/f{i}", a.dir)) {
+                        Ok(file) => held.push(file),
+                        Err(e) => {
+                            error = Some(format!("{:?}: {e}", e.kind()));
+                            break;
+                        }
+                    }
+                }
+                Ok(Held {
+                    held: held.len() as u32,
+                    error,
+                })
+            },
+        )
+        .raw_tool(
+            "big_error",
+            "Fails with an error message of N MiB",
+            mib_schema,
+            |args| {
+                let a: Mib = warden_sdk::serde_json::from_str(args)?;
+                Err(ToolError::Failed(
+                    "e".repeat((a.mib * 1024 * 1024) as usize),
+                ))
             },
         )
         .tool("connect", "Opens a raw TCP connection", |a: Addr| {

@@ -1,7 +1,13 @@
 //! What a caller asks a model and what it gets back, independent of the
-//! provider that answers.
+//! provider that answers, and the [`Models`] trait the sandbox core asks
+//! through.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use crate::BoxFuture;
+use crate::budget::Allowance;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,4 +124,45 @@ pub enum LlmError {
     InvalidRequest(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
+}
+
+impl Completion {
+    /// A plain text answer that used no tokens, from `provider/model`.
+    pub fn text(text: impl Into<String>, provider: &str, model: &str) -> Completion {
+        Completion {
+            text: text.into(),
+            tool_calls: Vec::new(),
+            finish_reason: FinishReason::Stop,
+            usage: TokenUsage::default(),
+            cost: 0.0,
+            provider: provider.to_string(),
+            model: model.to_string(),
+        }
+    }
+}
+
+/// Who asks, for grants, budgets and the ledger.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub tenant: String,
+    pub plugin: String,
+    pub run: Option<String>,
+    /// The role asking, for its default model.
+    pub role: Option<String>,
+    /// Aliases (or provider/model names) this caller may use; `None` = any.
+    pub allowed: Option<Vec<String>>,
+    /// The run's (or task's) own token and cost budget, on top of the
+    /// config's.
+    pub allowance: Option<Arc<Allowance>>,
+}
+
+/// Answers completions: the model router behind `warden:plugin/llm`.
+/// Implementations check the caller's grants and budgets themselves; the
+/// sandbox core only says who is asking.
+pub trait Models: Send + Sync {
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        caller: &'a Caller,
+    ) -> BoxFuture<'a, Result<Completion, LlmError>>;
 }
