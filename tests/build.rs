@@ -14,7 +14,8 @@
 //!
 //! Guests build in their own target directory (`<target>/guests`, shared
 //! with `scripts/dev plugins`) so the nested cargo never waits on the outer
-//! one's lock and a plugin build is reused by both. The runtimes land in
+//! one's lock and a plugin build is reused by both. With
+//! `WARDEN_LINT_GUESTS=<clippy-driver>` they are linted as they build. The runtimes land in
 //! `<target>/runtimes`, where a `warden` built in the same target directory
 //! looks for them.
 
@@ -90,6 +91,19 @@ fn main() {
         .env_remove("CARGO_BUILD_TARGET");
     for guest in &guests {
         cmd.args(["-p", &guest.package]);
+    }
+    // `scripts/dev test` lints the guests (and the SDK they build on) while
+    // they build, with clippy as the workspace wrapper, instead of a second
+    // pass: WARDEN_LINT_GUESTS names the clippy-driver.
+    println!("cargo:rerun-if-env-changed=WARDEN_LINT_GUESTS");
+    if let Some(driver) = env::var_os("WARDEN_LINT_GUESTS").filter(|d| !d.is_empty()) {
+        cmd.env("RUSTC_WORKSPACE_WRAPPER", driver)
+            .env(
+                "CLIPPY_ARGS",
+                "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
+            )
+            .arg("-p")
+            .arg("warden-sdk");
     }
     let status = cmd.status().expect("run cargo to build the wasm guests");
     if !status.success() {

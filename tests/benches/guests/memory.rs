@@ -9,8 +9,8 @@
 //!   same run, for the host path's overhead.
 //!
 //! ```text
-//! cargo bench -p warden-tests --bench memory            # 100 000 entries
-//! WARDEN_BENCH_ROWS=20000 cargo bench -p warden-tests --bench memory
+//! WARDEN_BENCH=memory cargo bench -p warden-tests --bench guests            # 100 000 entries
+//! WARDEN_BENCH_ROWS=20000 WARDEN_BENCH=memory cargo bench -p warden-tests --bench guests
 //! ```
 
 use std::collections::HashMap;
@@ -144,7 +144,7 @@ fn report(label: &str, mut times: Vec<Duration>, recall: Option<f64>) -> Duratio
     p50
 }
 
-fn main() {
+pub fn main() {
     let rows: usize = std::env::var("WARDEN_BENCH_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -3,7 +3,7 @@
 //! embedding of the same component, so the ratio is warden's overhead.
 //!
 //! ```text
-//! cargo bench -p warden-tests --bench call
+//! WARDEN_BENCH=call cargo bench -p warden-tests --bench guests
 //! ```
 //!
 //! The bare embedding runs twice: with wasmtime's default pooling settings,
@@ -25,7 +25,7 @@ use warden_tests::artifacts::HELLO;
 
 const ARGS: &str = r#"{"name":"bench"}"#;
 
-fn main() {
+pub fn main() {
     let warden = WardenPath::new();
     let bare = bare::BarePath::new(Path::new(HELLO), false);
     let tuned = bare::BarePath::new(Path::new(HELLO), true);

@@ -4,7 +4,7 @@
 //! directly, both answered by the loopback OpenAI-compatible server).
 //!
 //! ```text
-//! cargo bench -p warden-tests --bench llm
+//! WARDEN_BENCH=llm cargo bench -p warden-tests --bench guests
 //! ```
 //!
 //! The local part needs the model files (`warden models fetch`, or the test
@@ -22,7 +22,7 @@ use warden_llm::router::{LlmConfig, Router};
 use warden_tests::artifacts::{CACHE_DIR, DATA_DIR, THINKER};
 use warden_tests::fake_llm::FakeLlm;
 
-fn main() {
+pub fn main() {
     local_model();
     host_overhead();
 }

@@ -3,7 +3,7 @@
 //! compilation, and a CPU-bound snippet against the machine's own `python3`.
 //!
 //! ```text
-//! cargo bench -p warden-tests --bench exec
+//! WARDEN_BENCH=exec cargo bench -p warden-tests --bench guests
 //! ```
 
 use std::hint::black_box;
@@ -46,7 +46,7 @@ fn run(rt: &tokio::runtime::Runtime, engine: &Engine, language: Language, code: 
     outcome.stdout.to_text()
 }
 
-fn main() {
+pub fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
