@@ -16,9 +16,11 @@ import sys
 import threading
 import time
 
+import httpx2
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 
 def server_args(a):
@@ -137,10 +139,12 @@ async def main(a):
             text=True,
         )
         try:
-            url = await asyncio.to_thread(read_url, proc)
+            url, token = await asyncio.to_thread(read_url, proc)
             # Keep draining the server's log so it never blocks on a full pipe.
             threading.Thread(target=proc.stderr.read, daemon=True).start()
-            async with streamable_http_client(url) as streams:
+            await refused_without_the_token(url, token)
+            client = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+            async with client, streamable_http_client(url, http_client=client) as streams:
                 async with ClientSession(streams[0], streams[1]) as session:
                     await scenario(session)
             # Nothing but protocol on stdout in any mode; here, nothing at all.
@@ -153,16 +157,47 @@ async def main(a):
                 proc.kill()
 
 
+async def refused_without_the_token(url, token):
+    """No session without the bearer token: not with none, not with a wrong
+    one, not with a forged loopback Host header."""
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "intruder", "version": "0"},
+        },
+    }
+    accept = {"Accept": "application/json, text/event-stream"}
+    async with httpx2.AsyncClient() as plain:
+        for headers in (
+            {},
+            {"Authorization": f"Bearer {token[:-1]}x"},
+            {"Authorization": token},
+            {"Host": "localhost"},
+        ):
+            r = await plain.post(url, json=initialize, headers={**accept, **headers})
+            assert r.status_code == 401, (headers, r.status_code, r.text)
+            assert "mcp-session-id" not in r.headers, r.headers
+
+
 def read_url(proc):
+    """The URL and the bearer token warden prints at start."""
     deadline = time.time() + 60
+    url = None
     while time.time() < deadline:
         line = proc.stderr.readline()
         if not line:
             raise AssertionError(f"warden exited early ({proc.poll()})")
         m = re.search(r"(http://\S+/mcp)", line)
         if m:
-            return m.group(1)
-    raise AssertionError("warden did not print its URL")
+            url = m.group(1)
+        m = re.search(r"Authorization: Bearer ([0-9a-f]{64})", line)
+        if m and url:
+            return url, m.group(1)
+    raise AssertionError("warden did not print its URL and token")
 
 
 if __name__ == "__main__":

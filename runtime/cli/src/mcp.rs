@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use warden_mcp::{Catalog, Plugin, WardenMcp};
+use warden_mcp::{BearerToken, Catalog, Plugin, WardenMcp};
 
 use crate::exit::Failure;
 use crate::sandbox_args::SandboxArgs;
@@ -29,6 +29,11 @@ pub struct McpArgs {
     /// (DNS-rebinding protection). Repeatable.
     #[arg(long = "http-host", value_name = "NAME")]
     http_hosts: Vec<String>,
+
+    /// The bearer token HTTP clients must send, from the first line of
+    /// this file; without it, warden makes one and prints it at start.
+    #[arg(long, value_name = "FILE", requires = "http")]
+    token_file: Option<PathBuf>,
 
     /// Calls that may run at once; more wait their turn.
     #[arg(long, value_name = "N", default_value_t = 16)]
@@ -58,8 +63,43 @@ pub async fn run(args: McpArgs, dirs: &crate::Dirs) -> Result<ExitCode, Failure>
     let server = WardenMcp::new(catalog);
     match args.http {
         Some(addr) => {
-            let ready = |local| eprintln!("warden: serving MCP at http://{local}/mcp");
-            warden_mcp::serve_http(server, addr, args.http_hosts, ready, shutdown_signal()).await
+            let (token, generated) = match &args.token_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        Failure::bad_input(format!("--token-file {}: {e}", path.display()))
+                    })?;
+                    let first = text.lines().next().unwrap_or_default();
+                    let token = BearerToken::new(first).map_err(|e| {
+                        Failure::bad_input(format!("--token-file {}: {e}", path.display()))
+                    })?;
+                    (token, false)
+                }
+                None => (BearerToken::generate(), true),
+            };
+            if !addr.ip().is_loopback() {
+                eprintln!(
+                    "warden: warning: serving MCP on {addr}, which is not a loopback address: anyone who can reach it and has the token can call these tools"
+                );
+            }
+            let ready = |local| {
+                eprintln!("warden: serving MCP at http://{local}/mcp");
+                if generated {
+                    eprintln!(
+                        "warden: clients send `Authorization: Bearer {}` (or give --token-file)",
+                        token.as_str()
+                    );
+                }
+            };
+            let serve_token = token.clone();
+            warden_mcp::serve_http(
+                server,
+                addr,
+                args.http_hosts,
+                serve_token,
+                ready,
+                shutdown_signal(),
+            )
+            .await
         }
         None => warden_mcp::serve_stdio(server).await,
     }

@@ -260,6 +260,8 @@ pub enum ServeError {
     Bind { addr: SocketAddr, error: String },
     #[error("MCP server failed: {0}")]
     Io(String),
+    #[error("{0}")]
+    Token(String),
 }
 
 /// Serves one MCP session over stdin/stdout until the client goes away.
@@ -276,17 +278,77 @@ pub async fn serve_stdio(server: WardenMcp) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// The secret an MCP client must send over HTTP: `Authorization: Bearer
+/// TOKEN`. Compared in constant time.
+#[derive(Clone)]
+pub struct BearerToken(Arc<str>);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken([redacted])")
+    }
+}
+
+impl BearerToken {
+    /// 256 random bits, hex.
+    pub fn generate() -> BearerToken {
+        let bytes: [u8; 32] = rand::random();
+        BearerToken(
+            bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into(),
+        )
+    }
+
+    /// A token the operator chose (a file's first line, say): at least 16
+    /// characters of printable ASCII.
+    pub fn new(token: &str) -> Result<BearerToken, ServeError> {
+        let token = token.trim();
+        if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ServeError::Token(
+                "a bearer token must be at least 16 printable ASCII characters".into(),
+            ));
+        }
+        Ok(BearerToken(token.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether an `Authorization` header value carries this token.
+    fn admits(&self, header: Option<&[u8]>) -> bool {
+        let Some(given) = header.and_then(|h| h.strip_prefix(b"Bearer ")) else {
+            return false;
+        };
+        let expected = self.0.as_bytes();
+        // Constant time over the token: only its length can leak.
+        given.len() == expected.len()
+            && given
+                .iter()
+                .zip(expected)
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    }
+}
+
 /// Serves the streamable HTTP transport at `http://ADDR/mcp` until
 /// `shutdown` resolves; `on_ready` gets the bound address (useful with port
-/// 0). Only requests whose Host is a loopback name are accepted
-/// (DNS-rebinding protection), plus `extra_hosts`.
+/// 0). Every request must carry `token` (`Authorization: Bearer TOKEN`),
+/// else it is answered 401; and only requests whose Host is a loopback name
+/// are accepted (DNS-rebinding protection), plus `extra_hosts`.
 pub async fn serve_http(
     server: WardenMcp,
     addr: SocketAddr,
     extra_hosts: Vec<String>,
+    token: BearerToken,
     on_ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
     };
@@ -300,7 +362,31 @@ pub async fn serve_http(
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let router = axum::Router::new().nest_service("/mcp", service);
+    let router = axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let admitted = token.admits(
+                    request
+                        .headers()
+                        .get(header::AUTHORIZATION)
+                        .map(|v| v.as_bytes()),
+                );
+                async move {
+                    if admitted {
+                        next.run(request).await
+                    } else {
+                        tracing::info!("MCP request refused: no valid bearer token");
+                        (
+                            StatusCode::UNAUTHORIZED,
+                            [(header::WWW_AUTHENTICATE, "Bearer")],
+                            "send the token warden printed at start (or the one in --token-file) as `Authorization: Bearer TOKEN`\n",
+                        )
+                            .into_response()
+                    }
+                }
+            },
+        ));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| ServeError::Bind {
@@ -332,6 +418,27 @@ mod tests {
             (plugin.as_str(), tool.as_str()),
             ("text-stats", "top_words")
         );
+    }
+
+    #[test]
+    fn the_bearer_token_admits_only_itself() {
+        let token = BearerToken::new("0123456789abcdef-secret").unwrap();
+        assert!(token.admits(Some(b"Bearer 0123456789abcdef-secret")));
+        for bad in [
+            &b"Bearer 0123456789abcdef-secreT"[..],
+            b"Bearer 0123456789abcdef-secret ",
+            b"bearer 0123456789abcdef-secret",
+            b"0123456789abcdef-secret",
+            b"Bearer ",
+        ] {
+            assert!(!token.admits(Some(bad)), "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(!token.admits(None));
+        assert!(BearerToken::new("short").is_err());
+        let generated = BearerToken::generate();
+        assert_eq!(generated.as_str().len(), 64);
+        assert_ne!(generated.as_str(), BearerToken::generate().as_str());
+        assert!(!format!("{generated:?}").contains(generated.as_str()));
     }
 
     #[test]

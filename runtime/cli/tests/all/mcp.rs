@@ -73,3 +73,28 @@ fn the_official_python_client_over_stdio() {
 fn the_official_python_client_over_streamable_http() {
     run_suite("http");
 }
+
+/// A token the operator chose must be a real secret; a short one is bad
+/// input, before anything listens.
+#[test]
+fn a_weak_token_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "short\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args([
+            "mcp",
+            "--plugin",
+            HELLO,
+            "--http",
+            "127.0.0.1:0",
+            "--token-file",
+        ])
+        .arg(&token)
+        .env("WARDEN_DATA_DIR", dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("at least 16"), "{stderr}");
+}
