@@ -37,11 +37,17 @@ impl Role for Planner {
     }
 
     fn run(task: Task) -> Result<Outcome, RoleError> {
+        // Only roles that can act in this run: one that works on web
+        // sources alone (its only tool is `fetch`) needs a URL in the goal
+        // or memories to work from, else it could only fail.
+        let has_sources =
+            has_url(&task.goal) || has_url(&task.instructions) || !task.context.memories.is_empty();
         let roles: Vec<(String, String)> = task
             .context
             .roles
             .iter()
             .filter(|r| r.name != "planner")
+            .filter(|r| has_sources || !needs_sources(&r.tools))
             .map(|r| (r.name.clone(), r.description.clone()))
             .collect();
         if roles.is_empty() {
@@ -166,6 +172,15 @@ fn clean(planned: Vec<Planned>, roles: &[(String, String)]) -> Vec<NewTask> {
     out
 }
 
+/// Whether a role works on web sources alone.
+fn needs_sources(tools: &[String]) -> bool {
+    !tools.is_empty() && tools.iter().all(|t| t == "fetch")
+}
+
+fn has_url(text: &str) -> bool {
+    text.contains("http://") || text.contains("https://")
+}
+
 /// `Write Tests!` → `write-tests`.
 fn slug(raw: &str) -> String {
     let lowered: String = raw
@@ -202,6 +217,15 @@ mod tests {
             instructions: format!("do {id}"),
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn a_role_that_only_fetches_needs_a_source() {
+        assert!(needs_sources(&["fetch".to_string()]));
+        assert!(!needs_sources(&["fetch".to_string(), "fs".to_string()]));
+        assert!(!needs_sources(&[]));
+        assert!(has_url("summarise https://example.com/a"));
+        assert!(!has_url("Write a Python file add.py"));
     }
 
     #[test]

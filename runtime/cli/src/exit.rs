@@ -6,6 +6,9 @@ pub const PLUGIN_ERROR: u8 = 1;
 pub const BAD_INPUT: u8 = 2;
 pub const LIMIT: u8 = 3;
 pub const TRAP: u8 = 4;
+/// `warden run`: every task finished, but the last verdict (a reviewer's)
+/// did not accept the work.
+pub const NOT_ACCEPTED: u8 = 5;
 /// The host itself failed (cannot start a runtime); not a plugin's doing.
 pub const INTERNAL: u8 = 70;
 

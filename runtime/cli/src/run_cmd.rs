@@ -14,7 +14,7 @@ use warden_run::{
 };
 
 use crate::Dirs;
-use crate::exit::{BAD_INPUT, Failure, PLUGIN_ERROR};
+use crate::exit::{BAD_INPUT, Failure, NOT_ACCEPTED, PLUGIN_ERROR};
 use crate::terminal;
 
 /// The workflow `--goal` runs when no file is given: the first-party roles,
@@ -112,6 +112,7 @@ pub async fn run(args: RunArgs, dirs: &Dirs) -> Result<ExitCode, Failure> {
     }
     Ok(match finished.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
+        RunStatus::NotAccepted => ExitCode::from(NOT_ACCEPTED),
         RunStatus::Failed => ExitCode::from(PLUGIN_ERROR),
     })
 }
@@ -165,6 +166,7 @@ pub fn runs(cmd: RunsCommand, dirs: &Dirs) -> Result<ExitCode, Failure> {
 fn status_word(s: &RunState) -> &'static str {
     match (s.status, s.settled()) {
         (Some(RunStatus::Succeeded), true) => "succeeded",
+        (Some(RunStatus::NotAccepted), true) => "not accepted",
         (Some(RunStatus::Failed), true) => "failed",
         _ => "stopped",
     }

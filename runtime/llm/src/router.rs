@@ -390,6 +390,21 @@ impl Router {
         }
         let refs = match self.config.aliases.get(&name) {
             Some(chain) => chain.refs(),
+            // A provider's name alone: its own model, for a local one.
+            None if self.providers.get(&name).is_some_and(|p| p.is_local()) => {
+                vec![format!("{name}/{}", crate::models::SMOLLM2.name)]
+            }
+            None if self.providers.contains_key(&name) => {
+                return Err(LlmError::InvalidRequest(format!(
+                    "provider {name} serves many models; name one as {name}/MODEL, or an alias ({})",
+                    self.config
+                        .aliases
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
             None => vec![name.clone()],
         };
         refs.into_iter()

@@ -12,8 +12,8 @@ use futures::future::BoxFuture;
 use warden_api::budget::{Allowance, Totals, UsageRecord};
 use warden_core::{
     CallError, CallOptions, CompiledPlugin, ComponentKind, DirGrant, DirMode, Engine, Grant,
-    LimitKind, LimitSettings, ModelName, RoleSpec, RunScope, Task, TaskContext, TenantId,
-    ToolCallKey, ToolCallReport, ToolObserver, ToolSet,
+    LimitKind, LimitSettings, ModelName, RoleError, RoleSpec, RunScope, Task, TaskContext,
+    TenantId, ToolCallKey, ToolCallReport, ToolObserver, ToolSet,
 };
 
 use crate::error::RunError;
@@ -286,6 +286,7 @@ impl Executor for WasmExecutor {
                     result: Err(AttemptError {
                         message,
                         retryable: false,
+                        declined: false,
                     }),
                     fuel_used: 0,
                     duration: Duration::ZERO,
@@ -385,6 +386,7 @@ impl Executor for WasmExecutor {
                 Ok(Err(role_error)) => Err(AttemptError {
                     retryable: role_error.is_retryable(),
                     message: format!("role {} {role_error}", attempt.spec.role),
+                    declined: matches!(role_error, RoleError::InvalidTask(_)),
                 }),
                 Err(CallError::Limit { kind, detail }) if Some(kind) == capped_by_run => {
                     Err(AttemptError {
@@ -396,19 +398,23 @@ impl Executor for WasmExecutor {
                             }
                         ),
                         retryable: false,
+                        declined: false,
                     })
                 }
                 Err(e @ CallError::Limit { .. }) => Err(AttemptError {
                     message: e.to_string(),
                     retryable: true,
+                    declined: false,
                 }),
                 Err(e @ CallError::Trap(_)) => Err(AttemptError {
                     message: e.to_string(),
                     retryable: true,
+                    declined: false,
                 }),
                 Err(e) => Err(AttemptError {
                     message: e.to_string(),
                     retryable: false,
+                    declined: false,
                 }),
             };
             AttemptEnd {
@@ -431,6 +437,7 @@ fn check_outcome(outcome: warden_core::Outcome) -> Result<warden_core::Outcome, 
                 "the role returned an outcome of {size} bytes; the journal keeps at most {JOURNAL_OUTCOME_BYTES} per task (put large results in the workspace and name them as artifacts)"
             ),
             retryable: true,
+            declined: false,
         });
     }
     for a in &outcome.artifacts {
@@ -448,6 +455,7 @@ fn check_outcome(outcome: warden_core::Outcome) -> Result<warden_core::Outcome, 
                     "the role returned artifact {a:?}; artifacts are paths relative to the run workspace, without `..`"
                 ),
                 retryable: true,
+                declined: false,
             });
         }
     }

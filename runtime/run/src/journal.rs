@@ -101,8 +101,11 @@ pub enum Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
-    /// Every task finished.
+    /// Every task finished, and the last verdict (a task output's
+    /// `"accepted"`, a reviewer's) if any accepted the work.
     Succeeded,
+    /// Every task finished, but the last verdict did not accept the work.
+    NotAccepted,
     /// Some task is dead or skipped.
     Failed,
 }

@@ -3,13 +3,23 @@
 
 use std::fmt::Write;
 
+use crate::journal::RunStatus;
 use crate::state::{RunState, TaskStatus};
 
 /// The report as text for a terminal.
 pub fn text(state: &RunState) -> String {
     let mut out = String::new();
     let status = match (state.status, state.settled()) {
-        (Some(s), true) => format!("{s:?}").to_lowercase(),
+        (Some(RunStatus::Succeeded), true) => "succeeded".to_string(),
+        (Some(RunStatus::NotAccepted), true) => match state.verdict() {
+            Some((_, t)) => format!(
+                "finished, not accepted ({}: {})",
+                t.spec.id,
+                t.outcome.as_ref().map_or("", |o| o.summary.trim())
+            ),
+            None => "finished, not accepted".to_string(),
+        },
+        (Some(RunStatus::Failed), true) => "failed".to_string(),
         _ => "stopped (resume with `warden run --resume ID`)".into(),
     };
     let name = state.workflow.as_ref().map_or("", |w| w.name.as_str());
@@ -82,6 +92,11 @@ pub fn json(state: &RunState) -> serde_json::Value {
         "goal": state.goal,
         "status": state.status,
         "settled": state.settled(),
+        "verdict": state.verdict().map(|(accepted, t)| serde_json::json!({
+            "accepted": accepted,
+            "task": t.spec.id,
+            "why": t.outcome.as_ref().map(|o| o.summary.clone()),
+        })),
         "workspace": state.workspace,
         "active_ms": state.active_ms,
         "usage": state.usage(),

@@ -122,6 +122,9 @@ pub struct AttemptError {
     pub message: String,
     /// Whether another attempt may succeed.
     pub retryable: bool,
+    /// The role said the task cannot be done as given (`invalid-task`): it
+    /// is skipped with the role's reason, not retried nor dead-lettered.
+    pub declined: bool,
 }
 
 /// Runs attempts: the wasm roles in a real run.
@@ -234,6 +237,7 @@ impl<E: Executor> Scheduler<E> {
                         result: Err(AttemptError {
                             message: format!("the attempt panicked in the host: {e}"),
                             retryable: false,
+                            declined: false,
                         }),
                         fuel_used: 0,
                         duration: Duration::ZERO,
@@ -390,6 +394,12 @@ impl<E: Executor> Scheduler<E> {
                     Some(delay) => {
                         not_before.insert(id.to_string(), Instant::now() + delay);
                     }
+                    None if error.declined => {
+                        self.recorder.record(Event::TaskSkipped {
+                            task: id.to_string(),
+                            because: format!("its role declined it: {}", error.message),
+                        })?;
+                    }
                     None => {
                         let error = if error.retryable {
                             format!("{} (gave up after {failures} attempts)", error.message)
@@ -433,6 +443,7 @@ impl<E: Executor> Scheduler<E> {
         let fail = |message: String| AttemptError {
             message: format!("the task's follow-ups cannot be added: {message}"),
             retryable: true,
+            declined: false,
         };
         self.recorder.state(|s| {
             if s.tasks.len() + follow_ups.len() > self.settings.max_tasks {
@@ -591,6 +602,7 @@ mod tests {
         Err(AttemptError {
             message: message.into(),
             retryable,
+            declined: false,
         })
     }
 
@@ -668,6 +680,82 @@ mod tests {
             .iter()
             .map(|(id, n, _)| format!("{id}#{n}"))
             .collect()
+    }
+
+    /// A task its role declines (`invalid-task`) is skipped with the
+    /// role's reason, once, not retried into the dead-letter list; what
+    /// depends on it is skipped too.
+    #[tokio::test(start_paused = true)]
+    async fn a_declined_task_is_skipped_with_its_reason_not_dead() {
+        let declined = Err(AttemptError {
+            message: "nothing to answer from".into(),
+            retryable: false,
+            declined: true,
+        });
+        let h = run(
+            vec![task("look", 0, &[], 3), task("use", 0, &["look"], 0)],
+            vec![("look", vec![declined]), ("use", vec![done("use")])],
+            one_at_a_time(),
+            Budget::default(),
+            1,
+        )
+        .await;
+        assert_eq!(h.status, RunStatus::Failed);
+        assert_eq!(order(&h), ["look#1"], "not retried");
+        h.recorder.state(|s| {
+            assert!(s.dead_letters().is_empty());
+            let look = s.task("look").unwrap();
+            assert_eq!(look.status, TaskStatus::Skipped);
+            assert!(
+                look.skipped_because
+                    .as_deref()
+                    .unwrap()
+                    .contains("nothing to answer from")
+            );
+            assert_eq!(s.task("use").unwrap().status, TaskStatus::Skipped);
+        });
+    }
+
+    /// Every task done, but the last verdict did not accept the work: the
+    /// run says so instead of "succeeded".
+    #[tokio::test(start_paused = true)]
+    async fn a_rejected_verdict_is_not_success() {
+        let verdict = |accepted: bool| {
+            Ok(Outcome {
+                summary: if accepted {
+                    "accepted"
+                } else {
+                    "tests still fail"
+                }
+                .into(),
+                output: json!({"accepted": accepted}),
+                artifacts: vec![],
+                follow_ups: vec![],
+            })
+        };
+        let h = run(
+            vec![task("write", 0, &[], 0), task("review", 0, &["write"], 0)],
+            vec![("write", vec![done("w")]), ("review", vec![verdict(false)])],
+            one_at_a_time(),
+            Budget::default(),
+            1,
+        )
+        .await;
+        assert_eq!(h.status, RunStatus::NotAccepted);
+        h.recorder.state(|s| {
+            let (accepted, by) = s.verdict().unwrap();
+            assert!(!accepted);
+            assert_eq!(by.spec.id, "review");
+        });
+        let h = run(
+            vec![task("write", 0, &[], 0), task("review", 0, &["write"], 0)],
+            vec![("write", vec![done("w")]), ("review", vec![verdict(true)])],
+            one_at_a_time(),
+            Budget::default(),
+            1,
+        )
+        .await;
+        assert_eq!(h.status, RunStatus::Succeeded);
     }
 
     #[tokio::test(start_paused = true)]

@@ -309,11 +309,23 @@ impl RunState {
 
     /// Succeeded when every task is done.
     pub fn outcome_status(&self) -> RunStatus {
-        if self.tasks.iter().all(|t| t.status == TaskStatus::Done) {
-            RunStatus::Succeeded
-        } else {
-            RunStatus::Failed
+        if !self.tasks.iter().all(|t| t.status == TaskStatus::Done) {
+            return RunStatus::Failed;
         }
+        match self.verdict() {
+            Some((false, _)) => RunStatus::NotAccepted,
+            _ => RunStatus::Succeeded,
+        }
+    }
+
+    /// The last verdict on the work: the latest-queued finished task whose
+    /// output says `"accepted": true|false` (a reviewer's), with that task's
+    /// summary, which says why.
+    pub fn verdict(&self) -> Option<(bool, &TaskState)> {
+        self.tasks.iter().rev().find_map(|t| {
+            let accepted = t.outcome.as_ref()?.output.get("accepted")?.as_bool()?;
+            Some((accepted, t))
+        })
     }
 
     /// The dead-letter list: tasks out of attempts, with their last error.

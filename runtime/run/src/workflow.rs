@@ -660,6 +660,43 @@ depends-on = ["b"]
         assert!(self_dep.contains("cycle: a -> a"), "{self_dep}");
     }
 
+    /// Grants are typed values, parsed when the file is read: a bad one
+    /// refuses the workflow before any run (or run directory) exists, and
+    /// the error names the value.
+    #[test]
+    fn bad_grants_are_refused_when_the_workflow_is_read() {
+        let with = |role: &str, extra: &str| {
+            Workflow::parse(
+                &format!(
+                    "version = 1\nname = \"w\"\n[roles.coder]\nplugin = \"coder\"\n{role}\n{extra}"
+                ),
+                "w.toml",
+            )
+            .map_err(|e| e.to_string())
+        };
+        for (role, needle) in [
+            ("memory = [\"notes:rx\"]", "not an access mode"),
+            ("memory = [\"../up\"]", "not a namespace name"),
+            ("model = \"two words\"", "not a model name"),
+            ("tools = [\"Fs.read\"]", "not a tool grant"),
+            ("tools = [\"fs.\"]", "not a tool grant"),
+            ("limits = { memory-mib = 0 }", "memory-mib"),
+        ] {
+            let err = with(role, "").unwrap_err();
+            assert!(err.contains(needle), "{role}: {err}");
+        }
+        let err = with("", "[tools.fetch]\nnet = [\"ftp://example.com\"]").unwrap_err();
+        assert!(err.contains("ftp"), "{err}");
+        let ok = with(
+            "model = \"fast\"\nmemory = [\"notes:rw\"]\ntools = [\"fs.read_file\", \"exec\"]",
+            "[tools.exec]\nnet = [\"https://example.com\"]",
+        )
+        .unwrap();
+        let coder = &ok.roles["coder"];
+        assert_eq!(coder.tools[0].tool.as_deref(), Some("read_file"));
+        assert_eq!(coder.memory[0].to_string(), "notes:rw");
+    }
+
     #[test]
     fn durations_read_as_people_write_them() {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));

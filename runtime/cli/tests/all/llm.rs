@@ -97,6 +97,24 @@ fn llm_chat_answers_offline_with_the_local_model_and_usage_counts_it() {
     let tokens = answer["usage"]["output_tokens"].as_u64().unwrap();
     assert!((1..=16).contains(&tokens), "{answer}");
 
+    // A provider's name alone picks its model ("unknown model" before).
+    let out = offline(
+        data,
+        &[
+            "llm",
+            "chat",
+            "--model",
+            "local",
+            "hi",
+            "--json",
+            "--max-tokens",
+            "4",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let named: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(named["provider"], "local", "{named}");
+
     let out = offline(data, &["llm", "usage", "--json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();

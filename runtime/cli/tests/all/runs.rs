@@ -188,4 +188,20 @@ fn bad_workflows_are_bad_input_that_names_the_problem() {
     assert!(stderr(&out).contains("no run"), "{}", stderr(&out));
     let out = s.run(&["run"]);
     assert_eq!(code(&out), 2);
+    // A run id is never a path: nothing outside the runs dir is read,
+    // locked or appended to.
+    let outside = s.cwd.path().join("elsewhere");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("journal.jsonl"), "").unwrap();
+    for id in [outside.to_str().unwrap(), "../../elsewhere", "a/b"] {
+        for args in [vec!["runs", "show", id], vec!["run", "--resume", id]] {
+            let out = s.run(&args);
+            assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+            assert!(stderr(&out).contains("not a run id"), "{}", stderr(&out));
+        }
+    }
+    assert!(
+        !outside.join("lock").exists(),
+        "nothing was locked out there"
+    );
 }
