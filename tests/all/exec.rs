@@ -367,3 +367,30 @@ pub(crate) async fn the_exec_plugin_runs_code_under_its_callers_limits() {
         matches!(tool_error(&out), warden_core::ToolError::InvalidArguments(m) if m.contains("without `..`"))
     );
 }
+
+/// A program a plugin runs through `exec` spends the plugin's fuel: it gets
+/// no more than the plugin has left, and what it used is charged back, so
+/// `--fuel` holds for the plugin and everything it starts (children used to
+/// get the caller's full fuel each, and were never charged).
+#[tokio::test]
+async fn exec_children_spend_their_callers_fuel() {
+    let fuel = 300_000_000;
+    let o = with_limits(Grant::default(), |l| {
+        l.fuel = fuel;
+        l.timeout = Duration::from_secs(60);
+    });
+    let out = call(EXEC, "run_python", json!({"code": "while True: pass"}), &o).await;
+    let v = ok_json(&out);
+    assert_eq!(v["limit"], "fuel", "{v}");
+    let child = v["fuel_used"].as_u64().unwrap();
+    assert!(
+        child > fuel / 2,
+        "the child ran on the caller's fuel: {child}"
+    );
+    assert!(
+        out.usage.fuel_used >= child,
+        "the caller is charged for its child: {} < {child}",
+        out.usage.fuel_used
+    );
+    assert!(out.usage.fuel_used <= fuel, "{}", out.usage.fuel_used);
+}

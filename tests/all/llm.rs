@@ -5,7 +5,7 @@
 //! never leave the host.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -521,29 +521,9 @@ async fn hidden_request_parts_and_unpriced_models_cannot_dodge_budgets() {
     assert!(fake.requests().is_empty());
 }
 
-/// Trace lines written while a test runs on this thread.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn keys_never_reach_guests_logs_or_the_ledger() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _trace = tracing::subscriber::set_default(subscriber);
+    let captured = crate::capture_logs();
 
     let fake = FakeLlm::start();
     let s = setup(&openai_config(&fake.origin(), ""));
@@ -559,7 +539,7 @@ async fn keys_never_reach_guests_logs_or_the_ledger() {
 
     fake.push(Reply::status(500, &format!("key {KEY} is over quota")));
     text(&s.ask(&grant(&["fast"]), user("again")).await);
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert!(
         log.contains("completion failed"),
         "the failures were traced: {log}"

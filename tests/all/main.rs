@@ -49,7 +49,7 @@ warden_tests::foreach_guest!(assert_guest_tested);
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use warden_core::{
@@ -192,3 +192,62 @@ pub fn models_dir() -> &'static Path {
 }
 
 pub const SHORT: Duration = Duration::from_millis(400);
+
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Arc<Mutex<Vec<u8>>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The trace lines this thread writes while the capture lives.
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Drop for LogCapture {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| c.borrow_mut().take());
+    }
+}
+
+/// Captures what the current thread traces, at every level, until the
+/// capture is dropped. One global subscriber (installed once) formats only
+/// the events of capturing threads: tests in parallel neither race for
+/// tracing's per-callsite interest (as thread-local subscribers do) nor pay
+/// for each other's logs.
+pub fn capture_logs() -> LogCapture {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{Layer, filter};
+
+    struct ThreadWriter;
+    impl std::io::Write for ThreadWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            CAPTURE.with(|c| {
+                if let Some(sink) = &*c.borrow() {
+                    sink.lock().unwrap().extend_from_slice(buf);
+                }
+            });
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let capturing = filter::filter_fn(|_| CAPTURE.with(|c| c.borrow().is_some()));
+        let layer = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(|| ThreadWriter)
+            .with_filter(filter::LevelFilter::TRACE)
+            .with_filter(capturing);
+        let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
+    });
+    let sink = Arc::new(Mutex::new(Vec::new()));
+    CAPTURE.with(|c| *c.borrow_mut() = Some(sink.clone()));
+    LogCapture(sink)
+}

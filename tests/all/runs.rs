@@ -418,6 +418,39 @@ async fn follow_ups_join_the_run_and_dependents_see_outputs() {
     );
 }
 
+/// A run belongs to the tenant that started it: resumed under another
+/// tenant it is not there at all (the same error as an id that never
+/// existed).
+#[tokio::test]
+async fn another_tenants_run_cannot_be_resumed() {
+    let fake = FakeLlm::start();
+    let s = setup_with(&fake_config(&fake), None);
+    let finished = s.run(&caller_workflow("[]", json!({}), "")).await;
+    assert_eq!(finished.status, RunStatus::Succeeded);
+    let as_acme = |base: &Path| RunEnv {
+        engine: s.env.engine.clone(),
+        tenant: TenantId::new("acme").unwrap(),
+        plugin_dirs: s.env.plugin_dirs.clone(),
+        base_dir: base.to_path_buf(),
+    };
+    let err = s
+        .runs()
+        .resume(&finished.run, as_acme, Vec::new())
+        .await
+        .unwrap_err();
+    let missing = s
+        .runs()
+        .resume("20990101-000000-beef", as_acme, Vec::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no run"), "{err}");
+    assert_eq!(
+        err.to_string().replace(&finished.run, "ID"),
+        missing.to_string().replace("20990101-000000-beef", "ID")
+    );
+    assert_eq!(finished.state.tenant, TenantId::default());
+}
+
 #[tokio::test]
 async fn unknown_roles_and_plugins_are_rejected_before_anything_starts() {
     let fake = FakeLlm::start();

@@ -22,16 +22,20 @@ pub(crate) struct Allotment {
 impl Allotment {
     /// `limits` lowered to this allotment. With `keep_margin` the child
     /// stops a little before its caller must (a quarter of the time left,
-    /// at most 100 ms), so the caller gets the child's result back as data
-    /// instead of hitting its own deadline.
+    /// at most 100 ms, and an eighth of the fuel left, at most 50 million),
+    /// so the caller gets the child's result back as data instead of
+    /// running out itself.
     pub(crate) fn cap(&self, mut limits: Limits, keep_margin: bool) -> Limits {
         let remaining = self.deadline.saturating_duration_since(Instant::now());
-        let margin = if keep_margin {
-            (remaining / 4).min(Duration::from_millis(100))
+        let (margin, fuel_margin) = if keep_margin {
+            (
+                (remaining / 4).min(Duration::from_millis(100)),
+                (self.fuel / 8).min(50_000_000),
+            )
         } else {
-            Duration::ZERO
+            (Duration::ZERO, 0)
         };
-        limits.fuel = limits.fuel.min(self.fuel).max(1);
+        limits.fuel = limits.fuel.min(self.fuel - fuel_margin).max(1);
         limits.timeout = limits
             .timeout
             .min(remaining.saturating_sub(margin))
@@ -122,10 +126,11 @@ mod tests {
             deadline: Instant::now() + Duration::from_millis(400),
         };
         let capped = allotment.cap(Limits::default(), true);
-        assert_eq!(capped.fuel, 10);
+        assert_eq!(capped.fuel, 9, "an eighth kept for the caller");
         assert!(capped.timeout <= Duration::from_millis(300), "{capped:?}");
         let uncapped_margin = allotment.cap(Limits::default(), false);
         assert!(uncapped_margin.timeout > Duration::from_millis(300));
+        assert_eq!(uncapped_margin.fuel, 10);
         let spent = Allotment {
             fuel: 0,
             deadline: Instant::now(),

@@ -247,4 +247,32 @@ mod tests {
         let rows = summarize(&read_records(&dir.path().join("usage.jsonl")));
         assert_eq!(rows.len(), 2);
     }
+
+    #[test]
+    fn holds_count_until_dropped_so_concurrent_calls_cannot_overshoot() {
+        let ledger = Ledger::in_memory();
+        let caps = Caps {
+            tenant_tokens: Some(100),
+            ..Caps::default()
+        };
+        let ask = |input, max_output| Ask {
+            input_tokens: input,
+            max_output,
+            input_price: 0.0,
+            output_price: 0.0,
+        };
+        let mut first = ask(30, 1_000);
+        let hold = ledger.reserve("a", None, caps, &mut first).unwrap();
+        assert_eq!(first.max_output, 70);
+        // The first call holds all 100: a second in flight is refused…
+        assert!(ledger.reserve("a", None, caps, &mut ask(10, 10)).is_err());
+        // …another tenant is not.
+        ledger.reserve("b", None, caps, &mut ask(10, 10)).unwrap();
+        // Charged what it used, the hold released: the rest is free again.
+        ledger.charge(record("a", None, 40));
+        drop(hold);
+        let mut third = ask(10, 1_000);
+        let _hold = ledger.reserve("a", None, caps, &mut third).unwrap();
+        assert_eq!(third.max_output, 100 - 41 - 10);
+    }
 }

@@ -198,8 +198,8 @@ mod tests {
         let seen = programs.seen.lock().unwrap();
         assert_eq!(
             (seen[0].fuel, seen[1].fuel),
-            (1_000, 600),
-            "never the caller's full --fuel"
+            (875, 525),
+            "what the caller has left, less an eighth for the caller; never its full --fuel"
         );
         assert!(
             seen[0].timeout < Duration::from_secs(2),
