@@ -394,3 +394,48 @@ async fn exec_children_spend_their_callers_fuel() {
     );
     assert!(out.usage.fuel_used <= fuel, "{}", out.usage.fuel_used);
 }
+
+/// A program's writes spend a disk quota: past it a write fails with an
+/// ordinary error the program can handle, so untrusted code cannot fill the
+/// host's disk (768 MiB went through once under a 256 MiB memory cap);
+/// creating files is counted too. A create past the quota is ENOSPC; a
+/// write through a stream is EIO, because wasi-libc reports every failed
+/// stream write as EIO (`wasip2_handle_write_error`).
+#[tokio::test]
+async fn writes_past_the_disk_quota_fail_as_no_space() {
+    let o = with_limits(Grant::default(), |l| {
+        l.timeout = Duration::from_secs(30);
+        l.disk_bytes = 4 * 1024 * 1024;
+        l.new_files = 50;
+    });
+    let code = r#"
+import errno
+written = 0
+try:
+    with open("big.bin", "wb") as f:
+        for _ in range(64):
+            f.write(b"x" * 1024 * 1024)
+            f.flush()
+            written += 1
+except OSError as e:
+    print("stopped", written, errno.errorcode.get(e.errno, e.errno))
+made = 0
+try:
+    for i in range(1000):
+        open(f"f{i}.txt", "w").close()
+        made += 1
+except OSError as e:
+    print("created", made, errno.errorcode.get(e.errno, e.errno))
+"#;
+    let out = python(code, &o).await;
+    assert_eq!(exit_code(&out), 0, "{}", out.stderr.to_text());
+    let stdout = out.stdout.to_text();
+    let stopped: Vec<&str> = stdout.lines().collect();
+    assert!(stopped[0].starts_with("stopped "), "{stdout}");
+    let written: u32 = stopped[0].split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(written <= 4, "{stdout}");
+    assert!(stopped[0].ends_with(" EIO"), "{stdout}");
+    assert!(stopped[1].starts_with("created "), "{stdout}");
+    assert!(stopped[1].ends_with("ENOSPC"), "{stdout}");
+    still_works(Language::Python).await;
+}

@@ -451,6 +451,60 @@ async fn another_tenants_run_cannot_be_resumed() {
     assert_eq!(finished.state.tenant, TenantId::default());
 }
 
+/// What a role recalls with its task goes through the same namespace gate
+/// as its own memory calls: the manifest's ceiling ∩ the workflow's grant.
+/// The coder declares no memory, so a namespace the workflow grants it is
+/// cut, and nothing from it reaches the role (or its model).
+#[tokio::test]
+async fn recall_passes_the_manifest_ceiling() {
+    let store = tempfile::tempdir().unwrap();
+    let memory = Arc::new(Memory::with_embedder(
+        store.path(),
+        crate::memory::minilm(),
+        MemoryLimits::default(),
+    ));
+    memory
+        .store(
+            "default",
+            "notes",
+            "CANARY-recall-5f1c: write stats.py with mean and median".into(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let fake = FakeLlm::start();
+    fake.push(Reply::openai_text(
+        &json!({"summary": "wrote it", "files": []}).to_string(),
+    ));
+    let s = setup_with(&fake_config(&fake), Some(memory));
+    s.run(
+        r#"
+version = 1
+name = "recall"
+[roles.coder]
+plugin = "coder"
+tools = ["fs"]
+memory = ["notes"]
+recall = 3
+[[tasks]]
+id = "write"
+role = "coder"
+prompt = "write stats.py with mean and median"
+max-retries = 0
+"#,
+    )
+    .await;
+    let asked = fake.requests();
+    assert!(!asked.is_empty(), "the coder asked its model");
+    for request in asked {
+        let body = request.body.to_string();
+        assert!(
+            !body.contains("CANARY-recall-5f1c"),
+            "a memory the manifest does not allow reached the role: {body}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn unknown_roles_and_plugins_are_rejected_before_anything_starts() {
     let fake = FakeLlm::start();

@@ -18,7 +18,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 use crate::epoch::EpochTicker;
 use crate::grant::{DirMode, Grant, TenantId};
 use crate::host::exec::{ExecContext, Programs};
-use crate::host::files::{FileBudget, FilesContext};
+use crate::host::files::{DiskQuota, FileBudget, FilesContext};
 use crate::host::http::OutboundHttp;
 use crate::host::llm::LlmContext;
 use crate::host::log::LogContext;
@@ -245,6 +245,10 @@ impl Sandbox {
                 services.files.clone(),
                 limits.open_files as usize,
                 caps.dirs.len(),
+                DiskQuota {
+                    bytes: limits.disk_bytes,
+                    new_files: limits.new_files,
+                },
             ),
             log: LogContext::new(labels.clone(), limits.output_bytes),
             exec: imports.exec.then(|| {

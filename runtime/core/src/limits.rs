@@ -40,6 +40,11 @@ pub struct Limits {
     /// Files (and directories) the guest may hold open at once, its granted
     /// directories included: each is a host file descriptor.
     pub open_files: u32,
+    /// Bytes the guest may write to disk in all, wherever it may write (a
+    /// scratch dir, a read-write grant).
+    pub disk_bytes: u64,
+    /// Files and directories the guest may create in all.
+    pub new_files: u32,
 }
 
 impl Default for Limits {
@@ -55,6 +60,8 @@ impl Default for Limits {
             stdio_bytes: MIB,
             http_body_bytes: 16 * MIB,
             open_files: 256,
+            disk_bytes: 256 * MIB,
+            new_files: 10_000,
         }
     }
 }

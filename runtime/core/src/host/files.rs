@@ -1,26 +1,36 @@
-//! The open-file gate in front of `wasi:filesystem`: every descriptor a
-//! guest opens is a real host file descriptor, so a call may hold at most
-//! its own share open at once, and all calls together at most what the
-//! process can spare (its `RLIMIT_NOFILE` less a reserve for warden itself).
-//! An open past either is refused with the `quota` error code, which the
-//! guest sees as an ordinary failed open; the host, and every other call,
-//! keeps its descriptors.
+//! The gates in front of `wasi:filesystem`, for what a guest can take from
+//! the host's disk and descriptors:
 //!
-//! wasmtime-wasi does the opening; this module shadows its
-//! `[method]descriptor.open-at` (to count and refuse) and the `descriptor`
-//! resource's destructor (to count a close), and passes both on.
+//! - Open files. Every descriptor a guest opens is a real host file
+//!   descriptor, so a call may hold at most its own share open at once, and
+//!   all calls together at most what the process can spare (its
+//!   `RLIMIT_NOFILE` less a reserve for warden itself). An open past either
+//!   fails with `quota`.
+//! - Disk. A call may write at most `disk_bytes` (through `write`, write
+//!   and append streams, or growing a file with `set-size`) and create at
+//!   most `new_files` files and directories, wherever it may write. Past
+//!   either, the write or create fails with `insufficient-space` (ENOSPC;
+//!   a guest built on wasi-libc sees a failed stream write as EIO, since
+//!   wasi-libc reports every stream error so).
+//!
+//! Each refusal is an ordinary failed call for the guest; the host, and
+//! every other call, keeps its descriptors and its disk. wasmtime-wasi does
+//! the work; this module shadows its `open-at`, `write`, `write-via-stream`,
+//! `append-via-stream`, `set-size`, `create-directory-at` and the
+//! `descriptor` destructor (to count a close), and passes each on.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource, ResourceType};
 use wasmtime_wasi::WasiView;
 use wasmtime_wasi::filesystem::WasiFilesystemView;
 use wasmtime_wasi::p2::bindings::filesystem::types::{
-    self, Descriptor, DescriptorFlags, ErrorCode, HostDescriptor, OpenFlags, PathFlags,
+    self, Descriptor, DescriptorFlags, ErrorCode, Filesize, HostDescriptor, OpenFlags, PathFlags,
 };
+use wasmtime_wasi::p2::{DynOutputStream, OutputStream, Pollable, StreamError, StreamResult};
 
 /// The interface whose functions are shadowed: the WASI 0.2 version that
 /// wasmtime-wasi links.
@@ -65,7 +75,7 @@ impl FileBudget {
     }
 }
 
-/// One call's open descriptors.
+/// One call's open descriptors and what it may still write.
 #[derive(Debug)]
 pub(crate) struct FilesContext {
     budget: Arc<FileBudget>,
@@ -73,18 +83,54 @@ pub(crate) struct FilesContext {
     max: usize,
     /// Table slots of the descriptors this call opened and still holds.
     open: HashSet<u32>,
+    /// Bytes the call may still write; shared with its write streams.
+    disk_left: Arc<AtomicU64>,
+    /// Files and directories the call may still create.
+    creates_left: u32,
+}
+
+/// How much of the host's disk one call may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DiskQuota {
+    pub(crate) bytes: u64,
+    pub(crate) new_files: u32,
 }
 
 impl FilesContext {
     /// `preopens` are already open (the granted directories) and count
     /// against `max`, not against the engine's budget (which reserved them
     /// with the call).
-    pub(crate) fn new(budget: Arc<FileBudget>, max: usize, preopens: usize) -> Self {
+    pub(crate) fn new(
+        budget: Arc<FileBudget>,
+        max: usize,
+        preopens: usize,
+        disk: DiskQuota,
+    ) -> Self {
         FilesContext {
             budget,
             max: max.saturating_sub(preopens),
             open: HashSet::new(),
+            disk_left: Arc::new(AtomicU64::new(disk.bytes)),
+            creates_left: disk.new_files,
         }
+    }
+
+    /// Takes `bytes` from what the call may write, if that much is left.
+    fn spend_disk(&self, bytes: u64) -> Result<(), ErrorCode> {
+        take(&self.disk_left, bytes).map_err(|()| {
+            tracing::info!(bytes, "write refused: the call's disk quota");
+            ErrorCode::InsufficientSpace
+        })
+    }
+
+    /// Takes one create from what the call may create.
+    fn spend_create(&mut self) -> Result<(), ErrorCode> {
+        if self.creates_left == 0 {
+            tracing::info!("create refused: the call's file quota");
+            return Err(ErrorCode::InsufficientSpace);
+        }
+        self.creates_left -= 1;
+        Ok(())
     }
 
     /// Whether one more may be opened; takes it from the engine's budget.
@@ -108,6 +154,58 @@ impl Drop for FilesContext {
     /// What the call still holds is closed with its store.
     fn drop(&mut self) {
         self.budget.give_back(self.open.len());
+    }
+}
+
+/// Takes `amount` from `left` if that much is there.
+fn take(left: &AtomicU64, amount: u64) -> Result<(), ()> {
+    left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+        now.checked_sub(amount)
+    })
+    .map(|_| ())
+    .map_err(|_| ())
+}
+
+/// A file's write or append stream that spends the call's disk quota; a
+/// write past it fails as ENOSPC (`insufficient-space` for the guest).
+struct QuotaStream {
+    inner: DynOutputStream,
+    left: Arc<AtomicU64>,
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for QuotaStream {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        if take(&self.left, bytes.len() as u64).is_err() {
+            let nospc = std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
+            return Err(StreamError::LastOperationFailed(wasmtime::Error::new(
+                nospc,
+            )));
+        }
+        self.inner.write(bytes)
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        self.inner.flush()
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        self.inner.check_write()
+    }
+
+    async fn write_ready(&mut self) -> StreamResult<usize> {
+        self.inner.write_ready().await
+    }
+
+    async fn cancel(&mut self) {
+        self.inner.cancel().await
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for QuotaStream {
+    async fn ready(&mut self) {
+        self.inner.ready().await
     }
 }
 
@@ -149,8 +247,103 @@ pub(crate) fn add_to_linker<T: FilesView>(linker: &mut Linker<T>) -> wasmtime::R
             })
         },
     )?;
+    instance.func_wrap_async(
+        "[method]descriptor.write",
+        |mut store: StoreContextMut<'_, T>,
+         (fd, buffer, offset): (Resource<Descriptor>, Vec<u8>, Filesize)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                if let Err(full) = state.files().spend_disk(buffer.len() as u64) {
+                    return Ok((Err(full),));
+                }
+                let written =
+                    HostDescriptor::write(&mut state.filesystem(), fd, buffer, offset).await;
+                Ok((guest_result(state, written)?,))
+            })
+        },
+    )?;
+    instance.func_wrap(
+        "[method]descriptor.write-via-stream",
+        |mut store: StoreContextMut<'_, T>, (fd, offset): (Resource<Descriptor>, Filesize)| {
+            let opened =
+                HostDescriptor::write_via_stream(&mut store.data_mut().filesystem(), fd, offset);
+            Ok((quota_stream(store.data_mut(), opened)?,))
+        },
+    )?;
+    instance.func_wrap(
+        "[method]descriptor.append-via-stream",
+        |mut store: StoreContextMut<'_, T>, (fd,): (Resource<Descriptor>,)| {
+            let opened = HostDescriptor::append_via_stream(&mut store.data_mut().filesystem(), fd);
+            Ok((quota_stream(store.data_mut(), opened)?,))
+        },
+    )?;
+    instance.func_wrap_async(
+        "[method]descriptor.set-size",
+        |mut store: StoreContextMut<'_, T>, (fd, size): (Resource<Descriptor>, Filesize)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                // Growing a file takes disk; shrinking it gives nothing back.
+                let fd_again = Resource::new_borrow(fd.rep());
+                let now = match HostDescriptor::stat(&mut state.filesystem(), fd_again).await {
+                    Ok(stat) => stat.size,
+                    Err(error) => return Ok((guest_result(state, Err(error))?,)),
+                };
+                if let Err(full) = state.files().spend_disk(size.saturating_sub(now)) {
+                    return Ok((Err(full),));
+                }
+                let resized = HostDescriptor::set_size(&mut state.filesystem(), fd, size).await;
+                Ok((guest_result(state, resized)?,))
+            })
+        },
+    )?;
+    instance.func_wrap_async(
+        "[method]descriptor.create-directory-at",
+        |mut store: StoreContextMut<'_, T>, (fd, path): (Resource<Descriptor>, String)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                if let Err(full) = state.files().spend_create() {
+                    return Ok((Err(full),));
+                }
+                let created =
+                    HostDescriptor::create_directory_at(&mut state.filesystem(), fd, path).await;
+                Ok((guest_result(state, created)?,))
+            })
+        },
+    )?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// A wasmtime-wasi result as the guest gets it: an error code, or a trap
+/// (which stays a trap).
+fn guest_result<T: FilesView, R>(
+    state: &mut T,
+    result: Result<R, wasmtime_wasi::p2::FsError>,
+) -> wasmtime::Result<Result<R, ErrorCode>> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(error) => Ok(Err(types::Host::convert_error_code(
+            &mut state.filesystem(),
+            error,
+        )?)),
+    }
+}
+
+/// Wraps a freshly opened write or append stream so that it spends the
+/// call's disk quota.
+fn quota_stream<T: FilesView>(
+    state: &mut T,
+    opened: Result<Resource<DynOutputStream>, wasmtime_wasi::p2::FsError>,
+) -> wasmtime::Result<Result<Resource<DynOutputStream>, ErrorCode>> {
+    let stream = match guest_result(state, opened)? {
+        Ok(stream) => stream,
+        Err(code) => return Ok(Err(code)),
+    };
+    let left = state.files().disk_left.clone();
+    let table = state.ctx().table;
+    let inner = table.delete(stream)?;
+    let wrapped: DynOutputStream = Box::new(QuotaStream { inner, left });
+    Ok(Ok(table.push(wrapped)?))
 }
 
 async fn open_at<T: FilesView>(
@@ -161,6 +354,11 @@ async fn open_at<T: FilesView>(
     open_flags: OpenFlags,
     flags: DescriptorFlags,
 ) -> wasmtime::Result<Result<Resource<Descriptor>, ErrorCode>> {
+    if open_flags.contains(OpenFlags::CREATE)
+        && let Err(full) = store.data_mut().files().spend_create()
+    {
+        return Ok(Err(full));
+    }
     if let Err(refused) = store.data_mut().files().admit() {
         return Ok(Err(refused));
     }
@@ -188,13 +386,17 @@ mod tests {
     #[test]
     fn a_call_and_the_engine_each_have_a_cap() {
         let budget = FileBudget::new(5);
-        let mut one = FilesContext::new(budget.clone(), 4, 1);
+        let disk = DiskQuota {
+            bytes: 10,
+            new_files: 1,
+        };
+        let mut one = FilesContext::new(budget.clone(), 4, 1, disk);
         for rep in 0..3 {
             one.admit().unwrap();
             one.open.insert(rep);
         }
         assert_eq!(one.admit(), Err(ErrorCode::Quota), "3 + 1 preopen = 4");
-        let mut two = FilesContext::new(budget.clone(), 10, 0);
+        let mut two = FilesContext::new(budget.clone(), 10, 0, disk);
         two.admit().unwrap();
         two.open.insert(0);
         two.admit().unwrap();
