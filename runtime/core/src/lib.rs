@@ -46,10 +46,13 @@
 mod bindings;
 pub mod call;
 pub mod datadir;
+mod document;
 pub mod engine;
 mod epoch;
 pub mod exec;
 pub mod field;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grant;
 mod host;
 pub mod limits;

@@ -15,6 +15,7 @@ use crate::bindings::role::exports::warden::plugin::role as wit_role;
 use crate::call::{
     self, CallError, CallOptions, CallOutcome, Imports, RunInput, Sandbox, Services,
 };
+use crate::document;
 use crate::host::memory::MemoryContext;
 use crate::limits::{LimitError, LimitKind, LimitSettings, Limits};
 use crate::manifest::Manifest;
@@ -426,12 +427,11 @@ fn wrong_export() -> CallError {
 }
 
 fn tool_spec(spec: wit_tool::ToolSpec) -> Result<ToolSpec, CallError> {
-    let input_schema = serde_json::from_str(&spec.input_schema).map_err(|e| {
-        CallError::Contract(format!(
-            "tool {:?} has an input schema that is not JSON: {e}",
-            spec.name
-        ))
-    })?;
+    let input_schema = document::parse(
+        &format!("the input schema of tool {:?}", spec.name),
+        &spec.input_schema,
+    )
+    .map_err(CallError::Contract)?;
     Ok(ToolSpec {
         name: spec.name,
         description: spec.description,

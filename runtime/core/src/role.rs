@@ -12,6 +12,7 @@ use warden_api::memory::Hit;
 
 use crate::bindings::role::exports::warden::plugin::role as wit;
 use crate::call::CallError;
+use crate::document;
 
 /// What a role says it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,10 +152,11 @@ pub(crate) fn from_wit_spec(spec: wit::RoleSpec) -> RoleSpec {
 /// A role's outcome, with its JSON checked: a role that returns output that
 /// is not JSON broke the contract.
 pub(crate) fn from_wit_outcome(outcome: wit::Outcome) -> Result<Outcome, CallError> {
+    // The call's output limit already bounds the size; the depth is
+    // checked before parsing.
     let json = |what: String, text: &str| {
-        serde_json::from_str::<Value>(text).map_err(|e| {
-            CallError::Contract(format!("the role returned {what} that is not JSON: {e}"))
-        })
+        document::parse_within(&format!("the role's {what}"), text, usize::MAX)
+            .map_err(CallError::Contract)
     };
     let follow_ups = outcome
         .follow_ups
@@ -164,7 +166,7 @@ pub(crate) fn from_wit_outcome(outcome: wit::Outcome) -> Result<Outcome, CallErr
                 input: t
                     .input
                     .as_deref()
-                    .map(|i| json(format!("follow-up task {:?} with an input", t.id), i))
+                    .map(|i| json(format!("input for follow-up task {:?}", t.id), i))
                     .transpose()?,
                 id: t.id,
                 role: t.role,
@@ -175,7 +177,7 @@ pub(crate) fn from_wit_outcome(outcome: wit::Outcome) -> Result<Outcome, CallErr
         })
         .collect::<Result<Vec<_>, CallError>>()?;
     Ok(Outcome {
-        output: json("an output".into(), &outcome.output)?,
+        output: json("output".into(), &outcome.output)?,
         summary: outcome.summary,
         artifacts: outcome.artifacts,
         follow_ups,

@@ -13,6 +13,7 @@ use warden_api::llm::{
 use wasmtime::component::{HasData, Linker};
 
 use crate::bindings::warden::plugin::llm as wit;
+use crate::document;
 
 /// What a call's llm interface needs: the process's models, if any, and who
 /// is asking.
@@ -86,12 +87,6 @@ impl wit::Host for Llm<'_> {
 /// The most text one request may carry, all parts together: far more than
 /// any model's context, far less than would cost the host.
 pub(crate) const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
-/// The most bytes of one JSON document in a request (a function's
-/// parameters, the response schema), checked before it is parsed.
-pub(crate) const MAX_JSON_BYTES: usize = 1024 * 1024;
-/// How deeply a JSON document in a request may nest.
-pub(crate) const MAX_JSON_DEPTH: usize = 64;
-
 /// The size of every part of a request a guest sent.
 fn request_bytes(r: &wit::Request) -> usize {
     let messages: usize = r
@@ -118,44 +113,6 @@ fn request_bytes(r: &wit::Request) -> usize {
         + r.response_schema.as_ref().map_or(0, String::len)
 }
 
-/// `Err` naming the problem when `text` is larger or nests deeper than a
-/// request's JSON may; found by one pass over the bytes, before any parse
-/// allocates.
-fn check_json_shape(what: &str, text: &str) -> Result<(), LlmError> {
-    if text.len() > MAX_JSON_BYTES {
-        return Err(LlmError::InvalidRequest(format!(
-            "{what} is {} bytes; at most {MAX_JSON_BYTES} are accepted",
-            text.len()
-        )));
-    }
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for b in text.bytes() {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_JSON_DEPTH {
-                    return Err(LlmError::InvalidRequest(format!(
-                        "{what} nests deeper than {MAX_JSON_DEPTH} levels"
-                    )));
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 fn chat_request(r: wit::Request) -> Result<ChatRequest, LlmError> {
     let total = request_bytes(&r);
     if total > MAX_REQUEST_BYTES {
@@ -163,11 +120,8 @@ fn chat_request(r: wit::Request) -> Result<ChatRequest, LlmError> {
             "the request carries {total} bytes; at most {MAX_REQUEST_BYTES} are accepted"
         )));
     }
-    let json = |what: &str, text: &str| {
-        check_json_shape(what, text)?;
-        serde_json::from_str::<serde_json::Value>(text)
-            .map_err(|e| LlmError::InvalidRequest(format!("{what} is not JSON: {e}")))
-    };
+    let json =
+        |what: &str, text: &str| document::parse(what, text).map_err(LlmError::InvalidRequest);
     let tools = r
         .tools
         .into_iter()
@@ -354,12 +308,12 @@ mod tests {
             Err(wit::LlmError::InvalidRequest(m)) => assert!(m.contains(needle), "{m}"),
             other => panic!("expected invalid-request, got {other:?}"),
         };
-        let deep = "[".repeat(MAX_JSON_DEPTH + 1) + &"]".repeat(MAX_JSON_DEPTH + 1);
+        let deep = "[".repeat(document::MAX_DEPTH + 1) + &"]".repeat(document::MAX_DEPTH + 1);
         refused(
             Llm(Some(&context)).complete(request(&deep)).await,
             "nests deeper",
         );
-        let big = format!("{{\"d\":\"{}\"}}", "x".repeat(MAX_JSON_BYTES));
+        let big = format!("{{\"d\":\"{}\"}}", "x".repeat(document::MAX_BYTES));
         refused(Llm(Some(&context)).complete(request(&big)).await, "bytes");
         let mut huge = request("{}");
         huge.messages[0].content = "x".repeat(MAX_REQUEST_BYTES);
@@ -370,14 +324,14 @@ mod tests {
         assert!(models.callers.lock().unwrap().is_empty());
 
         // Brackets inside strings are text, not nesting.
-        let text = format!("{{\"d\":\"{}\"}}", "[{".repeat(MAX_JSON_DEPTH));
+        let text = format!("{{\"d\":\"{}\"}}", "[{".repeat(document::MAX_DEPTH));
         Llm(Some(&context)).complete(request(&text)).await.unwrap();
     }
 
     #[tokio::test]
     async fn an_ungranted_model_is_denied_before_anything_is_parsed() {
         let models = Arc::new(Echo::default());
-        let deep = "[".repeat(MAX_JSON_DEPTH + 1);
+        let deep = "[".repeat(document::MAX_DEPTH + 1);
         for allowed in [vec![], vec!["fast".to_string()]] {
             let caller = Caller {
                 allowed: Some(allowed),

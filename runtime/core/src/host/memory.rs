@@ -12,6 +12,7 @@ use warden_api::memory::{Entry, Filter, Hit, Memories, MemoryError, Meta, Search
 use wasmtime::component::{HasData, Linker};
 
 use crate::bindings::warden::plugin::memory as wit;
+use crate::document;
 use crate::grant::{DirMode, NamespaceGrant};
 use crate::scope::CallLabels;
 
@@ -241,10 +242,9 @@ impl wit::Host for Memory<'_> {
 
 fn from_wit_meta(m: wit::Meta) -> Result<Meta> {
     let extra = match m.extra {
-        Some(text) => Some(
-            serde_json::from_str(&text)
-                .map_err(|e| wit::MemoryError::Invalid(format!("`meta.extra` is not JSON: {e}")))?,
-        ),
+        Some(text) => {
+            Some(document::parse("`meta.extra`", &text).map_err(wit::MemoryError::Invalid)?)
+        }
         None => None,
     };
     Ok(Meta {
@@ -465,6 +465,32 @@ mod tests {
             ("acme".into(), "log".into(), "kept".into()),
             "the call's own tenant, whatever the guest says"
         );
+    }
+
+    /// `meta.extra` is guest JSON: a flat 8 MiB array of zeros would be a
+    /// tree of 32-byte values ~64× its size in host memory, so it is
+    /// measured before it is parsed.
+    #[tokio::test]
+    async fn oversized_extra_is_refused_before_it_is_parsed() {
+        let store = Arc::new(Recorded::default());
+        let ctx = context(&store, &["log:rw"]);
+        let mut memory = Memory(Some(&ctx));
+        let zeros = format!("[{}0]", "0,".repeat(4 * 1024 * 1024));
+        let refused = memory
+            .store(
+                "log".into(),
+                "x".into(),
+                wit::Meta {
+                    extra: Some(zeros),
+                    ..meta()
+                },
+            )
+            .await;
+        assert!(
+            matches!(&refused, Err(wit::MemoryError::Invalid(m)) if m.contains("`meta.extra` is") && m.contains("bytes")),
+            "{refused:?}"
+        );
+        assert!(store.stored.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
