@@ -13,8 +13,11 @@ mod llm;
 mod mcp;
 mod memory;
 mod plugin_cmd;
+mod plugin_files;
 mod run_cmd;
 mod sandbox_args;
+mod serve_cmd;
+mod shutdown;
 mod terminal;
 mod tool;
 
@@ -97,6 +100,17 @@ enum Command {
     /// List runs, or show one's report.
     #[command(subcommand)]
     Runs(run_cmd::RunsCommand),
+    /// Serve many tenants over HTTP: API keys, quotas, an audit log.
+    Serve(serve_cmd::ServeArgs),
+    /// Add, list, show or remove the tenants `warden serve` hosts.
+    #[command(subcommand)]
+    Tenants(serve_cmd::TenantsCommand),
+    /// Create, list or revoke API keys.
+    #[command(subcommand)]
+    Keys(serve_cmd::KeysCommand),
+    /// Verify or export tenants' audit logs.
+    #[command(subcommand)]
+    Audit(serve_cmd::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -105,7 +119,7 @@ fn main() -> ExitCode {
     // (LanceDB's scanner warns about a future change of its own on every
     // hybrid search; that is not the operator's problem.)
     let default_filter = match cli.command {
-        Command::Mcp(_) => "info,lance::dataset::scanner=error",
+        Command::Mcp(_) | Command::Serve(_) => "info,lance::dataset::scanner=error",
         // The live view tells what happens; the trace only problems, and
         // not the per-call lines.
         Command::Run(_) => "warn,lance::dataset::scanner=error",
@@ -165,6 +179,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Run(args) => run_cmd::run(args, &dirs).await,
         Command::Runs(cmd) => run_cmd::runs(cmd, &dirs),
+        Command::Serve(args) => serve_cmd::serve(args, &dirs).await,
+        Command::Tenants(cmd) => serve_cmd::tenants(cmd, &dirs).await,
+        Command::Keys(cmd) => serve_cmd::keys(cmd, &dirs).await,
+        Command::Audit(cmd) => serve_cmd::audit(cmd, &dirs).await,
     }
 }
 

@@ -2,7 +2,7 @@
 //! streamable HTTP.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -47,7 +47,10 @@ pub async fn run(args: McpArgs, dirs: &crate::Dirs) -> Result<ExitCode, Failure>
     let (engine, _memory) = dirs.engine_with_services(args.max_concurrent.max(1))?;
     let mut files = args.plugins.clone();
     if let Some(dir) = &args.plugins_dir {
-        files.extend(wasm_files(dir)?);
+        files.extend(
+            crate::plugin_files::wasm_files(dir)
+                .map_err(|f| Failure::bad_input(format!("--plugins-dir {}", f.message)))?,
+        );
     }
     let mut plugins = Vec::with_capacity(files.len());
     for file in &files {
@@ -97,7 +100,7 @@ pub async fn run(args: McpArgs, dirs: &crate::Dirs) -> Result<ExitCode, Failure>
                 args.http_hosts,
                 serve_token,
                 ready,
-                shutdown_signal(),
+                crate::shutdown::signal(),
             )
             .await
         }
@@ -105,41 +108,4 @@ pub async fn run(args: McpArgs, dirs: &crate::Dirs) -> Result<ExitCode, Failure>
     }
     .map_err(|e| Failure::internal(e.to_string()))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The `.wasm` files of `dir`, sorted, so tool order is stable.
-fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| Failure::bad_input(format!("--plugins-dir {}: {e}", dir.display())))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    tracing::info!("shutting down");
 }

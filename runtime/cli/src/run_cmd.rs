@@ -78,7 +78,7 @@ pub async fn run(args: RunArgs, dirs: &Dirs) -> Result<ExitCode, Failure> {
     })?;
     let tenant = TenantId::new(&args.tenant).map_err(|e| Failure::bad_input(e.to_string()))?;
     let (engine, memory) = dirs.engine_with_services(RUN_SLOTS)?;
-    let plugin_dirs = plugin_dirs(&args.plugin_dir, data);
+    let plugin_dirs = crate::plugin_files::plugin_dirs(&args.plugin_dir, data);
     let env_for = |base_dir: &Path| RunEnv {
         engine: engine.clone(),
         tenant: tenant.clone(),
@@ -216,24 +216,6 @@ fn workflow(args: &RunArgs) -> Result<(Workflow, PathBuf), Failure> {
             "give a workflow file, --goal \"...\", or --resume RUN_ID",
         )),
     }
-}
-
-/// `--plugin-dir`s, then $WARDEN_PLUGIN_DIR, DATA_DIR/plugins, and
-/// `plugins` beside the directory of the binary (target/plugins in a
-/// checkout).
-fn plugin_dirs(flags: &[PathBuf], data: &Path) -> Vec<PathBuf> {
-    let mut dirs = flags.to_vec();
-    if let Some(env) = std::env::var_os("WARDEN_PLUGIN_DIR") {
-        dirs.extend(std::env::split_paths(&env));
-    }
-    dirs.push(data.join("plugins"));
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join("plugins")))
-    {
-        dirs.push(dir);
-    }
-    dirs
 }
 
 fn sinks(args: &RunArgs) -> Result<Vec<Box<dyn EventSink>>, Failure> {

@@ -39,20 +39,19 @@
 //! (one file each, owning its context and its view of the store),
 //! [`policy`] (policy files and the effective capability: manifest ∩
 //! grant), [`manifest`], and the leaves: [`grant`], [`limits`], [`net`],
-//! [`tool`], [`stdio`], [`field`]. The services behind `llm` and `memory`
+//! [`tool`], [`stdio`], [`field`], [`document`] (guest JSON, checked before
+//! it is parsed). The services behind `llm` and `memory`
 //! are traits from `warden-api`, so this crate compiles no model runtime
 //! and no vector database.
 
 mod bindings;
 pub mod call;
 pub mod datadir;
-mod document;
+pub mod document;
 pub mod engine;
 mod epoch;
 pub mod exec;
 pub mod field;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod grant;
 mod host;
 pub mod limits;

@@ -30,7 +30,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
 use tokio::sync::Semaphore;
-use warden_core::{CallError, CallOptions, CompiledPlugin, ToolError};
+use warden_core::{CallError, CallOptions, CallOutcome, CompiledPlugin, ToolError};
 
 /// A loaded plugin and what the operator decided for its calls.
 #[derive(Debug, Clone)]
@@ -158,6 +158,16 @@ impl Catalog {
 
     /// Runs a tool by its qualified name. `None` when no tool has that name.
     pub async fn call(&self, name: &str, arguments: &str) -> Option<CallToolResult> {
+        Some(to_mcp(self.call_outcome(name, arguments).await?.result))
+    }
+
+    /// Runs a tool by its qualified name and returns the whole outcome
+    /// (usage, output); `None` when no tool has that name.
+    pub async fn call_outcome(
+        &self,
+        name: &str,
+        arguments: &str,
+    ) -> Option<CallOutcome<Result<String, ToolError>>> {
         let entry = &self.entries[*self.by_name.get(name)?];
         // Closed only if the catalog is dropped mid-call, which cannot
         // happen while `self` is borrowed.
@@ -169,7 +179,13 @@ impl Catalog {
         if !outcome.stderr.bytes.is_empty() {
             tracing::debug!(plugin = entry.plugin.name(), tool = %entry.tool, stderr = %outcome.stderr.to_text(), "guest stderr");
         }
-        Some(to_mcp(outcome.result))
+        Some(outcome)
+    }
+
+    /// The plugin and unqualified tool name behind a qualified name.
+    pub fn origin(&self, name: &str) -> Option<(&str, &str)> {
+        let entry = &self.entries[*self.by_name.get(name)?];
+        Some((entry.plugin.name(), &entry.tool))
     }
 }
 

@@ -11,6 +11,7 @@ mod mcp;
 mod memory;
 mod policy;
 mod runs;
+mod serve;
 
 use std::path::Path;
 use std::process::{Command, Output};

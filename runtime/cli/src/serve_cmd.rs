@@ -1,0 +1,433 @@
+//! `warden serve`, and the operator's commands on its control state:
+//! `warden tenants`, `warden keys`, `warden audit`. Each is a thin layer over
+//! `warden_server::Operator`, which the admin API uses too.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use warden_server::operator::{Actor, KeyInfo, KeySpec, NewTenant, OPERATOR_LOG};
+use warden_server::tenant::{Quotas, TenantRecord};
+use warden_server::{Operator, OperatorError, Scope, Server};
+
+use crate::exit::Failure;
+use crate::plugin_files;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The address to serve HTTP on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// Where to find plugins (every `.wasm` file), before
+    /// $WARDEN_PLUGIN_DIR, DATA_DIR/plugins and target/plugins. Repeatable.
+    #[arg(long, value_name = "DIR")]
+    plugin_dir: Vec<PathBuf>,
+
+    /// Sandboxes that may run at once across all tenants.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    max_concurrent: u32,
+}
+
+#[derive(Subcommand)]
+pub enum TenantsCommand {
+    /// Add a tenant.
+    Add {
+        name: String,
+        /// A policy file (TOML): the tenant's ceiling. Its directories are
+        /// relative to the tenant's root, DATA_DIR/tenants/NAME.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// The plugins it may use, by name (default: all).
+        #[arg(long, value_name = "NAME,…", value_delimiter = ',')]
+        plugins: Vec<String>,
+        /// Sustained requests per second.
+        #[arg(long, value_name = "N")]
+        rps: Option<u32>,
+        /// Requests that may arrive at once.
+        #[arg(long, value_name = "N")]
+        burst: Option<u32>,
+        /// Sandboxes running at once.
+        #[arg(long, value_name = "N")]
+        concurrency: Option<u32>,
+        /// Calls that may wait for a sandbox; more are refused.
+        #[arg(long, value_name = "N")]
+        queue: Option<u32>,
+    },
+    /// List the tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one tenant.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a tenant: its keys are revoked and its data moved aside.
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it (the only time it is shown).
+    Create {
+        /// The tenant the key acts for.
+        #[arg(long, value_name = "NAME", required_unless_present = "admin")]
+        tenant: Option<String>,
+        /// What the key may do: tools:call, exec, runs:read, runs:write,
+        /// memory:read, memory:write, audit:read.
+        #[arg(
+            long,
+            value_name = "SCOPE,…",
+            value_delimiter = ',',
+            required_unless_present = "admin"
+        )]
+        scope: Vec<Scope>,
+        /// An operator key (scope admin, no tenant) for the admin API.
+        #[arg(long, conflicts_with_all = ["tenant", "scope"])]
+        admin: bool,
+        /// Lifetime: 30d, 12h, 90m, 3600s.
+        #[arg(long, value_name = "DURATION", value_parser = warden_server::key::parse_duration)]
+        expires: Option<i64>,
+        /// A note to tell keys apart.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its id (the part after `wdn_`, before the next `_`).
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check tenants' audit logs: every entry present, in order, unedited.
+    Verify {
+        /// Only this tenant (default: every tenant, and the operator log).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+    },
+    /// Write a tenant's audit log as JSON lines to stdout.
+    Export {
+        #[arg(long, value_name = "NAME")]
+        tenant: String,
+    },
+}
+
+fn operator(dirs: &crate::Dirs) -> Result<Operator, Failure> {
+    let data = dirs.data.as_deref().ok_or_else(|| {
+        Failure::bad_input(
+            "the server's state lives in the data dir: set --data-dir or $WARDEN_DATA_DIR",
+        )
+    })?;
+    Operator::open(data).map_err(failure)
+}
+
+fn failure(e: OperatorError) -> Failure {
+    match e {
+        OperatorError::Internal(m) => Failure::internal(m),
+        other => Failure::bad_input(other.to_string()),
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value).map_err(Failure::internal)?;
+    println!("{text}");
+    Ok(())
+}
+
+pub async fn serve(args: ServeArgs, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
+    let operator = operator(dirs)?;
+    let data = operator.data_dir().to_path_buf();
+    let (engine, _memory) = dirs.engine_with_services(args.max_concurrent.max(1))?;
+    let mut plugins = Vec::new();
+    let mut names = HashSet::new();
+    for dir in plugin_files::plugin_dirs(&args.plugin_dir, &data) {
+        if !dir.is_dir() {
+            continue;
+        }
+        for file in plugin_files::wasm_files(&dir)? {
+            let plugin = engine.load_file(&file)?;
+            // The first directory with a plugin of that name wins.
+            if names.insert(plugin.name().to_string()) {
+                tracing::info!(plugin = plugin.name(), file = %file.display(), "loaded");
+                plugins.push(plugin);
+            }
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Failure::bad_input(format!("cannot listen on {}: {e}", args.listen)))?;
+    let local = listener.local_addr().unwrap_or(args.listen);
+    if !local.ip().is_loopback() {
+        eprintln!(
+            "warden: warning: serving on {local}, which is not a loopback address; put TLS in front of it"
+        );
+    }
+    eprintln!(
+        "warden: serving {} plugins for {} tenants at http://{local}",
+        plugins.len(),
+        operator.tenants().await.map_err(failure)?.len()
+    );
+    Server::new(operator, plugins)
+        .serve(listener, crate::shutdown::signal())
+        .await
+        .map_err(|e| Failure::internal(e.to_string()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn tenants(cmd: TenantsCommand, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
+    let operator = operator(dirs)?;
+    match cmd {
+        TenantsCommand::Add {
+            name,
+            policy,
+            plugins,
+            rps,
+            burst,
+            concurrency,
+            queue,
+        } => {
+            let policy = match &policy {
+                Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                    Failure::bad_input(format!("--policy {}: {e}", path.display()))
+                })?),
+                None => None,
+            };
+            let defaults = Quotas::default();
+            let quotas = Quotas {
+                requests_per_second: rps.unwrap_or(defaults.requests_per_second),
+                burst: burst.unwrap_or(defaults.burst),
+                concurrent_calls: concurrency.unwrap_or(defaults.concurrent_calls),
+                queued_calls: queue.unwrap_or(defaults.queued_calls),
+            };
+            let record = operator
+                .add_tenant(
+                    NewTenant {
+                        name,
+                        policy,
+                        plugins,
+                        quotas: Some(quotas),
+                    },
+                    Actor::Shell,
+                )
+                .await
+                .map_err(failure)?;
+            eprintln!(
+                "warden: added tenant {}; its data lives in {}",
+                record.name,
+                warden_server::tenant::root(operator.data_dir(), &record.name).display()
+            );
+        }
+        TenantsCommand::List { json: as_json } => {
+            let tenants = operator.tenants().await.map_err(failure)?;
+            if as_json {
+                json(&tenants)?;
+            } else {
+                for t in &tenants {
+                    println!("{}", summary(t));
+                }
+            }
+        }
+        TenantsCommand::Show {
+            name,
+            json: as_json,
+        } => {
+            let tenant = operator.tenant(&name).await.map_err(failure)?;
+            if as_json {
+                json(&tenant)?;
+            } else {
+                println!("{}", summary(&tenant));
+                let keys = operator.keys(Some(&name)).await.map_err(failure)?;
+                for key in keys {
+                    println!("  key {}", key_line(&key));
+                }
+                if let Some(policy) = &tenant.policy {
+                    println!("  policy:");
+                    for line in policy.lines() {
+                        println!("    {line}");
+                    }
+                }
+            }
+        }
+        TenantsCommand::Remove { name } => {
+            let moved = operator
+                .remove_tenant(&name, Actor::Shell)
+                .await
+                .map_err(failure)?;
+            eprintln!(
+                "warden: removed tenant {name}; its keys are revoked and its data is in {}",
+                moved.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn summary(t: &TenantRecord) -> String {
+    let q = &t.quotas;
+    format!(
+        "{}  plugins: {}  quotas: {} req/s (burst {}), {} calls at once (+{} queued){}",
+        t.name,
+        t.plugins.join(","),
+        q.requests_per_second,
+        q.burst,
+        q.concurrent_calls,
+        q.queued_calls,
+        if t.policy.is_some() {
+            "  policy: yes"
+        } else {
+            ""
+        }
+    )
+}
+
+fn key_line(k: &KeyInfo) -> String {
+    let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
+    let state = match (k.revoked, k.expires) {
+        (Some(at), _) => format!("revoked at {at}"),
+        (None, Some(at)) if at <= warden_server::operator::now() => format!("expired at {at}"),
+        (None, Some(at)) => format!("expires at {at}"),
+        (None, None) => "no expiry".into(),
+    };
+    format!(
+        "{}  {}  {}  {}{}",
+        k.id,
+        k.tenant.as_deref().unwrap_or("(operator)"),
+        scopes.join(","),
+        state,
+        k.label
+            .as_deref()
+            .map(|l| format!("  {l}"))
+            .unwrap_or_default()
+    )
+}
+
+pub async fn keys(cmd: KeysCommand, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
+    let operator = operator(dirs)?;
+    match cmd {
+        KeysCommand::Create {
+            tenant,
+            scope,
+            admin,
+            expires,
+            label,
+        } => {
+            let spec = KeySpec {
+                tenant: if admin { None } else { tenant },
+                scopes: if admin { vec![Scope::Admin] } else { scope },
+                expires_in: expires,
+                label,
+            };
+            let (key, info) = operator
+                .create_key(spec, Actor::Shell)
+                .await
+                .map_err(failure)?;
+            eprintln!(
+                "warden: created key {} for {}; it is shown once, here:",
+                info.id,
+                info.tenant.as_deref().unwrap_or("the operator")
+            );
+            println!("{}", key.token);
+        }
+        KeysCommand::List {
+            tenant,
+            json: as_json,
+        } => {
+            let keys = operator.keys(tenant.as_deref()).await.map_err(failure)?;
+            if as_json {
+                json(&keys)?;
+            } else {
+                for key in &keys {
+                    println!("{}", key_line(key));
+                }
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            if !warden_server::key::is_id(&id) {
+                return Err(Failure::bad_input(format!(
+                    "{id:?} is not a key id; give the 16 hex digits after `wdn_` (see `warden keys list`)"
+                )));
+            }
+            operator
+                .revoke_key(&id, None, Actor::Shell)
+                .await
+                .map_err(failure)?;
+            eprintln!("warden: revoked key {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn audit(cmd: AuditCommand, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
+    let operator = operator(dirs)?;
+    match cmd {
+        AuditCommand::Verify { tenant } => {
+            let logs = match tenant {
+                Some(name) => {
+                    operator.tenant(&name).await.map_err(failure)?;
+                    vec![name]
+                }
+                None => {
+                    let mut all: Vec<String> = operator
+                        .tenants()
+                        .await
+                        .map_err(failure)?
+                        .into_iter()
+                        .map(|t| t.name)
+                        .collect();
+                    all.push(OPERATOR_LOG.into());
+                    all
+                }
+            };
+            let mut broken = 0;
+            for log in &logs {
+                let verified = operator.verify_audit(log).await.map_err(failure)?;
+                match &verified.problem {
+                    None => println!("{log}: ok, {} entries", verified.entries),
+                    Some(problem) => {
+                        broken += 1;
+                        println!("{log}: TAMPERED: {problem}");
+                    }
+                }
+            }
+            if broken > 0 {
+                return Err(Failure::bad_input(format!(
+                    "{broken} of {} audit logs are not whole",
+                    logs.len()
+                )));
+            }
+        }
+        AuditCommand::Export { tenant } => {
+            operator.tenant(&tenant).await.map_err(failure)?;
+            export(operator.data_dir(), &tenant)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(data: &Path, tenant: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let lines = warden_server::audit::read(data, tenant)
+        .map_err(|e| Failure::internal(format!("cannot read the audit log of {tenant}: {e}")))?;
+    let mut out = std::io::stdout().lock();
+    for (line, entry) in lines {
+        let entry = entry.map_err(|e| {
+            Failure::bad_input(format!(
+                "line {line} of {tenant}'s audit log is not an entry ({e}); `warden audit verify` says more"
+            ))
+        })?;
+        let text = serde_json::to_string(&entry).map_err(Failure::internal)?;
+        writeln!(out, "{text}").map_err(|e| Failure::internal(e.to_string()))?;
+    }
+    Ok(())
+}

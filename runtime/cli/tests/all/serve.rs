@@ -1,0 +1,161 @@
+//! `warden tenants`, `warden keys`, `warden serve` and `warden audit` as an
+//! operator uses them: a real server process, a raw HTTP request, a log
+//! edited by hand and caught.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+use warden_tests::artifacts::HELLO;
+
+use crate::{Scratch, assert_exit, code, stdout};
+
+/// One HTTP/1.1 request; the whole response as text.
+fn http(addr: &str, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+fn call(addr: &str, key: &str, tool: &str, body: &str) -> String {
+    http(
+        addr,
+        &format!(
+            "POST /v1/tools/{tool}/call HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+#[test]
+fn an_operator_adds_a_tenant_serves_it_and_verifies_its_log() {
+    let s = Scratch::new();
+    let out = s.run(&[
+        "tenants",
+        "add",
+        "acme",
+        "--plugins",
+        "hello",
+        "--rps",
+        "100",
+    ]);
+    assert_eq!(code(&out), 0, "{}", crate::stderr(&out));
+    let out = s.run(&["tenants", "add", "acme"]);
+    assert_exit(&out, 2, "tenant \"acme\" exists", &"twice");
+    let out = s.run(&[
+        "keys",
+        "create",
+        "--tenant",
+        "acme",
+        "--scope",
+        "tools:call,bogus",
+    ]);
+    assert_exit(&out, 2, "\"bogus\" is not a scope", &"bad scope");
+    let out = s.run(&[
+        "keys",
+        "create",
+        "--tenant",
+        "nobody",
+        "--scope",
+        "tools:call",
+    ]);
+    assert_exit(&out, 2, "no tenant \"nobody\"", &"no tenant");
+    let out = s.run(&[
+        "keys",
+        "create",
+        "--tenant",
+        "acme",
+        "--scope",
+        "tools:call,audit:read",
+    ]);
+    assert_eq!(code(&out), 0, "{}", crate::stderr(&out));
+    let key = stdout(&out).trim().to_string();
+    assert!(key.starts_with("wdn_") && key.len() == 85, "{key}");
+    let listed = stdout(&s.run(&["keys", "list", "--tenant", "acme"]));
+    assert!(
+        listed.contains(&key[4..20]) && !listed.contains(&key[21..]),
+        "{listed}"
+    );
+
+    let plugins = s.cwd.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(HELLO, plugins.join("hello.wasm")).unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .env("WARDEN_DATA_DIR", s.data.path())
+        .env_remove("RUST_LOG")
+        .args(["serve", "--listen", "127.0.0.1:0", "--plugin-dir"])
+        .arg(&plugins)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server says where it listens")
+            .unwrap();
+        if let Some(at) = line.split("at http://").nth(1) {
+            break at.trim().to_string();
+        }
+    };
+    let answer = call(&addr, &key, "hello__greet", r#"{"name":"cli"}"#);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("Hello, cli!"), "{answer}");
+    let answer = call(&addr, "wdn_nope", "hello__greet", "{}");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    // SIGTERM: the server stops cleanly.
+    let stopped = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(server.wait().unwrap().success());
+
+    let out = s.run(&["audit", "verify"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), crate::stderr(&out));
+    assert!(
+        stdout(&out).contains("acme: ok, 3 entries"),
+        "{}",
+        stdout(&out)
+    );
+    let exported = stdout(&s.run(&["audit", "export", "--tenant", "acme"]));
+    let actions: Vec<String> = exported
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].to_string())
+        .collect();
+    assert_eq!(
+        actions,
+        ["\"tenant.add\"", "\"key.create\"", "\"tool.call\""]
+    );
+
+    let log = s.data.path().join("tenants/acme/audit.jsonl");
+    let original = std::fs::read_to_string(&log).unwrap();
+    let mut lines: Vec<String> = original.lines().map(String::from).collect();
+    let mut third: serde_json::Value = serde_json::from_str(&lines[2]).unwrap();
+    third["outcome"] = "denied".into();
+    lines[2] = third.to_string();
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let out = s.run(&["audit", "verify", "--tenant", "acme"]);
+    assert_exit(&out, 2, "not whole", &"edited");
+    assert!(
+        stdout(&out).contains("entry 3 (line 3) was edited"),
+        "{}",
+        stdout(&out)
+    );
+    let without_second: Vec<&str> = original
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, l)| l)
+        .collect();
+    std::fs::write(&log, without_second.join("\n") + "\n").unwrap();
+    let out = s.run(&["audit", "verify", "--tenant", "acme"]);
+    assert_exit(&out, 2, "not whole", &"removed");
+    assert!(
+        stdout(&out).contains("entry 2 was removed"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -1,0 +1,298 @@
+//! The HTTP API under `/v1`: who is calling is decided by the bearer key
+//! (never by a body), every error is a JSON body that says what was wrong,
+//! and a request a client got wrong is a 4xx, never a 5xx.
+
+mod admin;
+mod audit;
+pub mod openapi;
+mod tools;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use warden_core::document;
+
+use crate::hosting::Hosting;
+use crate::key::Scope;
+use crate::operator::{Caller, Operator, OperatorError, Refusal};
+use crate::quota::{CallGate, RateLimiter};
+use crate::tenant::TenantRecord;
+
+/// The most bytes of a request body.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// What every handler shares.
+pub struct Shared {
+    pub operator: Operator,
+    pub hosting: Hosting,
+    pub limiter: RateLimiter,
+    pub gate: CallGate,
+}
+
+pub type AppState = Arc<Shared>;
+
+/// The API's routes (without the server's own `/healthz` and friends).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/openapi.json", get(openapi::document))
+        .route("/v1/tools", get(tools::list))
+        .route("/v1/tools/{name}/call", post(tools::call))
+        .route("/v1/audit", get(audit::entries))
+        .route("/v1/audit/verify", get(audit::verify))
+        .route(
+            "/v1/tenants",
+            get(admin::list_tenants).post(admin::add_tenant),
+        )
+        .route(
+            "/v1/tenants/{name}",
+            get(admin::show_tenant).delete(admin::remove_tenant),
+        )
+        .route("/v1/keys", get(admin::list_keys).post(admin::create_key))
+        .route("/v1/keys/{id}", axum::routing::delete(admin::revoke_key))
+        .fallback(not_found)
+}
+
+/// The error body: `{"error": {"code": …, "message": …}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, for programs: `unauthorized`, `forbidden`, `not-found`,
+    /// `bad-request`, `rate-limited`, …
+    pub code: &'static str,
+    /// For people: what was wrong and how to fix it.
+    pub message: String,
+}
+
+/// An answer that is not a success.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    headers: Vec<(HeaderName, String)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad-request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not-found", message)
+    }
+
+    fn with_header(mut self, name: HeaderName, value: String) -> ApiError {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut headers = HeaderMap::new();
+        for (name, value) in self.headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
+        (self.status, headers, Json(body)).into_response()
+    }
+}
+
+impl From<OperatorError> for ApiError {
+    fn from(e: OperatorError) -> ApiError {
+        match e {
+            OperatorError::BadInput(m) => ApiError::bad_request(m),
+            OperatorError::NotFound(m) => ApiError::not_found(m),
+            OperatorError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            OperatorError::Internal(m) => {
+                tracing::error!(error = %m, "operator request failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the server could not do this; its log says why",
+                )
+            }
+        }
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; GET /v1/openapi.json lists them")
+}
+
+/// The caller, authenticated: every `/v1` endpoint but the OpenAPI document
+/// takes one.
+#[derive(Debug)]
+pub struct Auth(pub Caller);
+
+impl Auth {
+    /// `403` unless the key has `scope`.
+    pub fn require(&self, scope: Scope) -> Result<&Caller, ApiError> {
+        if self.0.may(scope) {
+            Ok(&self.0)
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this key lacks scope {scope}; create a key with --scope {scope}"),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Auth, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match state.operator.authenticate(header).await {
+            Ok(caller) => Ok(Auth(caller)),
+            Err(refusal) => {
+                let message = match refusal {
+                    Refusal::Missing => {
+                        "send an API key as `Authorization: Bearer wdn_…` (`warden keys create` makes one)"
+                    }
+                    Refusal::Malformed => {
+                        "this is not a warden API key; keys look like wdn_<16 hex digits>_<64 hex digits>"
+                    }
+                    Refusal::Unknown => "this API key is not valid",
+                    Refusal::Unusable { reason, .. } => reason,
+                };
+                Err(
+                    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+                        .with_header(header::WWW_AUTHENTICATE, "Bearer".into()),
+                )
+            }
+        }
+    }
+}
+
+/// A tenant's caller with the scope the endpoint needs, admitted by the
+/// tenant's request rate.
+#[derive(Debug)]
+pub struct TenantCall {
+    pub caller: Caller,
+    pub tenant: TenantRecord,
+}
+
+impl TenantCall {
+    pub async fn admit(state: &AppState, auth: Auth, scope: Scope) -> Result<TenantCall, ApiError> {
+        auth.require(scope)?;
+        let Some(name) = auth.0.tenant.clone() else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "an operator key acts for no tenant; use a key of the tenant (`warden keys create --tenant NAME`)",
+            ));
+        };
+        let tenant = state.operator.tenant(&name).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this API key is not valid",
+            )
+        })?;
+        if let Err(rate) = state.limiter.take(&tenant.name, &tenant.quotas) {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                format!(
+                    "more than {} requests per second (burst {}); retry in {} s",
+                    tenant.quotas.requests_per_second, tenant.quotas.burst, rate.reset
+                ),
+            )
+            .with_header(header::RETRY_AFTER, rate.reset.to_string())
+            .with_header(
+                HeaderName::from_static("ratelimit-limit"),
+                rate.limit.to_string(),
+            )
+            .with_header(HeaderName::from_static("ratelimit-remaining"), "0".into())
+            .with_header(
+                HeaderName::from_static("ratelimit-reset"),
+                rate.reset.to_string(),
+            ));
+        }
+        Ok(TenantCall {
+            caller: auth.0,
+            tenant,
+        })
+    }
+}
+
+/// A JSON request body: at most [`MAX_BODY`] bytes, unknown fields refused
+/// (by the target type), and a parse error that names the field.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<JsonBody<T>, ApiError> {
+        if let Some(kind) = request.headers().get(header::CONTENT_TYPE) {
+            let kind = kind.to_str().unwrap_or_default();
+            let media = kind.split(';').next().unwrap_or_default().trim();
+            if !media.eq_ignore_ascii_case("application/json") {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported-media-type",
+                    format!(
+                        "the body is {media:?}; send JSON with `Content-Type: application/json`"
+                    ),
+                ));
+            }
+        }
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| {
+                let status = e.status();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        status,
+                        "too-large",
+                        format!("the body is over {MAX_BODY} bytes"),
+                    )
+                } else {
+                    ApiError::bad_request(format!("the body could not be read: {e}"))
+                }
+            })?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| ApiError::bad_request("the body is not UTF-8 JSON"))?;
+        document::parse("the body", text)
+            .map_err(ApiError::bad_request)
+            .and_then(|value| {
+                serde_json::from_value(value)
+                    .map_err(|e| ApiError::bad_request(format!("the body: {e}")))
+            })
+            .map(JsonBody)
+    }
+}

@@ -1,0 +1,477 @@
+//! Each tenant's audit log: JSON lines in `tenants/<name>/audit.jsonl`,
+//! append-only, each entry carrying the hash of the one before. The hash is
+//! keyed with a key derived from the server's secret, and the last entry's
+//! number and hash are kept in the control store, so an entry edited,
+//! removed, reordered or cut off the end is found by [`verify`] and named.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::control::{AuditHead, ControlError, ControlStore};
+
+/// The `prev` of a log's first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One entry as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditEntry {
+    /// 1 for the first entry, one more for each after.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// What happened: `tool.call`, `key.refused`, `tenant.add`, …
+    pub action: String,
+    /// The key that acted (its id), when one did.
+    pub key: Option<String>,
+    /// `ok`, `denied`, `narrowed`, `tool-error`, `limit`, `trap`, …
+    pub outcome: String,
+    /// The particulars (never prompt text or tool arguments unless the
+    /// operator asks for them).
+    #[schema(value_type = Object)]
+    pub detail: Value,
+    /// The hash of the entry before ([`GENESIS`] for the first).
+    pub prev: String,
+    pub hash: String,
+}
+
+/// What the server records; the log adds number, time and hashes.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub action: &'static str,
+    pub key: Option<String>,
+    pub outcome: String,
+    pub detail: Value,
+}
+
+impl AuditEvent {
+    pub fn new(
+        action: &'static str,
+        key: Option<&str>,
+        outcome: impl Into<String>,
+        detail: Value,
+    ) -> AuditEvent {
+        AuditEvent {
+            action,
+            key: key.map(String::from),
+            outcome: outcome.into(),
+            detail,
+        }
+    }
+}
+
+/// Hashes entries with a key derived from the server's secret.
+#[derive(Clone)]
+pub struct Chain {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Chain([redacted])")
+    }
+}
+
+impl Chain {
+    pub fn new(server_secret: &[u8; 32]) -> Chain {
+        Chain {
+            key: blake3::derive_key("warden 2026 audit log chain v1", server_secret),
+        }
+    }
+
+    /// The hash of `entry`, over every field but `hash`, in a canonical
+    /// form (object keys sorted), so that it does not depend on how a JSON
+    /// library orders what it parsed.
+    fn hash(&self, entry: &AuditEntry) -> String {
+        let body = serde_json::json!([
+            entry.seq,
+            entry.at_ms,
+            entry.action,
+            entry.key,
+            entry.outcome,
+            entry.detail,
+            entry.prev
+        ]);
+        let mut text = String::new();
+        canonical(&body, &mut text);
+        blake3::keyed_hash(&self.key, text.as_bytes())
+            .to_hex()
+            .to_string()
+    }
+}
+
+/// `value` as JSON with every object's keys in sorted order.
+fn canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// Why an entry could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log {}: {error}", path.display())]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+/// The audit logs of every tenant, one writer per tenant at a time.
+pub struct AuditLog {
+    data_dir: PathBuf,
+    chain: Chain,
+    control: Arc<dyn ControlStore>,
+    tails: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where tenant `name`'s log is.
+pub fn path(data_dir: &Path, tenant: &str) -> PathBuf {
+    crate::tenant::root(data_dir, tenant).join("audit.jsonl")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl AuditLog {
+    pub fn new(data_dir: &Path, chain: Chain, control: Arc<dyn ControlStore>) -> AuditLog {
+        AuditLog {
+            data_dir: data_dir.to_path_buf(),
+            chain,
+            control,
+            tails: Default::default(),
+        }
+    }
+
+    /// Appends `event` to `tenant`'s log and moves the head past it.
+    pub async fn record(&self, tenant: &str, event: AuditEvent) -> Result<AuditEntry, AuditError> {
+        let tail = {
+            let mut tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
+            tails.entry(tenant.to_string()).or_default().clone()
+        };
+        let _writer = tail.lock().await;
+        let head = self.control.audit_head(tenant).await?;
+        let (seq, prev) = match head {
+            Some(h) => (h.seq + 1, h.hash),
+            None => (1, GENESIS.to_string()),
+        };
+        let mut entry = AuditEntry {
+            seq,
+            at_ms: now_ms(),
+            action: event.action.to_string(),
+            key: event.key,
+            outcome: event.outcome,
+            detail: event.detail,
+            prev,
+            hash: String::new(),
+        };
+        entry.hash = self.chain.hash(&entry);
+        let path = path(&self.data_dir, tenant);
+        let io = |error| AuditError::Io {
+            path: path.clone(),
+            error,
+        };
+        let mut line = serde_json::to_vec(&entry).map_err(|e| io(e.into()))?;
+        line.push(b'\n');
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        // One write of the whole line to a file opened for appending: a
+        // crash leaves whole lines, at most the last one missing.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(&line))
+            .map_err(io)?;
+        self.control
+            .set_audit_head(
+                tenant,
+                &AuditHead {
+                    seq: entry.seq,
+                    hash: entry.hash.clone(),
+                },
+            )
+            .await?;
+        Ok(entry)
+    }
+}
+
+/// The entries of `tenant`'s log, as stored, each with its line number;
+/// a line that is not an entry is an `Err` naming it.
+pub fn read(
+    data_dir: &Path,
+    tenant: &str,
+) -> std::io::Result<Vec<(usize, Result<AuditEntry, String>)>> {
+    let text = match std::fs::read_to_string(path(data_dir, tenant)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| (i + 1, serde_json::from_str(line).map_err(|e| e.to_string())))
+        .collect())
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub entries: usize,
+    /// The first problem, naming the entry and line; `None` when the log
+    /// is whole.
+    pub problem: Option<String>,
+}
+
+/// Checks `tenant`'s log against its chain and the recorded head.
+pub async fn verify(
+    data_dir: &Path,
+    tenant: &str,
+    chain: &Chain,
+    control: &dyn ControlStore,
+) -> Result<Verified, AuditError> {
+    let lines = read(data_dir, tenant).map_err(|error| AuditError::Io {
+        path: path(data_dir, tenant),
+        error,
+    })?;
+    let head = control.audit_head(tenant).await?;
+    let entries = lines.len();
+    let problem = first_problem(&lines, head.as_ref(), chain);
+    Ok(Verified { entries, problem })
+}
+
+fn first_problem(
+    lines: &[(usize, Result<AuditEntry, String>)],
+    head: Option<&AuditHead>,
+    chain: &Chain,
+) -> Option<String> {
+    let mut prev = GENESIS.to_string();
+    let mut expected = 1u64;
+    for (i, (line, entry)) in lines.iter().enumerate() {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => return Some(format!("line {line} is not an audit entry (edited?): {e}")),
+        };
+        if entry.seq != expected {
+            let later = lines[i..]
+                .iter()
+                .find(|(_, e)| e.as_ref().is_ok_and(|e| e.seq == expected));
+            return Some(match later {
+                Some((at, _)) => format!(
+                    "entry {expected} is out of order: line {line} holds entry {}, and entry {expected} is at line {at} (reordered)",
+                    entry.seq
+                ),
+                None => format!(
+                    "entry {expected} was removed: line {line} holds entry {} where entry {expected} should be",
+                    entry.seq
+                ),
+            });
+        }
+        if entry.prev != prev {
+            return Some(format!(
+                "entry {} (line {line}) does not follow entry {}: the chain is broken there (edited or reordered)",
+                entry.seq,
+                expected - 1
+            ));
+        }
+        if chain.hash(entry) != entry.hash {
+            return Some(format!(
+                "entry {} (line {line}) was edited: its content does not match its hash",
+                entry.seq
+            ));
+        }
+        prev = entry.hash.clone();
+        expected += 1;
+    }
+    let last = expected - 1;
+    match head {
+        Some(head) if head.seq > last => Some(format!(
+            "entries {}..={} were removed from the end (the control store recorded entry {} as the last)",
+            last + 1,
+            head.seq,
+            head.seq
+        )),
+        Some(head) => {
+            // Entries past the head are what a crash between writing a line
+            // and recording the head leaves; they are chained all the same.
+            let at_head = lines
+                .iter()
+                .find_map(|(_, e)| e.as_ref().ok().filter(|e| e.seq == head.seq));
+            match at_head {
+                Some(e) if e.hash == head.hash => None,
+                _ => Some(format!(
+                    "entry {} does not match the hash the control store recorded for it (the log was rewritten)",
+                    head.seq
+                )),
+            }
+        }
+        None if last > 0 => Some(format!(
+            "the log has {last} entries but the control store recorded none (the log was written by another server, or the store was replaced)"
+        )),
+        None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::SqliteControl;
+
+    async fn log_of(n: usize) -> (tempfile::TempDir, Arc<SqliteControl>, Chain) {
+        let dir = tempfile::tempdir().unwrap();
+        let control = Arc::new(SqliteControl::open(&dir.path().join("c.sqlite")).unwrap());
+        let chain = Chain::new(&[3; 32]);
+        let log = AuditLog::new(dir.path(), chain.clone(), control.clone());
+        for i in 0..n {
+            log.record(
+                "acme",
+                AuditEvent::new("tool.call", Some("k"), "ok", serde_json::json!({ "i": i })),
+            )
+            .await
+            .unwrap();
+        }
+        (dir, control, chain)
+    }
+
+    async fn problem(dir: &Path, control: &SqliteControl, chain: &Chain) -> Option<String> {
+        verify(dir, "acme", chain, control).await.unwrap().problem
+    }
+
+    fn rewrite(dir: &Path, f: impl FnOnce(&mut Vec<String>)) {
+        let file = path(dir, "acme");
+        let mut lines: Vec<String> = std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        f(&mut lines);
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    }
+
+    #[test]
+    fn the_hash_does_not_depend_on_key_order() {
+        let chain = Chain::new(&[1; 32]);
+        let entry = |detail: &str| AuditEntry {
+            seq: 1,
+            at_ms: 2,
+            action: "a".into(),
+            key: None,
+            outcome: "ok".into(),
+            detail: serde_json::from_str(detail).unwrap(),
+            prev: GENESIS.into(),
+            hash: String::new(),
+        };
+        let sorted = chain.hash(&entry(r#"{"a":1,"b":{"c":[1,{"d":2,"e":"\u00e9"}]}}"#));
+        let shuffled = chain.hash(&entry(r#"{"b":{"c":[1,{"e":"é","d":2}]},"a":1}"#));
+        assert_eq!(sorted, shuffled);
+        assert_ne!(sorted, chain.hash(&entry(r#"{"a":2}"#)));
+    }
+
+    #[tokio::test]
+    async fn an_untouched_log_verifies_and_each_tampering_is_named() {
+        let (dir, control, chain) = log_of(5).await;
+        let d = dir.path();
+        let whole = verify(d, "acme", &chain, control.as_ref()).await.unwrap();
+        assert_eq!(
+            whole,
+            Verified {
+                entries: 5,
+                problem: None
+            }
+        );
+        let original = std::fs::read_to_string(path(d, "acme")).unwrap();
+
+        rewrite(d, |l| l[2] = l[2].replace("\"i\":2", "\"i\":7"));
+        let p = problem(d, &control, &chain).await.unwrap();
+        assert!(p.contains("entry 3 (line 3) was edited"), "{p}");
+
+        std::fs::write(path(d, "acme"), &original).unwrap();
+        rewrite(d, |l| {
+            l.remove(1);
+        });
+        let p = problem(d, &control, &chain).await.unwrap();
+        assert!(p.contains("entry 2 was removed"), "{p}");
+
+        std::fs::write(path(d, "acme"), &original).unwrap();
+        rewrite(d, |l| l.swap(1, 2));
+        let p = problem(d, &control, &chain).await.unwrap();
+        assert!(
+            p.contains("entry 2 is out of order") && p.contains("line 3"),
+            "{p}"
+        );
+
+        std::fs::write(path(d, "acme"), &original).unwrap();
+        rewrite(d, |l| {
+            l.pop();
+        });
+        let p = problem(d, &control, &chain).await.unwrap();
+        assert!(p.contains("entries 5..=5 were removed from the end"), "{p}");
+
+        // Rewriting the whole chain consistently needs the server's key.
+        std::fs::write(path(d, "acme"), &original).unwrap();
+        let forger = Chain::new(&[4; 32]);
+        rewrite(d, |l| {
+            let mut prev = GENESIS.to_string();
+            for line in l.iter_mut() {
+                let mut e: AuditEntry = serde_json::from_str(line).unwrap();
+                e.outcome = "forged".into();
+                e.prev = prev;
+                e.hash = forger.hash(&e);
+                prev = e.hash.clone();
+                *line = serde_json::to_string(&e).unwrap();
+            }
+        });
+        let p = problem(d, &control, &chain).await.unwrap();
+        assert!(p.contains("entry 1 (line 1) was edited"), "{p}");
+
+        std::fs::write(path(d, "acme"), &original).unwrap();
+        rewrite(d, |l| l[0] = "{not json".into());
+        let p = problem(d, &control, &chain).await.unwrap();
+        assert!(p.contains("line 1 is not an audit entry"), "{p}");
+    }
+}

@@ -1,0 +1,66 @@
+//! The server's control state — tenants, key hashes and the head of each
+//! tenant's audit log — behind one trait, so that one node keeps it in
+//! SQLite ([`crate::sqlite::SqliteControl`]) and a cluster in a shared
+//! store, with the same callers.
+
+use serde::{Deserialize, Serialize};
+use warden_api::BoxFuture;
+
+use crate::key::KeyRecord;
+use crate::tenant::TenantRecord;
+
+/// Why the control store refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// The write conflicts with what is there (a tenant that exists).
+    #[error("{0}")]
+    Conflict(String),
+    /// The store itself failed (I/O, corruption).
+    #[error("control store: {0}")]
+    Store(String),
+}
+
+/// The last entry of a tenant's audit log, kept apart from the log so that
+/// cutting entries off its end is found too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHead {
+    pub seq: u64,
+    pub hash: String,
+}
+
+pub type ControlResult<T> = Result<T, ControlError>;
+
+/// Tenants, keys and audit heads. Every method is one atomic step.
+pub trait ControlStore: Send + Sync {
+    /// Adds a tenant; [`ControlError::Conflict`] when the name is taken.
+    fn add_tenant<'a>(&'a self, tenant: &'a TenantRecord) -> BoxFuture<'a, ControlResult<()>>;
+
+    fn tenant<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ControlResult<Option<TenantRecord>>>;
+
+    /// Every tenant, by name.
+    fn tenants(&self) -> BoxFuture<'_, ControlResult<Vec<TenantRecord>>>;
+
+    /// Removes a tenant and revokes its keys at `at`, in one step; `false`
+    /// when there was no such tenant.
+    fn remove_tenant<'a>(&'a self, name: &'a str, at: i64) -> BoxFuture<'a, ControlResult<bool>>;
+
+    fn add_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, ControlResult<()>>;
+
+    fn key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ControlResult<Option<KeyRecord>>>;
+
+    /// The keys of `tenant` (`None`: every key), oldest first.
+    fn keys<'a>(&'a self, tenant: Option<&'a str>) -> BoxFuture<'a, ControlResult<Vec<KeyRecord>>>;
+
+    /// Revokes a key at `at`; `false` when there is no such key. Revoking
+    /// twice keeps the first time.
+    fn revoke_key<'a>(&'a self, id: &'a str, at: i64) -> BoxFuture<'a, ControlResult<bool>>;
+
+    fn audit_head<'a>(&'a self, tenant: &'a str)
+    -> BoxFuture<'a, ControlResult<Option<AuditHead>>>;
+
+    fn set_audit_head<'a>(
+        &'a self,
+        tenant: &'a str,
+        head: &'a AuditHead,
+    ) -> BoxFuture<'a, ControlResult<()>>;
+}

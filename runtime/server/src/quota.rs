@@ -1,0 +1,137 @@
+//! Per-tenant admission: a token bucket for requests, and a bounded count
+//! of calls running or waiting for a sandbox. Both decide at once, so a
+//! tenant over its quota is told to come back (429) instead of slowing the
+//! others.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::tenant::Quotas;
+
+/// The request token buckets of every tenant.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// The state of a tenant's bucket after a request, for the `RateLimit`
+/// headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the bucket is full again (`Allowed`) or until one
+    /// request is allowed (`Limited`).
+    pub reset: u32,
+}
+
+impl RateLimiter {
+    /// Takes one token from `tenant`'s bucket: `Ok` when the request may
+    /// go on, `Err` when it must wait `reset` seconds.
+    pub fn take(&self, tenant: &str, quotas: &Quotas) -> Result<Rate, Rate> {
+        let rate = f64::from(quotas.requests_per_second.max(1));
+        let burst = f64::from(quotas.burst.max(1));
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let bucket = buckets.entry(tenant.to_string()).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+        });
+        let elapsed = now.duration_since(bucket.last).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+        bucket.last = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(Rate {
+                limit: quotas.burst,
+                remaining: bucket.tokens as u32,
+                reset: ((burst - bucket.tokens) / rate).ceil() as u32,
+            })
+        } else {
+            Err(Rate {
+                limit: quotas.burst,
+                remaining: 0,
+                reset: ((1.0 - bucket.tokens) / rate).ceil().max(1.0) as u32,
+            })
+        }
+    }
+}
+
+/// How many calls of each tenant are running or waiting for a sandbox.
+#[derive(Debug, Default)]
+pub struct CallGate {
+    counts: Mutex<HashMap<String, Arc<AtomicU32>>>,
+}
+
+/// A place among a tenant's calls; released when dropped.
+#[derive(Debug)]
+pub struct Admitted(Arc<AtomicU32>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl CallGate {
+    /// A place for one more call of `tenant`, unless `concurrent-calls +
+    /// queued-calls` are taken.
+    pub fn enter(&self, tenant: &str, quotas: &Quotas) -> Option<Admitted> {
+        let count = {
+            let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            counts.entry(tenant.to_string()).or_default().clone()
+        };
+        let most = quotas.concurrent_calls.saturating_add(quotas.queued_calls);
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < most).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Admitted(count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_admitted_then_limited_and_tenants_do_not_share_buckets() {
+        let limiter = RateLimiter::default();
+        let quotas = Quotas {
+            requests_per_second: 1,
+            burst: 3,
+            ..Quotas::default()
+        };
+        for _ in 0..3 {
+            assert!(limiter.take("a", &quotas).is_ok());
+        }
+        let limited = limiter.take("a", &quotas).unwrap_err();
+        assert_eq!((limited.remaining, limited.reset), (0, 1));
+        assert!(limiter.take("b", &quotas).is_ok());
+    }
+
+    #[test]
+    fn calls_past_running_and_queued_are_refused_until_one_ends() {
+        let gate = CallGate::default();
+        let quotas = Quotas {
+            concurrent_calls: 1,
+            queued_calls: 1,
+            ..Quotas::default()
+        };
+        let first = gate.enter("a", &quotas).unwrap();
+        let _second = gate.enter("a", &quotas).unwrap();
+        assert!(gate.enter("a", &quotas).is_none());
+        assert!(gate.enter("b", &quotas).is_some());
+        drop(first);
+        assert!(gate.enter("a", &quotas).is_some());
+    }
+}

@@ -1,0 +1,351 @@
+//! The control store of one node: a SQLite file in the data dir, in WAL
+//! mode, so `warden keys create` in a shell and a running `warden serve`
+//! share it safely. Records are JSON, as a key-value store would keep them.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use warden_api::BoxFuture;
+
+use crate::control::{AuditHead, ControlError, ControlResult, ControlStore};
+use crate::key::KeyRecord;
+use crate::tenant::TenantRecord;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    name TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keys (
+    id TEXT PRIMARY KEY,
+    tenant TEXT,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS keys_by_tenant ON keys (tenant);
+CREATE TABLE IF NOT EXISTS audit_heads (
+    tenant TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+";
+
+/// The schema this build writes; a newer file is refused, not rewritten.
+const VERSION: i64 = 1;
+
+/// A SQLite control store. Each method holds the connection for one short
+/// statement; SQLite's own lock orders writers of other processes.
+pub struct SqliteControl {
+    db: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteControl")
+    }
+}
+
+fn store_error(e: impl std::fmt::Display) -> ControlError {
+    ControlError::Store(e.to_string())
+}
+
+impl SqliteControl {
+    /// Opens (creating) the store at `path`.
+    pub fn open(path: &Path) -> ControlResult<SqliteControl> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| store_error(format!("{}: {e}", dir.display())))?;
+        }
+        let db =
+            Connection::open(path).map_err(|e| store_error(format!("{}: {e}", path.display())))?;
+        db.busy_timeout(Duration::from_secs(5))
+            .map_err(store_error)?;
+        db.pragma_update(None, "journal_mode", "WAL")
+            .map_err(store_error)?;
+        // WAL with NORMAL is durable across a process crash; an OS crash
+        // may lose the last transactions, never corrupt the file.
+        db.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(store_error)?;
+        let version: i64 = db
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(store_error)?;
+        if version > VERSION {
+            return Err(store_error(format!(
+                "{} was written by a newer warden (schema {version}; this one reads {VERSION}); run that warden, or restore a backup",
+                path.display()
+            )));
+        }
+        db.execute_batch(SCHEMA).map_err(store_error)?;
+        db.pragma_update(None, "user_version", VERSION)
+            .map_err(store_error)?;
+        Ok(SqliteControl { db: Mutex::new(db) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> ControlResult<T> {
+        // A panic while holding the lock cannot leave a half-done statement
+        // behind (SQLite rolls it back), so a poisoned lock is still usable.
+        let mut db = self
+            .db
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut db).map_err(store_error)
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(text: String) -> rusqlite::Result<T> {
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> ControlResult<String> {
+    serde_json::to_string(value).map_err(store_error)
+}
+
+fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
+impl ControlStore for SqliteControl {
+    fn add_tenant<'a>(&'a self, tenant: &'a TenantRecord) -> BoxFuture<'a, ControlResult<()>> {
+        let result = encode(tenant).and_then(|record| {
+            let added = self.with(|db| {
+                db.execute(
+                    "INSERT INTO tenants (name, record) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    params![tenant.name, record],
+                )
+            })?;
+            if added == 0 {
+                return Err(ControlError::Conflict(format!(
+                    "tenant {:?} exists; remove it first, or pick another name",
+                    tenant.name
+                )));
+            }
+            Ok(())
+        });
+        ready(result)
+    }
+
+    fn tenant<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ControlResult<Option<TenantRecord>>> {
+        ready(self.with(|db| {
+            db.query_row(
+                "SELECT record FROM tenants WHERE name = ?1",
+                [name],
+                |row| decode(row.get(0)?),
+            )
+            .optional()
+        }))
+    }
+
+    fn tenants(&self) -> BoxFuture<'_, ControlResult<Vec<TenantRecord>>> {
+        ready(self.with(|db| {
+            let mut statement = db.prepare("SELECT record FROM tenants ORDER BY name")?;
+            let rows = statement.query_map([], |row| decode(row.get(0)?))?;
+            rows.collect()
+        }))
+    }
+
+    fn remove_tenant<'a>(&'a self, name: &'a str, at: i64) -> BoxFuture<'a, ControlResult<bool>> {
+        ready(self.with(|db| {
+            let tx = db.transaction()?;
+            let removed = tx.execute("DELETE FROM tenants WHERE name = ?1", [name])?;
+            let keys: Vec<(String, String)> = {
+                let mut statement = tx.prepare("SELECT id, record FROM keys WHERE tenant = ?1")?;
+                let rows = statement.query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for (id, record) in keys {
+                let mut key: KeyRecord = decode(record)?;
+                key.revoked.get_or_insert(at);
+                let record = serde_json::to_string(&key)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                tx.execute(
+                    "UPDATE keys SET record = ?2 WHERE id = ?1",
+                    params![id, record],
+                )?;
+            }
+            tx.execute("DELETE FROM audit_heads WHERE tenant = ?1", [name])?;
+            tx.commit()?;
+            Ok(removed > 0)
+        }))
+    }
+
+    fn add_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, ControlResult<()>> {
+        let result = encode(key).and_then(|record| {
+            let added = self.with(|db| {
+                db.execute(
+                    "INSERT INTO keys (id, tenant, record) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![key.id, key.tenant, record],
+                )
+            })?;
+            if added == 0 {
+                return Err(ControlError::Conflict(format!("key id {} is taken", key.id)));
+            }
+            Ok(())
+        });
+        ready(result)
+    }
+
+    fn key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ControlResult<Option<KeyRecord>>> {
+        ready(self.with(|db| {
+            db.query_row("SELECT record FROM keys WHERE id = ?1", [id], |row| {
+                decode(row.get(0)?)
+            })
+            .optional()
+        }))
+    }
+
+    fn keys<'a>(&'a self, tenant: Option<&'a str>) -> BoxFuture<'a, ControlResult<Vec<KeyRecord>>> {
+        ready(self.with(|db| {
+            let mut keys: Vec<KeyRecord> = match tenant {
+                Some(tenant) => {
+                    let mut statement = db.prepare("SELECT record FROM keys WHERE tenant = ?1")?;
+                    let rows = statement.query_map([tenant], |row| decode(row.get(0)?))?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                }
+                None => {
+                    let mut statement = db.prepare("SELECT record FROM keys")?;
+                    let rows = statement.query_map([], |row| decode(row.get(0)?))?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                }
+            };
+            keys.sort_by(|a: &KeyRecord, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+            Ok(keys)
+        }))
+    }
+
+    fn revoke_key<'a>(&'a self, id: &'a str, at: i64) -> BoxFuture<'a, ControlResult<bool>> {
+        ready(self.with(|db| {
+            let tx = db.transaction()?;
+            let record: Option<String> = tx
+                .query_row("SELECT record FROM keys WHERE id = ?1", [id], |row| {
+                    row.get(0)
+                })
+                .optional()?;
+            let Some(record) = record else {
+                return Ok(false);
+            };
+            let mut key: KeyRecord = decode(record)?;
+            key.revoked.get_or_insert(at);
+            let record = serde_json::to_string(&key)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            tx.execute(
+                "UPDATE keys SET record = ?2 WHERE id = ?1",
+                params![id, record],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        }))
+    }
+
+    fn audit_head<'a>(
+        &'a self,
+        tenant: &'a str,
+    ) -> BoxFuture<'a, ControlResult<Option<AuditHead>>> {
+        ready(self.with(|db| {
+            db.query_row(
+                "SELECT seq, hash FROM audit_heads WHERE tenant = ?1",
+                [tenant],
+                |row| {
+                    Ok(AuditHead {
+                        seq: row.get::<_, i64>(0)? as u64,
+                        hash: row.get(1)?,
+                    })
+                },
+            )
+            .optional()
+        }))
+    }
+
+    fn set_audit_head<'a>(
+        &'a self,
+        tenant: &'a str,
+        head: &'a AuditHead,
+    ) -> BoxFuture<'a, ControlResult<()>> {
+        let seq = i64::try_from(head.seq).map_err(store_error);
+        ready(seq.and_then(|seq| {
+            self.with(|db| {
+                db.execute(
+                    "INSERT INTO audit_heads (tenant, seq, hash) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (tenant) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                    params![tenant, seq, head.hash],
+                )
+                .map(|_| ())
+            })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::Quotas;
+
+    fn tenant(name: &str) -> TenantRecord {
+        TenantRecord {
+            name: name.into(),
+            policy: None,
+            plugins: vec!["*".into()],
+            quotas: Quotas::default(),
+            created: 1,
+        }
+    }
+
+    fn key(id: &str, tenant: Option<&str>) -> KeyRecord {
+        KeyRecord {
+            id: id.into(),
+            tenant: tenant.map(String::from),
+            hash: "h".into(),
+            scopes: vec![],
+            created: 2,
+            expires: None,
+            revoked: None,
+            label: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn tenants_and_keys_survive_reopening_and_removal_revokes_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sqlite");
+        {
+            let store = SqliteControl::open(&path).unwrap();
+            store.add_tenant(&tenant("acme")).await.unwrap();
+            let again = store.add_tenant(&tenant("acme")).await.unwrap_err();
+            assert!(matches!(again, ControlError::Conflict(m) if m.contains("exists")));
+            store.add_key(&key("k1", Some("acme"))).await.unwrap();
+            store.add_key(&key("k2", None)).await.unwrap();
+        }
+        let store = SqliteControl::open(&path).unwrap();
+        assert_eq!(store.tenant("acme").await.unwrap(), Some(tenant("acme")));
+        assert_eq!(store.keys(Some("acme")).await.unwrap().len(), 1);
+        assert_eq!(store.keys(None).await.unwrap().len(), 2);
+        assert!(store.remove_tenant("acme", 9).await.unwrap());
+        assert!(!store.remove_tenant("acme", 9).await.unwrap());
+        assert_eq!(store.key("k1").await.unwrap().unwrap().revoked, Some(9));
+        assert_eq!(store.key("k2").await.unwrap().unwrap().revoked, None);
+        assert!(store.revoke_key("k2", 10).await.unwrap());
+        assert!(store.revoke_key("k2", 11).await.unwrap());
+        assert_eq!(store.key("k2").await.unwrap().unwrap().revoked, Some(10));
+        assert!(!store.revoke_key("nope", 10).await.unwrap());
+        let head = AuditHead {
+            seq: 3,
+            hash: "abc".into(),
+        };
+        store.set_audit_head("acme", &head).await.unwrap();
+        assert_eq!(store.audit_head("acme").await.unwrap(), Some(head));
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_not_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = SqliteControl::open(&path).unwrap_err().to_string();
+        assert!(err.contains("newer warden"), "{err}");
+    }
+}

@@ -1,0 +1,310 @@
+//! Keys, scopes, tool calls, bad bodies, quotas and the OpenAPI document.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use warden_server::Scope;
+use warden_server::key::{KeyHasher, KeyRecord, NewKey};
+use warden_server::operator::{load_or_create_secret, now, server_dir};
+use warden_server::tenant::Quotas;
+use warden_tests::artifacts::{HELLO, HOSTILE};
+
+use crate::{Tenant, TestServer, assert_error, key};
+
+#[tokio::test]
+async fn the_key_decides_who_calls_and_what_it_may_do() {
+    let (server, keys) = TestServer::start(&[HELLO], &[Tenant::new("acme")]).await;
+    let acme = &keys[0];
+
+    let none = server.get("/v1/tools", None).await;
+    assert_error(
+        &none,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Authorization: Bearer",
+    );
+    let malformed = server.get("/v1/tools", Some("nonsense")).await;
+    assert_error(
+        &malformed,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "not a warden API key",
+    );
+    for wrong in [
+        NewKey::generate().token,
+        // The right id with another secret.
+        format!("{}{}", &acme[..21], "0".repeat(64)),
+    ] {
+        let answer = server.get("/v1/tools", Some(&wrong)).await;
+        assert_error(
+            &answer,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "not valid",
+        );
+    }
+
+    let operator = server.operator();
+    let reader = key(&operator, Some("acme"), &[Scope::RunsRead]).await;
+    let answer = server.get("/v1/tools", Some(&reader)).await;
+    assert_error(
+        &answer,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "lacks scope tools:call",
+    );
+
+    let (status, tools) = server.get("/v1/tools", Some(acme)).await;
+    assert_eq!(status, StatusCode::OK, "{tools}");
+    assert_eq!(tools[0]["name"], json!("hello__greet"));
+    assert_eq!(tools[0]["input_schema"]["type"], json!("object"));
+
+    // Revoked and expired keys are refused like unknown ones.
+    let id = acme[4..20].to_string();
+    operator
+        .revoke_key(&id, None, warden_server::operator::Actor::Shell)
+        .await
+        .unwrap();
+    let answer = server.get("/v1/tools", Some(acme)).await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized", "revoked");
+
+    let secret = load_or_create_secret(&server_dir(server.data.path()).join("secret")).unwrap();
+    let expired = NewKey::generate();
+    operator
+        .control()
+        .add_key(&KeyRecord {
+            id: expired.id.clone(),
+            tenant: Some("acme".into()),
+            hash: KeyHasher::new(&secret).hash(expired.secret()),
+            scopes: vec![Scope::ToolsCall],
+            created: now() - 100,
+            expires: Some(now() - 1),
+            revoked: None,
+            label: None,
+        })
+        .await
+        .unwrap();
+    let answer = server.get("/v1/tools", Some(&expired.token)).await;
+    assert_error(&answer, StatusCode::UNAUTHORIZED, "unauthorized", "expired");
+}
+
+#[tokio::test]
+async fn a_call_answers_its_outcome_with_usage() {
+    let tenant = Tenant {
+        plugins: &["hello", "hostile"],
+        ..Tenant::new("acme")
+    };
+    let (server, keys) = TestServer::start(&[HELLO, HOSTILE], &[tenant]).await;
+    let acme = &keys[0];
+
+    let (status, body) = server
+        .call(acme, "hello__greet", json!({"name": "Ada"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["outcome"], json!("result"), "{body}");
+    assert_eq!(body["result"]["message"], json!("Hello, Ada!"));
+    assert!(body["usage"]["fuel"].as_u64().unwrap() > 0, "{body}");
+
+    let (_, body) = server
+        .call(acme, "hello__greet", json!({"name": " "}))
+        .await;
+    assert_eq!(body["outcome"], json!("tool-error"), "{body}");
+    assert_eq!(body["kind"], json!("invalid-arguments"), "{body}");
+
+    let (_, body) = server.call(acme, "hostile__spin", json!({})).await;
+    assert_eq!(body["outcome"], json!("limit"), "{body}");
+    assert!(
+        ["fuel", "deadline"].contains(&body["limit"].as_str().unwrap()),
+        "{body}"
+    );
+
+    let (_, body) = server.call(acme, "hostile__panic", json!({})).await;
+    assert_eq!(body["outcome"], json!("trap"), "{body}");
+
+    let answer = server.call(acme, "hello__nothing", json!({})).await;
+    assert_error(&answer, StatusCode::NOT_FOUND, "not-found", "GET /v1/tools");
+
+    // Every call is in the tenant's audit log, with its outcome.
+    let (status, entries) = server.get("/v1/audit", Some(acme)).await;
+    assert_eq!(status, StatusCode::OK, "{entries}");
+    let outcomes: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == json!("tool.call"))
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["ok", "tool-error", "limit", "trap"]);
+    let (_, verified) = server.get("/v1/audit/verify", Some(acme)).await;
+    assert_eq!(verified["ok"], json!(true), "{verified}");
+}
+
+#[tokio::test]
+async fn bad_bodies_are_4xx_that_say_what_was_wrong() {
+    let (server, keys) = TestServer::start(&[HELLO], &[Tenant::new("acme")]).await;
+    let acme = &keys[0];
+    let url = format!("{}/v1/tools/hello__greet/call", server.base);
+    let send = |body: Vec<u8>, kind: &'static str| {
+        server
+            .client
+            .post(&url)
+            .bearer_auth(acme)
+            .header("content-type", kind)
+            .body(body)
+            .send()
+    };
+    let cases: Vec<(Vec<u8>, &str, StatusCode, &str, &str)> = vec![
+        (
+            b"{\"name\":".to_vec(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "not JSON",
+        ),
+        (
+            b"[1]".to_vec(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "expected a map",
+        ),
+        (
+            vec![0xff, 0xfe],
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "not UTF-8",
+        ),
+        (
+            b"{}".to_vec(),
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "application/json",
+        ),
+        (
+            format!("{{\"name\":\"{}\"}}", "x".repeat(2 << 20)).into_bytes(),
+            "application/json",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            "bytes",
+        ),
+        (
+            ("[".repeat(100) + &"]".repeat(100)).into_bytes(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "nests deeper",
+        ),
+    ];
+    for (body, kind, status, code, says) in cases {
+        let answer = crate::answer(send(body, kind).await.unwrap()).await;
+        assert_error(&answer, status, code, says);
+    }
+    let answer = server.get("/v1/nowhere", Some(acme)).await;
+    assert_error(&answer, StatusCode::NOT_FOUND, "not-found", "openapi.json");
+}
+
+#[tokio::test]
+async fn a_tenant_past_its_rate_or_its_calls_is_told_to_come_back() {
+    let limited = Tenant {
+        quotas: Quotas {
+            requests_per_second: 1,
+            burst: 2,
+            ..Quotas::default()
+        },
+        ..Tenant::new("acme")
+    };
+    let narrow = Tenant {
+        plugins: &["hostile"],
+        quotas: Quotas {
+            concurrent_calls: 1,
+            queued_calls: 0,
+            ..Quotas::default()
+        },
+        ..Tenant::new("bolt")
+    };
+    let (server, keys) = TestServer::start(&[HELLO, HOSTILE], &[limited, narrow]).await;
+    for _ in 0..2 {
+        assert_eq!(
+            server.get("/v1/tools", Some(&keys[0])).await.0,
+            StatusCode::OK
+        );
+    }
+    let response = server
+        .client
+        .get(format!("{}/v1/tools", server.base))
+        .bearer_auth(&keys[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let header = |name: &str| response.headers()[name].to_str().unwrap().to_string();
+    assert_eq!(header("retry-after"), "1");
+    assert_eq!(header("ratelimit-limit"), "2");
+    assert_eq!(header("ratelimit-remaining"), "0");
+    // Another tenant's bucket is its own.
+    assert_eq!(
+        server.get("/v1/tools", Some(&keys[1])).await.0,
+        StatusCode::OK
+    );
+
+    // bolt may run one call and queue none: a second at once is refused.
+    let slow = server.call(&keys[1], "hostile__sleep", json!({"ms": 1500}));
+    let quick = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        server
+            .call(&keys[1], "hostile__sleep", json!({"ms": 1}))
+            .await
+    };
+    let (slow, quick) = tokio::join!(slow, quick);
+    assert_eq!(slow.1["outcome"], json!("result"), "{}", slow.1);
+    assert_error(
+        &quick,
+        StatusCode::TOO_MANY_REQUESTS,
+        "busy",
+        "1 calls running",
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_api_and_needs_no_key() {
+    let (server, _) = TestServer::start(&[HELLO], &[]).await;
+    let (status, doc) = server.get("/v1/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    for path in [
+        "/v1/tools",
+        "/v1/tools/{name}/call",
+        "/v1/audit",
+        "/v1/tenants",
+        "/v1/keys/{id}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        json!("bearer")
+    );
+    let (status, text) = (
+        server
+            .client
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        Value::Null,
+    );
+    assert_eq!((status, text), (StatusCode::OK, Value::Null));
+    let ready = server
+        .client
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+}
