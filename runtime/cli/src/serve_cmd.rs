@@ -173,10 +173,10 @@ pub async fn serve(args: ServeArgs, dirs: &crate::Dirs) -> Result<ExitCode, Fail
             "warden: warning: serving on {local}, which is not a loopback address; put TLS in front of it"
         );
     }
+    let tenants = operator.tenants().await.map_err(failure)?.len();
     eprintln!(
-        "warden: serving {} plugins for {} tenants at http://{local}",
-        plugins.len(),
-        operator.tenants().await.map_err(failure)?.len()
+        "warden: serving {} plugin(s) for {tenants} tenant(s) at http://{local}",
+        plugins.len()
     );
     Server::new(operator, plugins)
         .serve(listener, crate::shutdown::signal())
@@ -294,9 +294,9 @@ fn summary(t: &TenantRecord) -> String {
 fn key_line(k: &KeyInfo) -> String {
     let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
     let state = match (k.revoked, k.expires) {
-        (Some(at), _) => format!("revoked at {at}"),
-        (None, Some(at)) if at <= warden_server::operator::now() => format!("expired at {at}"),
-        (None, Some(at)) => format!("expires at {at}"),
+        (Some(at), _) => format!("revoked {}", utc(at)),
+        (None, Some(at)) if at <= warden_server::operator::now() => format!("expired {}", utc(at)),
+        (None, Some(at)) => format!("expires {}", utc(at)),
         (None, None) => "no expiry".into(),
     };
     format!(
@@ -309,6 +309,26 @@ fn key_line(k: &KeyInfo) -> String {
             .as_deref()
             .map(|l| format!("  {l}"))
             .unwrap_or_default()
+    )
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM UTC` (the civil
+/// calendar from a day count, as in Howard Hinnant's `civil_from_days`).
+fn utc(secs: i64) -> String {
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rest / 3_600,
+        rest % 3_600 / 60
     )
 }
 
@@ -430,4 +450,14 @@ fn export(data: &Path, tenant: &str) -> Result<(), Failure> {
         writeln!(out, "{text}").map_err(|e| Failure::internal(e.to_string()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_read_as_utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(super::utc(1_799_050_706), "2027-01-04 08:18 UTC");
+    }
 }
