@@ -501,6 +501,37 @@ mod tests {
     }
 
     #[test]
+    fn scratch_left_by_a_stopped_process_is_removed_and_a_live_ones_kept() {
+        let root = tempfile::tempdir().unwrap();
+        // Above any pid_max, so never a running process.
+        let dead = 4_294_967_294u32;
+        let mine = std::process::id();
+        for name in [
+            format!("warden-scratch-{dead}-a"),
+            format!("warden-code-{dead}-b"),
+            format!("warden-scratch-{mine}-c"),
+            "warden-scratch-notapid".to_string(),
+            "other".to_string(),
+        ] {
+            std::fs::create_dir_all(root.path().join(&name).join("inside")).unwrap();
+        }
+        assert_eq!(remove_stale(root.path()), 2);
+        let mut left: Vec<String> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "other".to_string(),
+                format!("warden-scratch-{mine}-c"),
+                "warden-scratch-notapid".to_string()
+            ]
+        );
+    }
+
+    #[test]
     fn language_names() {
         assert_eq!(Language::parse("PY"), Some(Language::Python));
         assert_eq!(Language::parse("javascript"), Some(Language::Js));
