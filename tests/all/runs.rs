@@ -68,6 +68,7 @@ fn setup_with(llm: &str, memory: Option<Arc<Memory>>) -> Setup {
             Path::new(CALLER).parent().unwrap().to_path_buf(),
         ],
         base_dir: data.path().to_path_buf(),
+        ceiling: None,
     };
     Setup { data, env }
 }
@@ -432,6 +433,7 @@ async fn another_tenants_run_cannot_be_resumed() {
         tenant: TenantId::new("acme").unwrap(),
         plugin_dirs: s.env.plugin_dirs.clone(),
         base_dir: base.to_path_buf(),
+        ceiling: None,
     };
     let err = s
         .runs()

@@ -17,10 +17,6 @@ use crate::Dirs;
 use crate::exit::{BAD_INPUT, Failure, NOT_ACCEPTED, PLUGIN_ERROR};
 use crate::terminal;
 
-/// The workflow `--goal` runs when no file is given: the first-party roles,
-/// the planner first.
-const GOAL_WORKFLOW: &str = include_str!("goal-workflow.toml");
-
 /// Sandboxes a run may have going at once (roles and their tools).
 const RUN_SLOTS: u32 = 64;
 
@@ -84,6 +80,7 @@ pub async fn run(args: RunArgs, dirs: &Dirs) -> Result<ExitCode, Failure> {
         tenant: tenant.clone(),
         plugin_dirs: plugin_dirs.clone(),
         base_dir: base_dir.to_path_buf(),
+        ceiling: None,
     };
     let sinks = sinks(&args)?;
     let runs = Runs::new(data);
@@ -208,8 +205,7 @@ fn workflow(args: &RunArgs) -> Result<(Workflow, PathBuf), Failure> {
             Ok((workflow, base))
         }
         None if args.goal.is_some() => {
-            let workflow =
-                Workflow::parse(GOAL_WORKFLOW, "(built-in)").map_err(Failure::internal)?;
+            let workflow = Workflow::goal().map_err(Failure::internal)?;
             Ok((workflow, PathBuf::from(".")))
         }
         None => Err(Failure::bad_input(

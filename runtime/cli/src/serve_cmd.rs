@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use warden_server::operator::{Actor, KeyInfo, KeySpec, NewTenant, OPERATOR_LOG};
 use warden_server::tenant::{Quotas, TenantRecord};
-use warden_server::{Operator, OperatorError, Scope, Server};
+use warden_server::{Hosted, Operator, OperatorError, Scope, Server};
 
 use crate::exit::Failure;
 use crate::plugin_files;
@@ -37,7 +37,7 @@ pub enum TenantsCommand {
     Add {
         name: String,
         /// A policy file (TOML): the tenant's ceiling. Its directories are
-        /// relative to the tenant's root, DATA_DIR/tenants/NAME.
+        /// relative to the tenant's files, DATA_DIR/tenants/NAME/files.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
         /// The plugins it may use, by name (default: all).
@@ -55,6 +55,9 @@ pub enum TenantsCommand {
         /// Calls that may wait for a sandbox; more are refused.
         #[arg(long, value_name = "N")]
         queue: Option<u32>,
+        /// Runs going on at once.
+        #[arg(long, value_name = "N")]
+        runs: Option<u32>,
     },
     /// List the tenants.
     List {
@@ -148,14 +151,15 @@ fn json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
 pub async fn serve(args: ServeArgs, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
     let operator = operator(dirs)?;
     let data = operator.data_dir().to_path_buf();
-    let (engine, _memory) = dirs.engine_with_services(args.max_concurrent.max(1))?;
+    let (engine, memory) = dirs.engine_with_services(args.max_concurrent.max(1))?;
     let mut plugins = Vec::new();
     let mut names = HashSet::new();
-    for dir in plugin_files::plugin_dirs(&args.plugin_dir, &data) {
+    let plugin_dirs = plugin_files::plugin_dirs(&args.plugin_dir, &data);
+    for dir in &plugin_dirs {
         if !dir.is_dir() {
             continue;
         }
-        for file in plugin_files::wasm_files(&dir)? {
+        for file in plugin_files::wasm_files(dir)? {
             let plugin = engine.load_file(&file)?;
             // The first directory with a plugin of that name wins.
             if names.insert(plugin.name().to_string()) {
@@ -178,7 +182,13 @@ pub async fn serve(args: ServeArgs, dirs: &crate::Dirs) -> Result<ExitCode, Fail
         "warden: serving {} plugin(s) for {tenants} tenant(s) at http://{local}",
         plugins.len()
     );
-    Server::new(operator, plugins)
+    let hosted = Hosted {
+        engine,
+        plugins,
+        plugin_dirs,
+        memory: memory.map(|m| m as std::sync::Arc<dyn warden_api::memory::Memories>),
+    };
+    Server::new(operator, hosted)
         .serve(listener, crate::shutdown::signal())
         .await
         .map_err(|e| Failure::internal(e.to_string()))?;
@@ -196,6 +206,7 @@ pub async fn tenants(cmd: TenantsCommand, dirs: &crate::Dirs) -> Result<ExitCode
             burst,
             concurrency,
             queue,
+            runs,
         } => {
             let policy = match &policy {
                 Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
@@ -209,6 +220,7 @@ pub async fn tenants(cmd: TenantsCommand, dirs: &crate::Dirs) -> Result<ExitCode
                 burst: burst.unwrap_or(defaults.burst),
                 concurrent_calls: concurrency.unwrap_or(defaults.concurrent_calls),
                 queued_calls: queue.unwrap_or(defaults.queued_calls),
+                runs_in_flight: runs.unwrap_or(defaults.runs_in_flight),
             };
             let record = operator
                 .add_tenant(
@@ -276,13 +288,14 @@ pub async fn tenants(cmd: TenantsCommand, dirs: &crate::Dirs) -> Result<ExitCode
 fn summary(t: &TenantRecord) -> String {
     let q = &t.quotas;
     format!(
-        "{}  plugins: {}  quotas: {} req/s (burst {}), {} calls at once (+{} queued){}",
+        "{}  plugins: {}  quotas: {} req/s (burst {}), {} calls at once (+{} queued), {} runs{}",
         t.name,
         t.plugins.join(","),
         q.requests_per_second,
         q.burst,
         q.concurrent_calls,
         q.queued_calls,
+        q.runs_in_flight,
         if t.policy.is_some() {
             "  policy: yes"
         } else {

@@ -214,17 +214,42 @@ fn to_mcp(result: Result<Result<String, ToolError>, CallError>) -> CallToolResul
     }
 }
 
+/// What a host decides about, and learns of, each tool call a client
+/// makes (a server's quotas and audit log).
+pub trait CallHook: Send + Sync {
+    /// Admits a call: something held while it runs, or why not (the
+    /// client sees the reason as a tool error).
+    fn admit(&self) -> Result<Box<dyn std::any::Any + Send>, String>;
+
+    /// Told of each admitted call's end: its qualified name and outcome.
+    fn finished(&self, tool: &str, outcome: &CallOutcome<Result<String, ToolError>>);
+}
+
 /// The MCP server. Cheap to clone: every session shares one catalog.
 #[derive(Clone)]
 pub struct WardenMcp {
     catalog: Arc<Catalog>,
+    hook: Option<Arc<dyn CallHook>>,
 }
 
 impl WardenMcp {
     pub fn new(catalog: Catalog) -> WardenMcp {
+        WardenMcp::shared(Arc::new(catalog))
+    }
+
+    /// A server over a catalog something else uses too (a tenant's REST
+    /// tool calls).
+    pub fn shared(catalog: Arc<Catalog>) -> WardenMcp {
         WardenMcp {
-            catalog: Arc::new(catalog),
+            catalog,
+            hook: None,
         }
+    }
+
+    /// Every call admitted by, and reported to, `hook`.
+    pub fn with_hook(mut self, hook: Arc<dyn CallHook>) -> WardenMcp {
+        self.hook = Some(hook);
+        self
     }
 }
 
@@ -257,13 +282,28 @@ impl ServerHandler for WardenMcp {
                 .map_err(|e| McpError::invalid_params(format!("arguments: {e}"), None))?,
             None => "{}".to_string(),
         };
-        match self.catalog.call(&request.name, &arguments).await {
-            Some(result) => Ok(result.into()),
-            None => Err(McpError::invalid_params(
-                format!("unknown tool: {:?}", request.name),
-                None,
-            )),
+        let unknown =
+            || McpError::invalid_params(format!("unknown tool: {:?}", request.name), None);
+        let Some(hook) = &self.hook else {
+            return match self.catalog.call(&request.name, &arguments).await {
+                Some(result) => Ok(result.into()),
+                None => Err(unknown()),
+            };
+        };
+        if self.catalog.origin(&request.name).is_none() {
+            return Err(unknown());
         }
+        let _admitted = match hook.admit() {
+            Ok(admitted) => admitted,
+            Err(why) => return Ok(CallToolResult::error(vec![ContentBlock::text(why)]).into()),
+        };
+        let outcome = self
+            .catalog
+            .call_outcome(&request.name, &arguments)
+            .await
+            .ok_or_else(unknown)?;
+        hook.finished(&request.name, &outcome);
+        Ok(to_mcp(outcome.result).into())
     }
 }
 

@@ -12,9 +12,11 @@ use futures::future::BoxFuture;
 use warden_api::budget::{Allowance, Totals, UsageRecord};
 use warden_core::{
     CallError, CallOptions, CompiledPlugin, ComponentKind, DirGrant, DirMode, Engine, Grant,
-    LimitKind, LimitSettings, ModelName, RoleError, RoleSpec, RunScope, Task, TaskContext,
-    TenantId, ToolCallKey, ToolCallReport, ToolObserver, ToolSet,
+    HostPattern, LimitKind, LimitSettings, Limits, ModelName, NamespaceGrant, RoleError, RoleSpec,
+    RunScope, Task, TaskContext, TenantId, ToolCallKey, ToolCallReport, ToolObserver, ToolSet,
 };
+
+use warden_core::limits::LimitError;
 
 use crate::error::RunError;
 use crate::journal::Event;
@@ -51,11 +53,101 @@ pub struct RunEnv {
     pub plugin_dirs: Vec<PathBuf>,
     /// The directory of the workflow file (paths in it are relative to it).
     pub base_dir: PathBuf,
+    /// What the workflow may grant at most (a hosted tenant's policy);
+    /// `None` trusts the workflow (the operator wrote it).
+    pub ceiling: Option<Ceiling>,
+}
+
+/// What a workflow may grant its roles and tools when someone other than
+/// the operator wrote it: plugins by name from the plugin directories only
+/// (no paths), only those listed, and only models, hosts and memory
+/// namespaces the ceiling's grant covers. A workflow can narrow this, never
+/// widen it.
+#[derive(Debug, Clone, Default)]
+pub struct Ceiling {
+    /// Plugin names (as their manifests name them); `None` for every
+    /// plugin in the plugin directories.
+    pub plugins: Option<Vec<String>>,
+    pub grant: Grant,
+    /// The most a workflow's limits may ask for; unset fields default to
+    /// the ones a trusted workflow gets.
+    pub limits: LimitSettings,
+}
+
+impl Ceiling {
+    fn plugin(&self, plugin: &str) -> Result<(), RunError> {
+        if plugin.ends_with(".wasm") || plugin.contains(['/', '\\']) || plugin.starts_with('.') {
+            return Err(RunError::Plugin(format!(
+                "plugin {plugin:?}: name a plugin (e.g. \"coder\"); a hosted workflow cannot load a file"
+            )));
+        }
+        match &self.plugins {
+            Some(allowed) if !allowed.iter().any(|p| p == plugin) => {
+                Err(RunError::Plugin(format!(
+                    "plugin {plugin:?} is not one this tenant may use (it may use: {})",
+                    allowed.join(", ")
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `plugin`'s limits when the workflow asks for `wanted` (under
+    /// `default`, the trusted ceiling): never above the tenant's.
+    fn limits(
+        &self,
+        plugin: &CompiledPlugin,
+        default: LimitSettings,
+        wanted: LimitSettings,
+    ) -> Result<Limits, LimitError> {
+        let base = plugin.limits(self.limits.or(default), LimitSettings::default())?;
+        wanted.at_most(&base).apply_to(base)
+    }
+
+    fn model(&self, model: &ModelName, what: &str) -> Result<(), RunError> {
+        if self.grant.models.iter().any(|m| m.is_any() || m == model) {
+            Ok(())
+        } else {
+            Err(RunError::Plugin(format!(
+                "{what}: model {model} is not granted to this tenant"
+            )))
+        }
+    }
+
+    fn memory(&self, wanted: &[NamespaceGrant], what: &str) -> Result<(), RunError> {
+        for ns in wanted {
+            let covered = self.grant.memory.iter().any(|c| {
+                c.covers(&ns.namespace)
+                    && (c.namespace == "*" || ns.namespace != "*")
+                    && (c.mode == DirMode::ReadWrite || ns.mode == DirMode::ReadOnly)
+            });
+            if !covered {
+                return Err(RunError::Plugin(format!(
+                    "{what}: memory namespace {ns} is not granted to this tenant"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn hosts(&self, wanted: &[HostPattern], what: &str) -> Result<(), RunError> {
+        for host in wanted {
+            if !self.grant.allow_hosts.contains(host) {
+                return Err(RunError::Plugin(format!(
+                    "{what}: host {host} is not granted to this tenant"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl RunEnv {
     /// The `.wasm` a workflow's `plugin = "..."` means.
     pub fn resolve(&self, plugin: &str) -> Result<PathBuf, RunError> {
+        if let Some(ceiling) = &self.ceiling {
+            ceiling.plugin(plugin)?;
+        }
         if plugin.ends_with(".wasm") || plugin.contains('/') {
             let path = self.base_dir.join(plugin);
             return if path.is_file() {
@@ -94,6 +186,15 @@ impl RunEnv {
             .engine
             .load_file(&path)
             .map_err(|e| RunError::Plugin(format!("{what}: {e}")))?;
+        // A file's name is not a plugin's: under a ceiling, the manifest's
+        // name must be the one the tenant may use.
+        if self.ceiling.is_some() && compiled.name() != plugin {
+            return Err(RunError::Plugin(format!(
+                "{what}: {} is plugin {:?}, not {plugin:?}",
+                path.display(),
+                compiled.name()
+            )));
+        }
         if compiled.kind() != kind {
             return Err(RunError::Plugin(format!(
                 "{what}: {} is a {:?} plugin, not a {kind:?} plugin",
@@ -239,11 +340,17 @@ fn load_tool(
             mode,
         });
     }
+    if let Some(ceiling) = &env.ceiling {
+        ceiling.hosts(&config.net, &what)?;
+        ceiling.memory(&config.memory, &what)?;
+    }
     grant.allow_hosts.extend(config.net.iter().cloned());
     grant.memory.extend(config.memory.iter().cloned());
-    let limits = plugin
-        .limits(TOOL_CEILING, config.limits)
-        .map_err(|e| RunError::Plugin(format!("`tools.{name}.limits`: {e}")))?;
+    let limits = match &env.ceiling {
+        None => plugin.limits(TOOL_CEILING, config.limits),
+        Some(ceiling) => ceiling.limits(&plugin, TOOL_CEILING, config.limits),
+    }
+    .map_err(|e| RunError::Plugin(format!("`tools.{name}.limits`: {e}")))?;
     Ok((
         plugin,
         CallOptions {
@@ -261,14 +368,29 @@ fn role_options(
     name: &str,
     role: &RoleConfig,
 ) -> Result<CallOptions, RunError> {
+    let what = format!("role {name}");
+    let models = match (&env.ceiling, &role.model) {
+        (None, model) => vec![model.clone().unwrap_or_else(ModelName::any)],
+        (Some(ceiling), Some(model)) => {
+            ceiling.model(model, &what)?;
+            vec![model.clone()]
+        }
+        // The LLM config's default, if the tenant may use it.
+        (Some(ceiling), None) => ceiling.grant.models.clone(),
+    };
+    if let Some(ceiling) = &env.ceiling {
+        ceiling.memory(&role.memory, &what)?;
+    }
     let grant = Grant {
-        models: vec![role.model.clone().unwrap_or_else(ModelName::any)],
+        models,
         memory: role.memory.clone(),
         ..Grant::default()
     };
-    let limits = plugin
-        .limits(ROLE_CEILING, role.limits)
-        .map_err(|e| RunError::Plugin(format!("`roles.{name}.limits`: {e}")))?;
+    let limits = match &env.ceiling {
+        None => plugin.limits(ROLE_CEILING, role.limits),
+        Some(ceiling) => ceiling.limits(plugin, ROLE_CEILING, role.limits),
+    }
+    .map_err(|e| RunError::Plugin(format!("`roles.{name}.limits`: {e}")))?;
     Ok(CallOptions {
         tenant: env.tenant.clone(),
         grant,

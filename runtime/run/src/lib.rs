@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::RunError;
-pub use executor::{RunEnv, WasmExecutor};
+pub use executor::{Ceiling, RunEnv, WasmExecutor};
 pub use journal::{Event, Record, RunStatus};
 pub use scheduler::{EventSink, JsonLines, Recorder, Scheduler};
 pub use state::{RunState, TaskStatus};
@@ -84,15 +84,29 @@ impl Runs {
         ))
     }
 
-    /// Starts a new run of `workflow`. With `goal`, the goal replaces the
-    /// workflow's, and a workflow without tasks starts with its planner.
+    /// Starts a new run of `workflow` and drives it to its end. With
+    /// `goal`, the goal replaces the workflow's, and a workflow without
+    /// tasks starts with its planner.
     pub async fn start(
+        &self,
+        workflow: Workflow,
+        goal: Option<String>,
+        env: &RunEnv,
+        sinks: Vec<Box<dyn EventSink>>,
+    ) -> Result<Finished, RunError> {
+        self.open(workflow, goal, env, sinks).await?.drive().await
+    }
+
+    /// Starts a new run: checks the workflow, loads its plugins and writes
+    /// the first journal entries; [`Started::drive`] does the rest. A
+    /// server answers with [`Started::run`] while the run goes on.
+    pub async fn open(
         &self,
         mut workflow: Workflow,
         goal: Option<String>,
         env: &RunEnv,
         sinks: Vec<Box<dyn EventSink>>,
-    ) -> Result<Finished, RunError> {
+    ) -> Result<Started, RunError> {
         if let Some(goal) = goal {
             workflow.goal = goal;
         }
@@ -163,7 +177,13 @@ impl Runs {
         for task in tasks {
             recorder.record(Event::TaskQueued { task })?;
         }
-        self.drive(recorder, executor, &workflow, run, lock).await
+        Ok(Started {
+            run,
+            recorder,
+            executor,
+            workflow,
+            lock,
+        })
     }
 
     /// Takes a stopped run up again: finished tasks stay finished, an
@@ -175,6 +195,20 @@ impl Runs {
         env_for: impl FnOnce(&Path) -> RunEnv,
         sinks: Vec<Box<dyn EventSink>>,
     ) -> Result<Finished, RunError> {
+        match self.reopen(run, env_for, sinks).await? {
+            Reopened::Settled(finished) => Ok(finished),
+            Reopened::Started(started) => started.drive().await,
+        }
+    }
+
+    /// Takes a stopped run up again as [`Runs::resume`] does, but stops
+    /// before driving it: [`Reopened::Settled`] when it had already ended.
+    pub async fn reopen(
+        &self,
+        run: &str,
+        env_for: impl FnOnce(&Path) -> RunEnv,
+        sinks: Vec<Box<dyn EventSink>>,
+    ) -> Result<Reopened, RunError> {
         let path = self.existing_journal(run)?;
         let records = journal::read(&path)
             .map_err(|e| RunError::Files(format!("cannot read the journal of run {run}: {e}")))?;
@@ -195,11 +229,11 @@ impl Runs {
         };
         if state.status.is_some() && state.settled() {
             let status = state.outcome_status();
-            return Ok(Finished {
+            return Ok(Reopened::Settled(Finished {
                 run: run.to_string(),
                 status,
                 state,
-            });
+            }));
         }
         let used = state.usage();
         let totals = Totals {
@@ -208,34 +242,21 @@ impl Runs {
             output_tokens: used.output_tokens,
             cost: used.cost,
         };
-        let executor =
-            WasmExecutor::prepare(&workflow, &env, run, &state.workspace, totals).await?;
+        // The workspace is where the run's directory says, whatever the
+        // journal (a file tools may have reached) claims.
+        let workspace = self.dir(run).join("workspace");
+        let executor = WasmExecutor::prepare(&workflow, &env, run, &workspace, totals).await?;
         let recorder = Arc::new(Recorder::new(journal, state, sinks));
         recorder.record(Event::RunResumed {
             run: run.to_string(),
         })?;
-        self.drive(recorder, executor, &workflow, run.to_string(), lock)
-            .await
-    }
-
-    async fn drive(
-        &self,
-        recorder: Arc<Recorder>,
-        executor: WasmExecutor,
-        workflow: &Workflow,
-        run: String,
-        _lock: File,
-    ) -> Result<Finished, RunError> {
-        let scheduler = Scheduler::new(
-            recorder.clone(),
-            Arc::new(executor),
-            workflow.run.clone(),
-            workflow.budget.clone(),
-            workflow.roles.keys().cloned(),
-        );
-        let status = scheduler.drive().await?;
-        let state = recorder.state(|s| s.clone());
-        Ok(Finished { run, status, state })
+        Ok(Reopened::Started(Started {
+            run: run.to_string(),
+            recorder,
+            executor,
+            workflow,
+            lock,
+        }))
     }
 
     /// The state of one run, from its journal.
@@ -259,6 +280,66 @@ impl Runs {
         ids.sort();
         ids.iter().filter_map(|id| self.load(id).ok()).collect()
     }
+}
+
+/// A run whose journal is open and whose plugins are loaded, holding the
+/// run's lock until it is driven to its end (or dropped: then it stops
+/// where it is, resumable).
+pub struct Started {
+    run: String,
+    recorder: Arc<Recorder>,
+    executor: WasmExecutor,
+    workflow: Workflow,
+    lock: File,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("run", &self.run)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Started {
+    /// The run's id.
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    /// Runs the tasks until the run ends (or cannot go on).
+    pub async fn drive(self) -> Result<Finished, RunError> {
+        let Started {
+            run,
+            recorder,
+            executor,
+            workflow,
+            lock,
+        } = self;
+        let scheduler = Scheduler::new(
+            recorder.clone(),
+            Arc::new(executor),
+            workflow.run.clone(),
+            workflow.budget.clone(),
+            workflow.roles.keys().cloned(),
+        );
+        let status = scheduler.drive().await;
+        drop(lock);
+        let state = recorder.state(|s| s.clone());
+        Ok(Finished {
+            run,
+            status: status?,
+            state,
+        })
+    }
+}
+
+/// What [`Runs::reopen`] found.
+#[derive(Debug)]
+pub enum Reopened {
+    /// The run had ended; nothing to do.
+    Settled(Finished),
+    Started(Started),
 }
 
 /// Holds the run's lock file: one process per run at a time.

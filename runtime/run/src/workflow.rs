@@ -37,6 +37,9 @@ use warden_core::{HostPattern, LimitSettings, ModelName, NamespaceGrant};
 /// Tasks a run may hold, follow-ups included, unless the workflow says.
 pub const DEFAULT_MAX_TASKS: usize = 50;
 
+/// The text of [`Workflow::goal`].
+pub const GOAL_WORKFLOW: &str = include_str!("goal-workflow.toml");
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Workflow {
@@ -270,16 +273,37 @@ fn default_retries() -> u32 {
 }
 
 impl Workflow {
+    /// The workflow a bare goal runs: the first-party roles (planner,
+    /// coder, tester, reviewer, researcher), the planner first.
+    pub fn goal() -> Result<Workflow, WorkflowError> {
+        Workflow::parse(GOAL_WORKFLOW, "(built-in)")
+    }
+
     /// Parses and checks workflow text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Workflow, WorkflowError> {
-        let in_file = |problem: String| WorkflowError::InFile {
-            origin: origin.to_string(),
-            problem,
-        };
         let workflow: Workflow = toml::from_str(text).map_err(|e| WorkflowError::Syntax {
             origin: origin.to_string(),
             message: e.to_string(),
         })?;
+        workflow.accept(origin)
+    }
+
+    /// The same workflow written as JSON (the fields of the TOML form).
+    pub fn from_json(value: serde_json::Value, origin: &str) -> Result<Workflow, WorkflowError> {
+        let workflow: Workflow =
+            serde_json::from_value(value).map_err(|e| WorkflowError::Syntax {
+                origin: origin.to_string(),
+                message: e.to_string(),
+            })?;
+        workflow.accept(origin)
+    }
+
+    fn accept(self, origin: &str) -> Result<Workflow, WorkflowError> {
+        let workflow = self;
+        let in_file = |problem: String| WorkflowError::InFile {
+            origin: origin.to_string(),
+            problem,
+        };
         if workflow.version != 1 {
             return Err(in_file(format!(
                 "`version = {}` is not one this warden reads; set `version = 1`",

@@ -193,6 +193,23 @@ impl AuditLog {
             tails.entry(tenant.to_string()).or_default().clone()
         };
         let _writer = tail.lock().await;
+        let path = path(&self.data_dir, tenant);
+        let io = |error| AuditError::Io {
+            path: path.clone(),
+            error,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        // Another process (`warden keys create` beside `warden serve`)
+        // appends to the same log: the file lock orders the two, from
+        // reading the head to moving it.
+        file.lock().map_err(io)?;
         let head = self.control.audit_head(tenant).await?;
         let (seq, prev) = match head {
             Some(h) => (h.seq + 1, h.hash),
@@ -209,24 +226,11 @@ impl AuditLog {
             hash: String::new(),
         };
         entry.hash = self.chain.hash(&entry);
-        let path = path(&self.data_dir, tenant);
-        let io = |error| AuditError::Io {
-            path: path.clone(),
-            error,
-        };
         let mut line = serde_json::to_vec(&entry).map_err(|e| io(e.into()))?;
         line.push(b'\n');
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
         // One write of the whole line to a file opened for appending: a
         // crash leaves whole lines, at most the last one missing.
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut file| file.write_all(&line))
-            .map_err(io)?;
+        file.write_all(&line).map_err(io)?;
         self.control
             .set_audit_head(
                 tenant,
@@ -236,6 +240,7 @@ impl AuditLog {
                 },
             )
             .await?;
+        drop(file);
         Ok(entry)
     }
 }

@@ -28,6 +28,13 @@ pub struct AuditHead {
     pub hash: String,
 }
 
+/// The run an idempotency key started, and a hash of the request that did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotentRun {
+    pub run: String,
+    pub body_hash: String,
+}
+
 pub type ControlResult<T> = Result<T, ControlError>;
 
 /// Tenants, keys and audit heads. Every method is one atomic step.
@@ -62,5 +69,20 @@ pub trait ControlStore: Send + Sync {
         &'a self,
         tenant: &'a str,
         head: &'a AuditHead,
+    ) -> BoxFuture<'a, ControlResult<()>>;
+
+    /// The run `key` started for `tenant`, if it did.
+    fn idempotent_run<'a>(
+        &'a self,
+        tenant: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, ControlResult<Option<IdempotentRun>>>;
+
+    /// Records the run `key` started; the first record for a key stays.
+    fn set_idempotent_run<'a>(
+        &'a self,
+        tenant: &'a str,
+        key: &'a str,
+        run: &'a IdempotentRun,
     ) -> BoxFuture<'a, ControlResult<()>>;
 }

@@ -6,7 +6,7 @@
 //! ```no_run
 //! use warden_core::{Engine, EngineConfig};
 //! use warden_server::operator::{Actor, KeySpec, NewTenant, Operator};
-//! use warden_server::{Scope, Server};
+//! use warden_server::{Hosted, Scope, Server};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let data = std::path::Path::new("/var/lib/warden");
@@ -23,8 +23,14 @@
 //!
 //! let engine = Engine::new(&EngineConfig::default())?;
 //! let fs = engine.load_file("target/plugins/fs.wasm".as_ref())?;
+//! let hosted = Hosted {
+//!     engine,
+//!     plugins: vec![fs],
+//!     plugin_dirs: vec!["target/plugins".into()],
+//!     memory: None,
+//! };
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! Server::new(operator, vec![fs]).serve(listener, std::future::pending()).await?;
+//! Server::new(operator, hosted).serve(listener, std::future::pending()).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -42,6 +48,7 @@ pub mod hosting;
 pub mod key;
 pub mod operator;
 pub mod quota;
+pub mod runs;
 pub mod serve;
 pub mod sqlite;
 pub mod tenant;
@@ -49,4 +56,4 @@ pub mod tenant;
 pub use api::openapi::ApiDoc;
 pub use key::Scope;
 pub use operator::{Operator, OperatorError};
-pub use serve::{ServeError, Server};
+pub use serve::{Hosted, ServeError, Server};

@@ -161,7 +161,14 @@ pub struct Operator {
     keys: KeyHasher,
     chain: Chain,
     audit: AuditLog,
+    /// When each unusable key's refusal was last recorded: at most one
+    /// entry a minute per key, so a client retrying a revoked key cannot
+    /// flood its tenant's log.
+    refusals: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// How often one unusable key's refusals are recorded.
+const REFUSAL_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl std::fmt::Debug for Operator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -195,6 +202,7 @@ impl Operator {
             control,
             keys: KeyHasher::new(secret),
             chain,
+            refusals: Default::default(),
         }
     }
 
@@ -262,7 +270,7 @@ impl Operator {
         self.control.add_tenant(&record).await?;
         // The directories its policy grants exist, so its calls can open
         // them; they are the tenant's, under its root.
-        let mut dirs = vec![root.clone()];
+        let mut dirs = vec![tenant::files(&root)];
         if let Some(policy) = &policy {
             let grants =
                 std::iter::once(&policy.grant).chain(policy.plugins.values().map(|p| &p.grant));
@@ -311,6 +319,19 @@ impl Operator {
                 .and_then(|()| std::fs::rename(&root, &removed))
                 .map_err(|e| {
                     OperatorError::Internal(format!("cannot move {} aside: {e}", root.display()))
+                })?;
+        }
+        // Its memories (kept by the memory store under DATA_DIR/memory)
+        // go with it.
+        let memories = self.data_dir.join("memory").join(name);
+        if memories.exists() {
+            std::fs::create_dir_all(&removed)
+                .and_then(|()| std::fs::rename(&memories, removed.join("memory")))
+                .map_err(|e| {
+                    OperatorError::Internal(format!(
+                        "cannot move {} aside: {e}",
+                        memories.display()
+                    ))
                 })?;
         }
         Ok(removed)
@@ -458,17 +479,30 @@ impl Operator {
             return Err(Refusal::Unknown);
         }
         if let Some(reason) = record.refusal(now()) {
-            let log = record.tenant.as_deref().unwrap_or(OPERATOR_LOG);
-            self.record(
-                log,
-                AuditEvent::new(
-                    "key.refused",
-                    Some(id),
-                    "denied",
-                    json!({ "reason": reason }),
-                ),
-            )
-            .await;
+            let due = {
+                let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+                let now = std::time::Instant::now();
+                let due = refusals
+                    .get(id)
+                    .is_none_or(|at| now.duration_since(*at) >= REFUSAL_EVERY);
+                if due {
+                    refusals.insert(id.to_string(), now);
+                }
+                due
+            };
+            if due {
+                let log = record.tenant.as_deref().unwrap_or(OPERATOR_LOG);
+                self.record(
+                    log,
+                    AuditEvent::new(
+                        "key.refused",
+                        Some(id),
+                        "denied",
+                        json!({ "reason": reason }),
+                    ),
+                )
+                .await;
+            }
             return Err(Refusal::Unusable {
                 reason,
                 tenant: record.tenant,

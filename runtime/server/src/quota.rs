@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use crate::tenant::Quotas;
 
 /// The request token buckets of every tenant.
@@ -65,19 +67,38 @@ impl RateLimiter {
     }
 }
 
-/// How many calls of each tenant are running or waiting for a sandbox.
+/// How many calls of each tenant are running or waiting for a sandbox, and
+/// the sandboxes they take turns on.
 #[derive(Debug, Default)]
 pub struct CallGate {
-    counts: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    tenants: Mutex<HashMap<String, Lane>>,
+}
+
+#[derive(Debug, Clone)]
+struct Lane {
+    count: Arc<AtomicU32>,
+    /// `concurrent-calls` permits, made again when the quota changes.
+    running: Arc<Semaphore>,
+    size: u32,
 }
 
 /// A place among a tenant's calls; released when dropped.
 #[derive(Debug)]
-pub struct Admitted(Arc<AtomicU32>);
+pub struct Admitted {
+    count: Arc<AtomicU32>,
+    running: Arc<Semaphore>,
+}
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Admitted {
+    /// Waits for one of the tenant's `concurrent-calls` sandboxes.
+    pub async fn sandbox(&self) -> Option<OwnedSemaphorePermit> {
+        self.running.clone().acquire_owned().await.ok()
     }
 }
 
@@ -85,17 +106,29 @@ impl CallGate {
     /// A place for one more call of `tenant`, unless `concurrent-calls +
     /// queued-calls` are taken.
     pub fn enter(&self, tenant: &str, quotas: &Quotas) -> Option<Admitted> {
-        let count = {
-            let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-            counts.entry(tenant.to_string()).or_default().clone()
+        let lane = {
+            let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+            let lane = tenants.entry(tenant.to_string()).or_insert_with(|| Lane {
+                count: Arc::default(),
+                running: Arc::new(Semaphore::new(quotas.concurrent_calls as usize)),
+                size: quotas.concurrent_calls,
+            });
+            if lane.size != quotas.concurrent_calls {
+                lane.running = Arc::new(Semaphore::new(quotas.concurrent_calls as usize));
+                lane.size = quotas.concurrent_calls;
+            }
+            lane.clone()
         };
         let most = quotas.concurrent_calls.saturating_add(quotas.queued_calls);
-        count
+        lane.count
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < most).then_some(n + 1)
             })
             .ok()
-            .map(|_| Admitted(count))
+            .map(|_| Admitted {
+                count: lane.count,
+                running: lane.running,
+            })
     }
 }
 
@@ -119,8 +152,8 @@ mod tests {
         assert!(limiter.take("b", &quotas).is_ok());
     }
 
-    #[test]
-    fn calls_past_running_and_queued_are_refused_until_one_ends() {
+    #[tokio::test]
+    async fn calls_past_running_and_queued_are_refused_and_only_the_running_ones_get_a_sandbox() {
         let gate = CallGate::default();
         let quotas = Quotas {
             concurrent_calls: 1,
@@ -128,9 +161,16 @@ mod tests {
             ..Quotas::default()
         };
         let first = gate.enter("a", &quotas).unwrap();
-        let _second = gate.enter("a", &quotas).unwrap();
+        let second = gate.enter("a", &quotas).unwrap();
         assert!(gate.enter("a", &quotas).is_none());
         assert!(gate.enter("b", &quotas).is_some());
+        let running = first.sandbox().await.unwrap();
+        // The queued call waits for the one sandbox.
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(50), second.sandbox()).await;
+        assert!(waiting.is_err());
+        drop(running);
+        assert!(second.sandbox().await.is_some());
         drop(first);
         assert!(gate.enter("a", &quotas).is_some());
     }

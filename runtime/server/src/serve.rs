@@ -2,23 +2,48 @@
 //! the shutdown future resolves (in-flight requests finish first).
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use warden_core::CompiledPlugin;
+use warden_core::{CompiledPlugin, Engine};
 
 use crate::api::{self, AppState, Shared};
 use crate::hosting::Hosting;
 use crate::operator::Operator;
+use crate::quota::CallGate;
+use crate::runs::RunHost;
 
 /// Why the server stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("the server failed: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// What a server serves besides its control state.
+#[derive(Clone)]
+pub struct Hosted {
+    /// The engine every call runs on (with its models and memory store).
+    pub engine: Engine,
+    /// The plugins tenants may use: the tools they call, the roles their
+    /// runs name.
+    pub plugins: Vec<CompiledPlugin>,
+    /// Where runs find the plugins a workflow names.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// The memory store behind `/v1/memory` (the engine's, for plugins).
+    pub memory: Option<Arc<dyn warden_api::memory::Memories>>,
+}
+
+impl std::fmt::Debug for Hosted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hosted")
+            .field("plugin_dirs", &self.plugin_dirs)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A server over one operator's control state and a set of loaded plugins.
@@ -36,14 +61,30 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    pub fn new(operator: Operator, plugins: Vec<CompiledPlugin>) -> Server {
-        let hosting = Hosting::new(operator.data_dir(), plugins);
+    pub fn new(operator: Operator, hosted: Hosted) -> Server {
+        let names = hosted
+            .plugins
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect();
+        let operator = Arc::new(operator);
+        let gate = Arc::new(CallGate::default());
+        let hosting = Hosting::new(hosted.plugins, operator.clone(), gate.clone());
+        let memory = hosted.memory;
+        let runs = Arc::new(RunHost::new(
+            operator.data_dir(),
+            hosted.engine,
+            hosted.plugin_dirs,
+            names,
+        ));
         Server {
             shared: Arc::new(Shared {
                 operator,
                 hosting,
+                runs,
+                memory,
                 limiter: Default::default(),
-                gate: Default::default(),
+                gate,
             }),
         }
     }
@@ -53,20 +94,54 @@ impl Server {
         api::router()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
+            .layer(axum::middleware::from_fn(read_whole_body))
             .layer(DefaultBodyLimit::max(api::MAX_BODY))
             .with_state(self.shared.clone())
     }
 
-    /// Serves on `listener` until `shutdown` resolves.
+    /// Serves on `listener` until `shutdown` resolves, after taking up the
+    /// runs a previous server left unfinished (they go on in the
+    /// background).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
+        match self.shared.operator.tenants().await {
+            Ok(tenants) => self.shared.runs.resume_all(&tenants).await,
+            Err(e) => tracing::error!(error = %e, "cannot list tenants to resume their runs"),
+        }
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await?;
         Ok(())
+    }
+}
+
+/// Reads a request's body (at most [`api::MAX_BODY`]) before it is routed.
+/// An answer given without reading the body (a 401, say) would otherwise
+/// make hyper close the connection, and a client that sent its next
+/// request on it would see the connection drop instead of an answer.
+async fn read_whole_body(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, api::MAX_BODY).await {
+        Ok(bytes) => {
+            next.run(axum::extract::Request::from_parts(parts, bytes.into()))
+                .await
+        }
+        Err(_) => api::ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!(
+                "the body is over {} bytes (or could not be read)",
+                api::MAX_BODY
+            ),
+        )
+        .into_response(),
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use warden_api::BoxFuture;
 
-use crate::control::{AuditHead, ControlError, ControlResult, ControlStore};
+use crate::control::{AuditHead, ControlError, ControlResult, ControlStore, IdempotentRun};
 use crate::key::KeyRecord;
 use crate::tenant::TenantRecord;
 
@@ -24,6 +24,13 @@ CREATE TABLE IF NOT EXISTS keys (
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS keys_by_tenant ON keys (tenant);
+CREATE TABLE IF NOT EXISTS idempotency (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    run TEXT NOT NULL,
+    body_hash TEXT NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
 CREATE TABLE IF NOT EXISTS audit_heads (
     tenant TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
@@ -166,6 +173,7 @@ impl ControlStore for SqliteControl {
                 )?;
             }
             tx.execute("DELETE FROM audit_heads WHERE tenant = ?1", [name])?;
+            tx.execute("DELETE FROM idempotency WHERE tenant = ?1", [name])?;
             tx.commit()?;
             Ok(removed > 0)
         }))
@@ -255,6 +263,42 @@ impl ControlStore for SqliteControl {
                 },
             )
             .optional()
+        }))
+    }
+
+    fn idempotent_run<'a>(
+        &'a self,
+        tenant: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, ControlResult<Option<IdempotentRun>>> {
+        ready(self.with(|db| {
+            db.query_row(
+                "SELECT run, body_hash FROM idempotency WHERE tenant = ?1 AND key = ?2",
+                [tenant, key],
+                |row| {
+                    Ok(IdempotentRun {
+                        run: row.get(0)?,
+                        body_hash: row.get(1)?,
+                    })
+                },
+            )
+            .optional()
+        }))
+    }
+
+    fn set_idempotent_run<'a>(
+        &'a self,
+        tenant: &'a str,
+        key: &'a str,
+        run: &'a IdempotentRun,
+    ) -> BoxFuture<'a, ControlResult<()>> {
+        ready(self.with(|db| {
+            db.execute(
+                "INSERT INTO idempotency (tenant, key, run, body_hash) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING",
+                params![tenant, key, run.run, run.body_hash],
+            )
+            .map(|_| ())
         }))
     }
 

@@ -13,7 +13,7 @@ use warden_core::{Policy, TenantId};
 pub struct TenantRecord {
     pub name: String,
     /// The policy file's text (TOML), or `None` for no grants at all.
-    /// Relative directories in it are under the tenant's root.
+    /// Relative directories in it are under the tenant's [`files`].
     pub policy: Option<String>,
     /// The plugins (by manifest name) the tenant may use; `*` for all.
     pub plugins: Vec<String>,
@@ -34,6 +34,14 @@ pub struct Quotas {
     pub concurrent_calls: u32,
     /// Calls waiting for a sandbox beyond those; more are refused (429).
     pub queued_calls: u32,
+    /// Runs going on at once; a workflow's own concurrency is cut to
+    /// `concurrent-calls`.
+    #[serde(default = "default_runs")]
+    pub runs_in_flight: u32,
+}
+
+fn default_runs() -> u32 {
+    2
 }
 
 impl Default for Quotas {
@@ -43,6 +51,7 @@ impl Default for Quotas {
             burst: 100,
             concurrent_calls: 4,
             queued_calls: 16,
+            runs_in_flight: default_runs(),
         }
     }
 }
@@ -54,6 +63,7 @@ impl Quotas {
             ("requests-per-second", self.requests_per_second),
             ("burst", self.burst),
             ("concurrent-calls", self.concurrent_calls),
+            ("runs-in-flight", self.runs_in_flight),
         ] {
             if value == 0 {
                 return Err(format!(
@@ -90,18 +100,25 @@ pub fn root(data_dir: &Path, name: &str) -> PathBuf {
     data_dir.join("tenants").join(name)
 }
 
-/// `text` read as tenant `name`'s policy: relative directories resolve
-/// under its root, and every granted directory must lie inside the root.
+/// Where the directories a tenant's policy grants live: `files` under its
+/// root, apart from what the server keeps there (runs, the audit log).
+pub fn files(root: &Path) -> PathBuf {
+    root.join("files")
+}
+
+/// `text` read as a tenant's policy: relative directories resolve under
+/// its [`files`] directory, and every granted directory must lie inside it.
 pub fn policy(text: &str, root: &Path) -> Result<Policy, TenantError> {
-    let policy = Policy::from_toml(text, root).map_err(|e| TenantError::Policy(e.to_string()))?;
+    let files = files(root);
+    let policy = Policy::from_toml(text, &files).map_err(|e| TenantError::Policy(e.to_string()))?;
     let grants = std::iter::once(&policy.grant).chain(policy.plugins.values().map(|p| &p.grant));
     for grant in grants {
         for dir in &grant.dirs {
-            if !lexically_inside(&dir.host, root) {
+            if !lexically_inside(&dir.host, &files) {
                 return Err(TenantError::Policy(format!(
-                    "directory {} is outside the tenant's root {}; a tenant's directories live under its root (write them relative, e.g. host = \"files\")",
+                    "directory {} is outside the tenant's files {}; a tenant's directories live there (write them relative, e.g. host = \"data\", or \".\" for all of it)",
                     dir.host.display(),
-                    root.display()
+                    files.display()
                 )));
             }
         }
@@ -135,18 +152,21 @@ mod tests {
     #[test]
     fn a_tenants_directories_stay_under_its_root() {
         let root = Path::new("/data/tenants/acme");
-        let inside = "version = 1\n[grant]\ndirs = [{ host = \"files\", guest = \"/data\", mode = \"rw\" }]\n";
+        let inside = "version = 1\n[grant]\ndirs = [{ host = \"data\", guest = \"/data\", mode = \"rw\" }]\n";
         let p = policy(inside, root).unwrap();
-        assert_eq!(p.grant.dirs[0].host, root.join("files"));
+        assert_eq!(p.grant.dirs[0].host, root.join("files/data"));
+        // The server's own files beside them (runs, the audit log) are out
+        // of reach too.
         for outside in [
             "version = 1\n[grant]\ndirs = [{ host = \"/etc\" }]\n",
-            "version = 1\n[grant]\ndirs = [{ host = \"../other/files\" }]\n",
-            "version = 1\n[grant]\ndirs = [{ host = \"files/../../other\" }]\n",
+            "version = 1\n[grant]\ndirs = [{ host = \"../runs\" }]\n",
+            "version = 1\n[grant]\ndirs = [{ host = \"..\" }]\n",
+            "version = 1\n[grant]\ndirs = [{ host = \"x/../../audit.jsonl\" }]\n",
             "version = 1\n[plugins.fs]\ndirs = [{ host = \"/home\" }]\n",
         ] {
             let err = policy(outside, root).unwrap_err().to_string();
             assert!(
-                err.contains("outside the tenant's root"),
+                err.contains("outside the tenant's files"),
                 "{outside}: {err}"
             );
         }

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
-use warden_tests::artifacts::HELLO;
+use warden_tests::artifacts::{CALLER, HELLO, HOSTILE};
 
 use crate::{Scratch, assert_exit, code, stdout};
 
@@ -27,6 +27,146 @@ fn call(addr: &str, key: &str, tool: &str, body: &str) -> String {
             body.len()
         ),
     )
+}
+
+/// A `warden serve` process on a loopback port, and its address.
+fn serve(s: &Scratch, plugins: &std::path::Path) -> (std::process::Child, String) {
+    let mut server = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .env("WARDEN_DATA_DIR", s.data.path())
+        .env_remove("RUST_LOG")
+        .args(["serve", "--listen", "127.0.0.1:0", "--plugin-dir"])
+        .arg(plugins)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server says where it listens")
+            .unwrap();
+        if let Some(at) = line.split("at http://").nth(1) {
+            break at.trim().to_string();
+        }
+    };
+    // Keep reading its log, so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (server, addr)
+}
+
+/// The JSON body of a response.
+fn body(response: &str) -> serde_json::Value {
+    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"))
+}
+
+fn get(addr: &str, key: &str, path: &str) -> String {
+    http(
+        addr,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+}
+
+/// Polls run `run` until `done` holds of its report.
+fn wait_for(
+    addr: &str,
+    key: &str,
+    run: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    for _ in 0..600 {
+        let report = body(&get(addr, key, &format!("/v1/runs/{run}")));
+        if done(&report) {
+            return report;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("run {run}: {what} did not happen in 60 s");
+}
+
+#[test]
+fn a_run_cut_by_kill_9_finishes_when_the_server_starts_again() {
+    let s = Scratch::new();
+    assert_eq!(code(&s.run(&["tenants", "add", "acme"])), 0);
+    let out = s.run(&[
+        "keys",
+        "create",
+        "--tenant",
+        "acme",
+        "--scope",
+        "runs:write,runs:read",
+    ]);
+    let key = stdout(&out).trim().to_string();
+    let plugins = s.cwd.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    for (from, name) in [(HELLO, "hello"), (CALLER, "caller"), (HOSTILE, "hostile")] {
+        std::fs::copy(from, plugins.join(format!("{name}.wasm"))).unwrap();
+    }
+    let workflow = r#"
+version = 1
+name = "cut"
+[roles.caller]
+plugin = "caller"
+tools = ["hello", "hostile"]
+[[tasks]]
+id = "a"
+role = "caller"
+prompt = "greet"
+input = { calls = [{ tool = "hello.greet", arguments = { name = "Ada" } }] }
+[[tasks]]
+id = "b"
+role = "caller"
+prompt = "wait"
+depends-on = ["a"]
+input = { calls = [{ tool = "hostile.sleep", arguments = { ms = 4000 } }] }
+"#;
+    let (mut server, addr) = serve(&s, &plugins);
+    let submitted = http(
+        &addr,
+        &format!(
+            "POST /v1/runs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/toml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{workflow}",
+            workflow.len()
+        ),
+    );
+    assert!(submitted.starts_with("HTTP/1.1 202"), "{submitted}");
+    let run = body(&submitted)["id"].as_str().unwrap().to_string();
+    wait_for(&addr, &key, &run, "task a done, b running", |r| {
+        r["tasks"][0]["status"] == "done" && r["tasks"][1]["status"] == "running"
+    });
+    server.kill().unwrap(); // SIGKILL
+    server.wait().unwrap();
+
+    let (mut server, addr) = serve(&s, &plugins);
+    let report = wait_for(&addr, &key, &run, "the run's end", |r| {
+        r["status"] != "running"
+    });
+    assert_eq!(report["status"], "succeeded", "{report}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    server.wait().unwrap();
+    let journal = std::fs::read_to_string(
+        s.data
+            .path()
+            .join(format!("tenants/acme/runs/{run}/journal.jsonl")),
+    )
+    .unwrap();
+    let events: Vec<serde_json::Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let started = |task: &str| {
+        events
+            .iter()
+            .filter(|e| e["event"] == "task-started" && e["task"] == task)
+            .count()
+    };
+    assert_eq!(started("a"), 1, "a finished task is not repeated");
+    assert_eq!(started("b"), 2, "the cut attempt runs again");
+    assert!(events.iter().any(|e| e["event"] == "run-resumed"));
 }
 
 #[test]
@@ -82,24 +222,7 @@ fn an_operator_adds_a_tenant_serves_it_and_verifies_its_log() {
     let plugins = s.cwd.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
     std::fs::copy(HELLO, plugins.join("hello.wasm")).unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .env("WARDEN_DATA_DIR", s.data.path())
-        .env_remove("RUST_LOG")
-        .args(["serve", "--listen", "127.0.0.1:0", "--plugin-dir"])
-        .arg(&plugins)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the server says where it listens")
-            .unwrap();
-        if let Some(at) = line.split("at http://").nth(1) {
-            break at.trim().to_string();
-        }
-    };
+    let (mut server, addr) = serve(&s, &plugins);
     let answer = call(&addr, &key, "hello__greet", r#"{"name":"cli"}"#);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("Hello, cli!"), "{answer}");

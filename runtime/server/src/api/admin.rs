@@ -17,7 +17,7 @@ use crate::tenant::{Quotas, TenantRecord};
 pub struct AddTenant {
     pub name: String,
     /// A policy file's text (TOML): the tenant's ceiling. Directories in
-    /// it are relative to the tenant's root.
+    /// it are relative to the tenant's files directory.
     pub policy: Option<String>,
     /// Plugin names the tenant may use; leave out (or `["*"]`) for all.
     #[serde(default)]
@@ -143,6 +143,7 @@ pub async fn remove_tenant(
 ) -> Result<StatusCode, ApiError> {
     let by = operator(&auth)?;
     state.operator.remove_tenant(&name, Actor::Key(by)).await?;
+    state.runs.stop_tenant(&name);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,7 +4,11 @@
 
 mod admin;
 mod audit;
+mod exec;
+mod mcp;
+mod memory;
 pub mod openapi;
+mod runs;
 mod tools;
 
 use std::sync::Arc;
@@ -23,6 +27,7 @@ use crate::hosting::Hosting;
 use crate::key::Scope;
 use crate::operator::{Caller, Operator, OperatorError, Refusal};
 use crate::quota::{CallGate, RateLimiter};
+use crate::runs::RunHost;
 use crate::tenant::TenantRecord;
 
 /// The most bytes of a request body.
@@ -30,10 +35,13 @@ pub const MAX_BODY: usize = 1024 * 1024;
 
 /// What every handler shares.
 pub struct Shared {
-    pub operator: Operator,
+    pub operator: Arc<Operator>,
     pub hosting: Hosting,
+    pub runs: Arc<RunHost>,
+    /// The memory store (tenants' namespaces), when the server has one.
+    pub memory: Option<Arc<dyn warden_api::memory::Memories>>,
     pub limiter: RateLimiter,
-    pub gate: CallGate,
+    pub gate: Arc<CallGate>,
 }
 
 pub type AppState = Arc<Shared>;
@@ -44,6 +52,20 @@ pub fn router() -> Router<AppState> {
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/tools", get(tools::list))
         .route("/v1/tools/{name}/call", post(tools::call))
+        .route("/v1/exec", post(exec::exec))
+        .route("/v1/mcp", axum::routing::any(mcp::mcp))
+        .route("/v1/runs", get(runs::list).post(runs::submit))
+        .route("/v1/runs/{id}", get(runs::show))
+        .route("/v1/runs/{id}/events", get(runs::events))
+        .route("/v1/memory/{namespace}", post(memory::store))
+        .route("/v1/memory/{namespace}/search", post(memory::search))
+        .route("/v1/memory/{namespace}/find", post(memory::find))
+        .route(
+            "/v1/memory/{namespace}/{id}",
+            get(memory::get)
+                .patch(memory::update)
+                .delete(memory::delete),
+        )
         .route("/v1/audit", get(audit::entries))
         .route("/v1/audit/verify", get(audit::verify))
         .route(
@@ -141,6 +163,30 @@ impl From<OperatorError> for ApiError {
             }
         }
     }
+}
+
+/// A 500 for what failed on the server's side, logged with `what`.
+pub fn internal(what: &str, error: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %error, "{what} failed");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        format!("{what} failed on the server; its log says why"),
+    )
+}
+
+/// A 429 for a tenant whose sandboxes are all running and whose queue is
+/// full.
+pub fn busy(quotas: &crate::tenant::Quotas) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "busy",
+        format!(
+            "this tenant has {} calls running and {} waiting, its quota; retry when one ends",
+            quotas.concurrent_calls, quotas.queued_calls
+        ),
+    )
+    .with_header(header::RETRY_AFTER, "1".into())
 }
 
 async fn not_found() -> ApiError {

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, audit, tools};
+use super::{admin, audit, exec, memory, runs, tools};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,17 @@ use super::{admin, audit, tools};
     paths(
         tools::list,
         tools::call,
+        exec::exec,
+        runs::submit,
+        runs::list,
+        runs::show,
+        runs::events,
+        memory::store,
+        memory::get,
+        memory::update,
+        memory::delete,
+        memory::search,
+        memory::find,
         audit::entries,
         audit::verify,
         admin::list_tenants,

@@ -145,15 +145,7 @@ pub async fn call(
         .map(|(p, t)| (p.to_string(), t.to_string()))
         .ok_or_else(unknown)?;
     let Some(_admitted) = state.gate.enter(&call.tenant.name, &call.tenant.quotas) else {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "busy",
-            format!(
-                "this tenant has {} calls running and {} waiting, its quota; retry when one ends",
-                call.tenant.quotas.concurrent_calls, call.tenant.quotas.queued_calls
-            ),
-        )
-        .with_header(axum::http::header::RETRY_AFTER, "1".into()));
+        return Err(super::busy(&call.tenant.quotas));
     };
     let arguments = Value::Object(arguments).to_string();
     let outcome = catalog
@@ -218,7 +210,7 @@ fn tool_error(error: ToolError, usage: CallUsage) -> CallResponse {
     }
 }
 
-async fn tenant_tools(
+pub(super) async fn tenant_tools(
     state: &AppState,
     call: &TenantCall,
 ) -> Result<std::sync::Arc<crate::hosting::TenantTools>, ApiError> {
@@ -227,7 +219,7 @@ async fn tenant_tools(
         ApiError::new(
             StatusCode::CONFLICT,
             "tenant-misconfigured",
-            format!("this tenant's tools cannot be offered: {e}; the operator must fix its policy"),
+            "this tenant's tools cannot be offered as its policy stands; the operator must fix it (the server's log says why)",
         )
     })
 }

@@ -308,3 +308,72 @@ async fn the_openapi_document_describes_the_api_and_needs_no_key() {
         .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn code_runs_in_a_fresh_sandbox_under_the_tenants_limits() {
+    let runner = Tenant {
+        scopes: &[Scope::Exec],
+        ..Tenant::new("acme")
+    };
+    let (server, keys) = TestServer::start(&[], &[runner, Tenant::new("bolt")]).await;
+    let acme = &keys[0];
+    let server = &server;
+    let run = |body: Value| async move { server.post("/v1/exec", Some(acme), &body).await };
+
+    let (status, body) = run(json!({
+        "language": "python",
+        "code": "import sys\nprint(open('data.txt').read().strip(), sys.argv[1:], sys.stdin.read())",
+        "files": {"data.txt": "from a file"},
+        "args": ["x"],
+        "stdin": "in",
+    }))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["stdout"], json!("from a file ['x'] in\n"), "{body}");
+    assert_eq!(body["exit_code"], json!(0), "{body}");
+
+    // Nothing of the host is there.
+    let (_, body) =
+        run(json!({"language": "python", "code": "print(open('/etc/passwd').read())"})).await;
+    assert_ne!(body["exit_code"], json!(0), "{body}");
+    assert!(
+        !body["stdout"].as_str().unwrap().contains("root:"),
+        "{body}"
+    );
+
+    // A request may ask for less than the tenant's limits.
+    let (_, body) =
+        run(json!({"language": "js", "code": "for(;;){}", "limits": {"fuel": 1000000}})).await;
+    assert_eq!(body["limit"], json!("fuel"), "{body}");
+    assert_eq!(body["exit_code"], Value::Null, "{body}");
+
+    let answer = run(json!({"language": "cobol", "code": "x"})).await;
+    assert_error(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "bad-request",
+        "use \"python\" or \"js\"",
+    );
+    let answer = run(json!({"language": "python", "code": "x", "files": {"../x": "y"}})).await;
+    assert_error(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "bad-request",
+        "without `..`",
+    );
+    let answer = run(json!({"language": "python", "code": "x", "limits": {"fuel": 0}})).await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "bad-request", "limits");
+    let answer = server
+        .post(
+            "/v1/exec",
+            Some(&keys[1]),
+            &json!({"language": "python", "code": "1"}),
+        )
+        .await;
+    assert_error(
+        &answer,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "lacks scope exec",
+    );
+}

@@ -5,6 +5,9 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod api;
+mod mcp;
+mod memory;
+mod runs;
 mod tenants;
 
 use std::net::SocketAddr;
@@ -15,7 +18,8 @@ use serde_json::{Value, json};
 use warden_core::{Engine, EngineConfig};
 use warden_server::operator::{Actor, KeySpec, NewTenant, Operator};
 use warden_server::tenant::Quotas;
-use warden_server::{Scope, Server};
+use warden_server::{Hosted, Scope, Server};
+use warden_tests::artifacts::{CACHE_DIR, RUNTIME_DIR};
 
 /// A server on a loopback port, stopped when dropped.
 pub struct TestServer {
@@ -36,6 +40,8 @@ impl Drop for TestServer {
 /// A tenant to set up before the server starts, and the key made for it.
 pub struct Tenant {
     pub name: &'static str,
+    /// Its policy (TOML).
+    pub policy: Option<&'static str>,
     pub plugins: &'static [&'static str],
     pub quotas: Quotas,
     pub scopes: &'static [Scope],
@@ -45,6 +51,7 @@ impl Tenant {
     pub fn new(name: &'static str) -> Tenant {
         Tenant {
             name,
+            policy: None,
             plugins: &[],
             quotas: Quotas::default(),
             scopes: &[Scope::ToolsCall, Scope::AuditRead],
@@ -56,6 +63,25 @@ impl TestServer {
     /// Starts a server with `plugins` loaded and `tenants` added; returns it
     /// and one key per tenant, in order.
     pub async fn start(plugins: &[&str], tenants: &[Tenant]) -> (TestServer, Vec<String>) {
+        TestServer::start_with_dirs(plugins, tenants, Vec::new()).await
+    }
+
+    /// The same, with runs finding plugins by name in `plugin_dirs`.
+    pub async fn start_with_dirs(
+        plugins: &[&str],
+        tenants: &[Tenant],
+        plugin_dirs: Vec<std::path::PathBuf>,
+    ) -> (TestServer, Vec<String>) {
+        TestServer::start_with(plugins, tenants, plugin_dirs, None).await
+    }
+
+    /// The same, with a memory store.
+    pub async fn start_with(
+        plugins: &[&str],
+        tenants: &[Tenant],
+        plugin_dirs: Vec<std::path::PathBuf>,
+        memory: Option<std::sync::Arc<dyn warden_api::memory::Memories>>,
+    ) -> (TestServer, Vec<String>) {
         let data = tempfile::tempdir().unwrap();
         let operator = Operator::open(data.path()).unwrap();
         let mut keys = Vec::new();
@@ -64,7 +90,7 @@ impl TestServer {
                 .add_tenant(
                     NewTenant {
                         name: t.name.into(),
-                        policy: None,
+                        policy: t.policy.map(String::from),
                         plugins: t.plugins.iter().map(|p| p.to_string()).collect(),
                         quotas: Some(t.quotas),
                     },
@@ -75,6 +101,8 @@ impl TestServer {
             keys.push(key(&operator, Some(t.name), t.scopes).await);
         }
         let engine = Engine::new(&EngineConfig {
+            cache_dir: Some(CACHE_DIR.into()),
+            runtime_dir: Some(RUNTIME_DIR.into()),
             max_concurrent_calls: 16,
             ..EngineConfig::default()
         })
@@ -83,10 +111,16 @@ impl TestServer {
             .iter()
             .map(|p| engine.load_file(Path::new(p)).unwrap())
             .collect();
+        let hosted = Hosted {
+            engine,
+            plugins: loaded,
+            plugin_dirs,
+            memory,
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = Server::new(operator, loaded);
+        let server = Server::new(operator, hosted);
         tokio::spawn(async move {
             server
                 .serve(listener, async {

@@ -104,7 +104,7 @@ async fn an_operator_key_manages_tenants_and_keys_and_acts_for_none() {
         &escape,
         StatusCode::BAD_REQUEST,
         "bad-request",
-        "outside the tenant's root",
+        "outside the tenant's files",
     );
     let bad_name = server
         .post("/v1/tenants", Some(&admin), &json!({"name": "../x"}))

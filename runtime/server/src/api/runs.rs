@@ -1,0 +1,471 @@
+//! Runs over HTTP: submit a workflow (TOML or JSON) or a goal, list, read
+//! one's state and report, and follow its journal live as server-sent
+//! events, resumable with `Last-Event-ID`, ending with an explicit final
+//! event.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+use warden_core::document;
+use warden_run::workflow::Workflow;
+use warden_run::{Event, Record, RunError, RunState, RunStatus, check_run_id, journal, report};
+
+use super::{ApiError, AppState, Auth, MAX_BODY, TenantCall};
+use crate::audit::AuditEvent;
+use crate::key::Scope;
+use crate::runs::Submission;
+
+/// A run as listed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunSummary {
+    pub id: String,
+    pub goal: String,
+    /// `running` (or stopped, resumable) until it ends: then `succeeded`,
+    /// `not-accepted` or `failed`.
+    pub status: String,
+    pub tasks: usize,
+    /// Milliseconds since the Unix epoch.
+    pub started_ms: u64,
+}
+
+/// The answer to a submitted run.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Submitted {
+    pub id: String,
+    pub status: String,
+    /// Where its events stream.
+    pub events: String,
+}
+
+fn status(state: &RunState) -> String {
+    match state.status {
+        Some(status) if state.settled() => status_name(status).into(),
+        _ => "running".into(),
+    }
+}
+
+fn status_name(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::NotAccepted => "not-accepted",
+        RunStatus::Failed => "failed",
+    }
+}
+
+fn run_error(e: RunError) -> ApiError {
+    match e {
+        RunError::Workflow(w) => ApiError::bad_request(w.to_string()),
+        RunError::Plugin(m) => ApiError::bad_request(m),
+        RunError::NotFound(_) => no_run(),
+        RunError::Busy(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+        other => {
+            tracing::error!(error = %other, "a run could not be started");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the run could not be set up; the server's log says why",
+            )
+        }
+    }
+}
+
+fn no_run() -> ApiError {
+    ApiError::not_found("no such run; GET /v1/runs lists this tenant's runs")
+}
+
+/// The most characters of an `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+/// Submits a run: a workflow as TOML (`Content-Type: application/toml`) or
+/// JSON with the same fields, or `{"goal": "..."}` for the built-in
+/// workflow. The same `Idempotency-Key` with the same body gives the same
+/// run.
+#[utoipa::path(
+    post, path = "/v1/runs", tag = "runs", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Submitting again with this key returns the first run")),
+    request_body(content = Object, description = "A workflow (TOML or JSON) or {\"goal\": \"...\"}", content_type = "application/json"),
+    responses(
+        (status = 202, description = "The run started", body = Submitted),
+        (status = 200, description = "The run this idempotency key started before", body = Submitted),
+        (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+        (status = 403, body = super::ErrorBody), (status = 409, body = super::ErrorBody),
+        (status = 413, body = super::ErrorBody), (status = 415, body = super::ErrorBody),
+        (status = 429, body = super::ErrorBody),
+    )
+)]
+pub async fn submit(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let call = TenantCall::admit(&state, auth, Scope::RunsWrite).await?;
+    if body.len() > MAX_BODY {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("the body is over {MAX_BODY} bytes"),
+        ));
+    }
+    let idempotency = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => {
+            let key = value.to_str().ok().filter(|k| {
+                !k.is_empty()
+                    && k.len() <= MAX_IDEMPOTENCY_KEY
+                    && k.bytes().all(|b| b.is_ascii_graphic())
+            });
+            Some(key.ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+                ))
+            })?)
+        }
+    };
+    let (workflow, goal) = read_submission(&headers, &body)?;
+    let body_hash = blake3::hash(&body).to_hex().to_string();
+    let runs = state.runs.clone();
+    let tenant = call.tenant.name.clone();
+    // Submissions with a key are one at a time per tenant, so the same key
+    // sent twice at once starts one run.
+    let lock = runs.submission_lock(&tenant);
+    let _one_at_a_time = match idempotency {
+        Some(_) => Some(lock.lock().await),
+        None => None,
+    };
+    if let Some(key) = idempotency
+        && let Some(earlier) = state
+            .operator
+            .control()
+            .idempotent_run(&tenant, key)
+            .await
+            .map_err(|e| super::internal("idempotency lookup", e))?
+    {
+        if earlier.body_hash != body_hash {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "this Idempotency-Key was used for another request; use a new key for a new run",
+            ));
+        }
+        let answer = Submitted {
+            events: format!("/v1/runs/{}/events", earlier.run),
+            status: runs
+                .runs(&tenant)
+                .load(&earlier.run)
+                .map(|s| status(&s))
+                .unwrap_or_else(|_| "running".into()),
+            id: earlier.run,
+        };
+        return Ok((
+            StatusCode::OK,
+            [("idempotent-replayed", "true")],
+            Json(answer),
+        )
+            .into_response());
+    }
+    let run = runs
+        .submit(&call.tenant, workflow, goal)
+        .await
+        .map_err(|e| match e {
+            Submission::Busy => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                format!(
+                    "this tenant has {} runs going, its quota; submit again when one ends",
+                    call.tenant.quotas.runs_in_flight
+                ),
+            ),
+            Submission::Refused(e) => run_error(e),
+        })?;
+    if let Some(key) = idempotency {
+        state
+            .operator
+            .control()
+            .set_idempotent_run(
+                &tenant,
+                key,
+                &crate::control::IdempotentRun {
+                    run: run.clone(),
+                    body_hash,
+                },
+            )
+            .await
+            .map_err(|e| super::internal("idempotency record", e))?;
+    }
+    state
+        .operator
+        .record(
+            &tenant,
+            AuditEvent::new(
+                "run.submit",
+                Some(&call.caller.key_id),
+                "ok",
+                json!({ "run": run }),
+            ),
+        )
+        .await;
+    let answer = Submitted {
+        events: format!("/v1/runs/{run}/events"),
+        status: "running".into(),
+        id: run,
+    };
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+/// The workflow and goal a body asks for.
+fn read_submission(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Workflow, Option<String>), ApiError> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_else(|| "application/json".into());
+    let text =
+        std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
+    match media.as_str() {
+        "application/toml" => {
+            let workflow = Workflow::parse(text, "the request body")
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            Ok((workflow, None))
+        }
+        "application/json" => {
+            let value = document::parse("the body", text).map_err(ApiError::bad_request)?;
+            match value {
+                Value::Object(map) if map.len() == 1 && map.contains_key("goal") => {
+                    let goal = match &map["goal"] {
+                        Value::String(goal) if !goal.trim().is_empty() => goal.clone(),
+                        _ => {
+                            return Err(ApiError::bad_request("`goal` must be a non-empty string"));
+                        }
+                    };
+                    let workflow = Workflow::goal()
+                        .map_err(|e| super::internal("the built-in workflow", e))?;
+                    Ok((workflow, Some(goal)))
+                }
+                value @ Value::Object(_) => {
+                    let workflow = Workflow::from_json(value, "the request body")
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                    Ok((workflow, None))
+                }
+                _ => Err(ApiError::bad_request(
+                    "the body must be a workflow object or {\"goal\": \"...\"}",
+                )),
+            }
+        }
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            format!("the body is {other:?}; send a workflow as application/toml, or JSON"),
+        )),
+    }
+}
+
+/// The tenant's runs, oldest first.
+#[utoipa::path(
+    get, path = "/v1/runs", tag = "runs", security(("bearer" = [])),
+    responses((status = 200, body = [RunSummary]), (status = 401, body = super::ErrorBody),
+        (status = 403, body = super::ErrorBody), (status = 429, body = super::ErrorBody))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<Vec<RunSummary>>, ApiError> {
+    let call = TenantCall::admit(&state, auth, Scope::RunsRead).await?;
+    let runs = state.runs.runs(&call.tenant.name).list();
+    Ok(Json(
+        runs.iter()
+            .map(|s| RunSummary {
+                id: s.run.clone(),
+                goal: s.goal.clone(),
+                status: status(s),
+                tasks: s.tasks.len(),
+                started_ms: s.started_ms,
+            })
+            .collect(),
+    ))
+}
+
+/// One run's state and report: tasks, usage, verdict, dead letters.
+#[utoipa::path(
+    get, path = "/v1/runs/{id}", tag = "runs", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 401, body = super::ErrorBody),
+        (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
+        (status = 429, body = super::ErrorBody))
+)]
+pub async fn show(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let call = TenantCall::admit(&state, auth, Scope::RunsRead).await?;
+    let run = load(&state, &call.tenant.name, &id)?;
+    let mut report = report::json(&run);
+    if let Some(fields) = report.as_object_mut() {
+        // Where it lives on the server is not the tenant's business.
+        fields.remove("workspace");
+        fields.insert("status".into(), Value::String(status(&run)));
+    }
+    Ok(Json(report))
+}
+
+fn load(state: &AppState, tenant: &str, id: &str) -> Result<RunState, ApiError> {
+    check_run_id(id).map_err(|_| no_run())?;
+    let run = state.runs.runs(tenant).load(id).map_err(|_| no_run())?;
+    // Belt and braces: a run under this tenant's root is its own.
+    if run.tenant.as_str() != tenant {
+        return Err(no_run());
+    }
+    Ok(run)
+}
+
+/// The run's journal as server-sent events, each with `id:` its sequence
+/// number, from after `Last-Event-ID` (or the start), live while the run
+/// goes on, and then one `end` event with how it ended (`stopped` when it
+/// is not running here and has not ended: it can be resumed).
+#[utoipa::path(
+    get, path = "/v1/runs/{id}/events", tag = "runs", security(("bearer" = [])),
+    params(("id" = String, Path), ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event")),
+    responses((status = 200, description = "text/event-stream of journal records", content_type = "text/event-stream"),
+        (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+        (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
+        (status = 429, body = super::ErrorBody))
+)]
+pub async fn events(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let call = TenantCall::admit(&state, auth, Scope::RunsRead).await?;
+    // The first record a client has not seen: the journal's first (0)
+    // without Last-Event-ID.
+    let next = match headers.get("last-event-id") {
+        None => 0,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .and_then(|last| last.checked_add(1))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "Last-Event-ID must be an event id (a number) this stream sent",
+                )
+            })?,
+    };
+    load(&state, &call.tenant.name, &id)?;
+    // Watch first, then read the journal: nothing written in between is
+    // missed, and what both see is sent once (by sequence number).
+    let live = state.runs.watch(&call.tenant.name, &id);
+    let path = state
+        .runs
+        .runs(&call.tenant.name)
+        .dir(&id)
+        .join("journal.jsonl");
+    let (tx, rx) = mpsc::channel::<SseEvent>(64);
+    tokio::spawn(follow(path, next, live, tx));
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|event| (Ok(event), rx))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn sse(record: &Record) -> SseEvent {
+    // Through text, as the journal holds it (`to_value` does not take
+    // every record's flattened shape).
+    let mut value: Value = serde_json::to_string(record)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
+    if let Some(fields) = value.as_object_mut() {
+        // Where the run lives on the server is not the tenant's business.
+        fields.remove("workspace");
+        fields.remove("base_dir");
+    }
+    let data = value.to_string();
+    SseEvent::default()
+        .id(record.seq.to_string())
+        .event("record")
+        .data(data)
+}
+
+/// Sends the records from `next` on from the journal, then live ones, then
+/// the final event. Stops when the client goes away (`tx` closed).
+async fn follow(
+    path: std::path::PathBuf,
+    mut next: u64,
+    mut live: Option<broadcast::Receiver<Record>>,
+    tx: mpsc::Sender<SseEvent>,
+) {
+    let mut ended: Option<RunStatus> = None;
+    loop {
+        // Catch up from the journal (at the start, and after falling
+        // behind the live feed).
+        let records = match journal::read(&path) {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read a run journal");
+                Vec::new()
+            }
+        };
+        let from = next;
+        for record in records.iter().filter(|r| r.seq >= from) {
+            if tx.send(sse(record)).await.is_err() {
+                return;
+            }
+            next = record.seq + 1;
+            if let Event::RunFinished { status } = &record.event {
+                ended = Some(*status);
+            }
+        }
+        let Some(receiver) = live.as_mut() else {
+            break;
+        };
+        let received = tokio::select! {
+            received = receiver.recv() => received,
+            () = tx.closed() => return,
+        };
+        match received {
+            // Already sent, from the journal.
+            Ok(record) if record.seq < next => {}
+            Ok(record) if record.seq == next => {
+                if tx.send(sse(&record)).await.is_err() {
+                    return;
+                }
+                next = record.seq + 1;
+                if let Event::RunFinished { status } = &record.event {
+                    ended = Some(*status);
+                }
+            }
+            // A gap, or fallen behind: the journal has it.
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => {
+                // The run stopped here; one last read picks up the rest.
+                live = None;
+            }
+        }
+    }
+    let status = match ended {
+        Some(status) => status_name(status),
+        None => "stopped",
+    };
+    let last = next.checked_sub(1);
+    let end = SseEvent::default()
+        .event("end")
+        .data(json!({ "status": status, "last_event_id": last }).to_string());
+    let _ = tx.send(end).await;
+}

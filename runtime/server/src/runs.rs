@@ -1,0 +1,248 @@
+//! Tenants' runs on one server: each in `tenants/<name>/runs/<id>/`, driven
+//! in the background, its journal records broadcast to whoever watches,
+//! and taken up again when the server starts after being killed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+use warden_core::{Engine, TenantId};
+use warden_run::workflow::Workflow;
+use warden_run::{Ceiling, EventSink, Record, Reopened, RunEnv, RunError, RunState, Runs, Started};
+
+use crate::tenant::{self, TenantRecord};
+
+/// Journal records of a live run waiting for a slow watcher; one that
+/// falls further behind reads the journal instead.
+const BACKLOG: usize = 1024;
+
+/// Tells watchers of a run about each journal record as it is written.
+struct Broadcast(broadcast::Sender<Record>);
+
+impl EventSink for Broadcast {
+    fn event(&self, record: &Record, _state: &RunState) {
+        // No watcher is not an error.
+        let _ = self.0.send(record.clone());
+    }
+}
+
+/// A run going on here: who watches it, and how to stop it.
+struct Live {
+    watchers: broadcast::Sender<Record>,
+    task: tokio::task::AbortHandle,
+}
+
+/// Why a run was not started.
+#[derive(Debug)]
+pub enum Submission {
+    /// The tenant has as many runs going as its quota allows.
+    Busy,
+    Refused(RunError),
+}
+
+/// The runs of every tenant on this server.
+pub struct RunHost {
+    engine: Engine,
+    plugin_dirs: Vec<PathBuf>,
+    /// The manifest names of the plugins the server hosts: what `*` in a
+    /// tenant's plugin list means.
+    hosted: Vec<String>,
+    data_dir: PathBuf,
+    live: Mutex<HashMap<(String, String), Live>>,
+    submitting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for RunHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunHost")
+            .field("plugin_dirs", &self.plugin_dirs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunHost {
+    pub fn new(
+        data_dir: &Path,
+        engine: Engine,
+        plugin_dirs: Vec<PathBuf>,
+        hosted: Vec<String>,
+    ) -> RunHost {
+        RunHost {
+            engine,
+            plugin_dirs,
+            hosted,
+            data_dir: data_dir.to_path_buf(),
+            live: Mutex::default(),
+            submitting: Mutex::default(),
+        }
+    }
+
+    /// The engine every sandbox of this server runs on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Tenant `name`'s runs.
+    pub fn runs(&self, name: &str) -> Runs {
+        Runs::new(&tenant::root(&self.data_dir, name))
+    }
+
+    /// What a run of `record`'s tenant runs with: its identity, the
+    /// server's plugins by name only, and its policy's grant as the ceiling
+    /// of what a workflow may grant.
+    fn env(&self, record: &TenantRecord) -> Result<RunEnv, RunError> {
+        let root = tenant::root(&self.data_dir, &record.name);
+        let policy = match &record.policy {
+            Some(text) => {
+                tenant::policy(text, &root).map_err(|e| RunError::Plugin(e.to_string()))?
+            }
+            None => warden_core::Policy::default(),
+        };
+        let plugins = if record.plugins.iter().any(|p| p == "*") {
+            self.hosted.clone()
+        } else {
+            record.plugins.clone()
+        };
+        Ok(RunEnv {
+            engine: self.engine.clone(),
+            tenant: TenantId::new(&record.name).map_err(|e| RunError::Plugin(e.to_string()))?,
+            plugin_dirs: self.plugin_dirs.clone(),
+            base_dir: root,
+            ceiling: Some(Ceiling {
+                plugins: Some(plugins),
+                grant: policy.grant,
+                limits: policy.limits,
+            }),
+        })
+    }
+
+    /// One submission at a time per tenant, so that two requests with the
+    /// same idempotency key cannot both start a run.
+    pub fn submission_lock(&self, tenant: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut submitting = self.submitting.lock().unwrap_or_else(|p| p.into_inner());
+        submitting.entry(tenant.to_string()).or_default().clone()
+    }
+
+    /// Starts a run of `workflow` for `record`'s tenant and returns its id
+    /// once its journal is open; the run goes on in the background.
+    pub async fn submit(
+        self: &Arc<Self>,
+        record: &TenantRecord,
+        mut workflow: Workflow,
+        goal: Option<String>,
+    ) -> Result<String, Submission> {
+        if self.live_runs(&record.name) >= record.quotas.runs_in_flight as usize {
+            return Err(Submission::Busy);
+        }
+        // A run's tasks are the tenant's sandboxes too.
+        workflow.run.concurrency = workflow
+            .run
+            .concurrency
+            .min(record.quotas.concurrent_calls as usize);
+        let env = self.env(record).map_err(Submission::Refused)?;
+        let (sender, _) = broadcast::channel(BACKLOG);
+        let started = self
+            .runs(&record.name)
+            .open(
+                workflow,
+                goal,
+                &env,
+                vec![Box::new(Broadcast(sender.clone()))],
+            )
+            .await
+            .map_err(Submission::Refused)?;
+        let run = started.run().to_string();
+        self.drive(&record.name, started, sender);
+        Ok(run)
+    }
+
+    fn drive(self: &Arc<Self>, tenant: &str, started: Started, sender: broadcast::Sender<Record>) {
+        let key = (tenant.to_string(), started.run().to_string());
+        // Registered before the task starts, so that it cannot end (and
+        // remove itself) first.
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let host = self.clone();
+        let task_key = key.clone();
+        let task = tokio::spawn(async move {
+            let key = task_key;
+            match started.drive().await {
+                Ok(finished) => {
+                    tracing::info!(tenant = %key.0, run = %key.1, status = ?finished.status, "run ended");
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %key.0, run = %key.1, error = %e, "run stopped; it can be resumed");
+                }
+            }
+            // Dropping the sender tells watchers the run is no longer live.
+            host.live
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+        });
+        live.insert(
+            key,
+            Live {
+                watchers: sender,
+                task: task.abort_handle(),
+            },
+        );
+    }
+
+    /// Stops every run of `tenant` going on here, where it is (a removed
+    /// tenant's).
+    pub fn stop_tenant(&self, tenant: &str) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.retain(|(t, _), run| {
+            if t == tenant {
+                run.task.abort();
+            }
+            t != tenant
+        });
+    }
+
+    /// How many of `tenant`'s runs are going on here.
+    pub fn live_runs(&self, tenant: &str) -> usize {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.keys().filter(|(t, _)| t == tenant).count()
+    }
+
+    /// A receiver of `run`'s records from now on, while it runs here.
+    pub fn watch(&self, tenant: &str, run: &str) -> Option<broadcast::Receiver<Record>> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.get(&(tenant.to_string(), run.to_string()))
+            .map(|run| run.watchers.subscribe())
+    }
+
+    /// Takes up every run of `tenants` that had not ended (the server was
+    /// stopped or killed mid-run): finished tasks stay finished.
+    pub async fn resume_all(self: &Arc<Self>, tenants: &[TenantRecord]) {
+        for record in tenants {
+            let runs = self.runs(&record.name);
+            for state in runs.list() {
+                if state.status.is_some() && state.settled() {
+                    continue;
+                }
+                let env = match self.env(record) {
+                    Ok(env) => env,
+                    Err(e) => {
+                        tracing::warn!(tenant = %record.name, error = %e, "cannot resume the tenant's runs");
+                        break;
+                    }
+                };
+                let (sender, _) = broadcast::channel(BACKLOG);
+                let sink: Box<dyn EventSink> = Box::new(Broadcast(sender.clone()));
+                match runs.reopen(&state.run, |_| env, vec![sink]).await {
+                    Ok(Reopened::Started(started)) => {
+                        tracing::info!(tenant = %record.name, run = %state.run, "resuming a run the server left");
+                        self.drive(&record.name, started, sender);
+                    }
+                    Ok(Reopened::Settled(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(tenant = %record.name, run = %state.run, error = %e, "cannot resume run");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Memory over HTTP on a real LanceDB store (embeddings from a loopback
+//! server speaking the OpenAI API): every operation, through the tenant's
+//! namespace grant, in the tenant's own space.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use warden_memory::embed::OpenAiEmbedder;
+use warden_memory::{Limits, Memory};
+use warden_server::Scope;
+use warden_tests::fake_llm::{EMBEDDING_DIMENSION, FakeLlm};
+
+use crate::{Tenant, TestServer, assert_error};
+
+const POLICY: &str = "version = 1\n[grant]\nmemory = [\"notes:rw\", \"shared\"]\n";
+const SCOPES: &[Scope] = &[Scope::MemoryRead, Scope::MemoryWrite];
+
+#[tokio::test]
+async fn a_tenant_uses_only_the_namespaces_its_policy_grants() {
+    let embeddings = FakeLlm::start();
+    let store = tempfile::tempdir().unwrap();
+    let embedder = OpenAiEmbedder::new(
+        &format!("{}/v1", embeddings.origin()),
+        None,
+        "fake-embed",
+        EMBEDDING_DIMENSION,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let memory = Arc::new(Memory::with_embedder(
+        store.path(),
+        Arc::new(embedder),
+        Limits::default(),
+    ));
+    let acme = Tenant {
+        policy: Some(POLICY),
+        scopes: SCOPES,
+        ..Tenant::new("acme")
+    };
+    let bolt = Tenant {
+        policy: Some(POLICY),
+        scopes: SCOPES,
+        ..Tenant::new("bolt")
+    };
+    let (server, keys) = TestServer::start_with(&[], &[acme, bolt], Vec::new(), Some(memory)).await;
+    let (acme, bolt) = (&keys[0], &keys[1]);
+
+    let (status, stored) = server
+        .post(
+            "/v1/memory/notes",
+            Some(acme),
+            &json!({"content": "the build uses mold", "meta": {"kind": "note", "tags": ["build"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{stored}");
+    let id = stored["id"].as_str().unwrap().to_string();
+    let (status, entry) = server
+        .get(&format!("/v1/memory/notes/{id}"), Some(acme))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{entry}");
+    assert_eq!(entry["content"], json!("the build uses mold"));
+
+    let (_, hits) = server
+        .post(
+            "/v1/memory/notes/search",
+            Some(acme),
+            &json!({"query": "mold", "mode": "text"}),
+        )
+        .await;
+    assert_eq!(hits[0]["entry"]["id"], json!(id), "{hits}");
+    let (_, found) = server
+        .post(
+            "/v1/memory/notes/find",
+            Some(acme),
+            &json!({"filter": {"tags": ["build"]}}),
+        )
+        .await;
+    assert_eq!(found.as_array().unwrap().len(), 1, "{found}");
+    let updated = server
+        .client
+        .patch(format!("{}/v1/memory/notes/{id}", server.base))
+        .bearer_auth(acme)
+        .json(&json!({"content": "the build uses lld"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, entry) = crate::answer(updated).await;
+    assert_eq!(
+        (status, entry["content"].clone()),
+        (StatusCode::OK, json!("the build uses lld"))
+    );
+
+    // bolt has the same grant, in its own space: acme's entry is not there.
+    let theirs = server
+        .get(&format!("/v1/memory/notes/{id}"), Some(bolt))
+        .await;
+    assert_error(
+        &theirs,
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "no such memory",
+    );
+    let (_, bolt_found) = server
+        .post("/v1/memory/notes/find", Some(bolt), &json!({}))
+        .await;
+    assert_eq!(bolt_found, json!([]));
+
+    // Not granted, or granted read-only, answers like nothing there.
+    let secret = server
+        .post("/v1/memory/secret", Some(acme), &json!({"content": "x"}))
+        .await;
+    assert_error(
+        &secret,
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "no memory namespace \"secret\"",
+    );
+    let read_only = server
+        .post("/v1/memory/shared", Some(acme), &json!({"content": "x"}))
+        .await;
+    assert_error(&read_only, StatusCode::NOT_FOUND, "not-found", "writable");
+    let bad = server
+        .post(
+            "/v1/memory/notes",
+            Some(acme),
+            &json!({"content": "x", "meta": {"colour": "red"}}),
+        )
+        .await;
+    assert_error(&bad, StatusCode::BAD_REQUEST, "bad-request", "colour");
+
+    let deleted = server
+        .client
+        .delete(format!("{}/v1/memory/notes/{id}", server.base))
+        .bearer_auth(acme)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let gone = server
+        .get(&format!("/v1/memory/notes/{id}"), Some(acme))
+        .await;
+    assert_error(&gone, StatusCode::NOT_FOUND, "not-found", "no such memory");
+}
