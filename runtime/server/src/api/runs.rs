@@ -136,13 +136,11 @@ pub async fn submit(
     let body_hash = blake3::hash(&body).to_hex().to_string();
     let runs = state.runs.clone();
     let tenant = call.tenant.name.clone();
-    // Submissions with a key are one at a time per tenant, so the same key
-    // sent twice at once starts one run.
+    // A tenant's submissions are one at a time, so that the same key sent
+    // twice at once starts one run, and two runs cannot both take the last
+    // place its quota leaves.
     let lock = runs.submission_lock(&tenant);
-    let _one_at_a_time = match idempotency {
-        Some(_) => Some(lock.lock().await),
-        None => None,
-    };
+    let _one_at_a_time = lock.lock().await;
     if let Some(key) = idempotency
         && let Some(earlier) = state
             .operator
