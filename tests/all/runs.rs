@@ -69,6 +69,7 @@ fn setup_with(llm: &str, memory: Option<Arc<Memory>>) -> Setup {
         ],
         base_dir: data.path().to_path_buf(),
         ceiling: None,
+        quota: warden_run::Quota::default(),
     };
     Setup { data, env }
 }
@@ -434,6 +435,7 @@ async fn another_tenants_run_cannot_be_resumed() {
         plugin_dirs: s.env.plugin_dirs.clone(),
         base_dir: base.to_path_buf(),
         ceiling: None,
+        quota: warden_run::Quota::default(),
     };
     let err = s
         .runs()

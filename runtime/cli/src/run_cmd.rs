@@ -81,6 +81,7 @@ pub async fn run(args: RunArgs, dirs: &Dirs) -> Result<ExitCode, Failure> {
         plugin_dirs: plugin_dirs.clone(),
         base_dir: base_dir.to_path_buf(),
         ceiling: None,
+        quota: warden_run::Quota::default(),
     };
     let sinks = sinks(&args)?;
     let runs = Runs::new(data);
@@ -110,7 +111,7 @@ pub async fn run(args: RunArgs, dirs: &Dirs) -> Result<ExitCode, Failure> {
     Ok(match finished.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
         RunStatus::NotAccepted => ExitCode::from(NOT_ACCEPTED),
-        RunStatus::Failed => ExitCode::from(PLUGIN_ERROR),
+        RunStatus::Failed | RunStatus::Cancelled => ExitCode::from(PLUGIN_ERROR),
     })
 }
 
@@ -161,11 +162,12 @@ pub fn runs(cmd: RunsCommand, dirs: &Dirs) -> Result<ExitCode, Failure> {
 }
 
 fn status_word(s: &RunState) -> &'static str {
-    match (s.status, s.settled()) {
-        (Some(RunStatus::Succeeded), true) => "succeeded",
-        (Some(RunStatus::NotAccepted), true) => "not accepted",
-        (Some(RunStatus::Failed), true) => "failed",
-        _ => "stopped",
+    match warden_run::ended(s) {
+        Some(RunStatus::Succeeded) => "succeeded",
+        Some(RunStatus::NotAccepted) => "not accepted",
+        Some(RunStatus::Failed) => "failed",
+        Some(RunStatus::Cancelled) => "cancelled",
+        None => "stopped",
     }
 }
 

@@ -58,6 +58,15 @@ pub enum TenantsCommand {
         /// Runs going on at once.
         #[arg(long, value_name = "N")]
         runs: Option<u32>,
+        /// Fuel its calls, exec runs and run tasks may use per UTC day.
+        #[arg(long, value_name = "N")]
+        fuel_per_day: Option<u64>,
+        /// Model tokens its runs may use per UTC day.
+        #[arg(long, value_name = "N")]
+        tokens_per_day: Option<u64>,
+        /// US dollars its runs' model calls may cost per UTC day.
+        #[arg(long, value_name = "DOLLARS")]
+        cost_per_day: Option<f64>,
     },
     /// List the tenants.
     List {
@@ -207,6 +216,9 @@ pub async fn tenants(cmd: TenantsCommand, dirs: &crate::Dirs) -> Result<ExitCode
             concurrency,
             queue,
             runs,
+            fuel_per_day,
+            tokens_per_day,
+            cost_per_day,
         } => {
             let policy = match &policy {
                 Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
@@ -221,6 +233,9 @@ pub async fn tenants(cmd: TenantsCommand, dirs: &crate::Dirs) -> Result<ExitCode
                 concurrent_calls: concurrency.unwrap_or(defaults.concurrent_calls),
                 queued_calls: queue.unwrap_or(defaults.queued_calls),
                 runs_in_flight: runs.unwrap_or(defaults.runs_in_flight),
+                fuel_per_day,
+                tokens_per_day,
+                cost_per_day,
             };
             let record = operator
                 .add_tenant(
@@ -287,8 +302,18 @@ pub async fn tenants(cmd: TenantsCommand, dirs: &crate::Dirs) -> Result<ExitCode
 
 fn summary(t: &TenantRecord) -> String {
     let q = &t.quotas;
+    let mut daily = String::new();
+    if let Some(fuel) = q.fuel_per_day {
+        daily.push_str(&format!(", {fuel} fuel/day"));
+    }
+    if let Some(tokens) = q.tokens_per_day {
+        daily.push_str(&format!(", {tokens} tokens/day"));
+    }
+    if let Some(cost) = q.cost_per_day {
+        daily.push_str(&format!(", ${cost}/day"));
+    }
     format!(
-        "{}  plugins: {}  quotas: {} req/s (burst {}), {} calls at once (+{} queued), {} runs{}",
+        "{}  plugins: {}  quotas: {} req/s (burst {}), {} calls at once (+{} queued), {} runs{daily}{}",
         t.name,
         t.plugins.join(","),
         q.requests_per_second,
@@ -325,19 +350,10 @@ fn key_line(k: &KeyInfo) -> String {
     )
 }
 
-/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM UTC` (the civil
-/// calendar from a day count, as in Howard Hinnant's `civil_from_days`).
+/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM UTC`.
 fn utc(secs: i64) -> String {
     let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = warden_run::civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
         rest / 3_600,

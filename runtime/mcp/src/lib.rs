@@ -168,13 +168,40 @@ impl Catalog {
         name: &str,
         arguments: &str,
     ) -> Option<CallOutcome<Result<String, ToolError>>> {
+        self.call_outcome_within(name, arguments, None).await
+    }
+
+    /// The fuel one call of tool `name` may use.
+    pub fn fuel(&self, name: &str) -> Option<u64> {
+        let entry = &self.entries[*self.by_name.get(name)?];
+        Some(entry.options.limits.fuel)
+    }
+
+    /// As [`Catalog::call_outcome`], with the call's fuel cut to `fuel`
+    /// when that is less than the tool's limit (what a quota has left).
+    pub async fn call_outcome_within(
+        &self,
+        name: &str,
+        arguments: &str,
+        fuel: Option<u64>,
+    ) -> Option<CallOutcome<Result<String, ToolError>>> {
         let entry = &self.entries[*self.by_name.get(name)?];
         // Closed only if the catalog is dropped mid-call, which cannot
         // happen while `self` is borrowed.
         let _permit = self.permits.acquire().await.ok()?;
+        let capped;
+        let options = match fuel {
+            Some(fuel) if fuel < entry.options.limits.fuel => {
+                let mut options = CallOptions::clone(&entry.options);
+                options.limits.fuel = fuel;
+                capped = options;
+                &capped
+            }
+            _ => &*entry.options,
+        };
         let outcome = entry
             .plugin
-            .call_tool(&entry.options, &entry.tool, arguments)
+            .call_tool(options, &entry.tool, arguments)
             .await;
         if !outcome.stderr.bytes.is_empty() {
             tracing::debug!(plugin = entry.plugin.name(), tool = %entry.tool, stderr = %outcome.stderr.to_text(), "guest stderr");
@@ -214,15 +241,35 @@ fn to_mcp(result: Result<Result<String, ToolError>, CallError>) -> CallToolResul
     }
 }
 
+/// A call a host let in.
+pub struct Admitted {
+    /// Held while the call runs (a place in a queue, fuel of a quota),
+    /// and handed back to [`CallHook::finished`].
+    pub held: Box<dyn std::any::Any + Send>,
+    /// The most fuel the call may use, when less than its tool's limit.
+    pub fuel: Option<u64>,
+}
+
+/// A call's admission: the call let in, or why it may not run.
+pub type Admission<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<Admitted, String>> + Send + 'a>>;
+
 /// What a host decides about, and learns of, each tool call a client
 /// makes (a server's quotas and audit log).
 pub trait CallHook: Send + Sync {
-    /// Admits a call: something held while it runs, or why not (the
-    /// client sees the reason as a tool error).
-    fn admit(&self) -> Result<Box<dyn std::any::Any + Send>, String>;
+    /// Admits a call of `tool` (its qualified name), waiting for its turn
+    /// if need be, or says why not (the client sees the reason as a tool
+    /// error).
+    fn admit<'a>(&'a self, tool: &'a str) -> Admission<'a>;
 
-    /// Told of each admitted call's end: its qualified name and outcome.
-    fn finished(&self, tool: &str, outcome: &CallOutcome<Result<String, ToolError>>);
+    /// Told of each admitted call's end: its qualified name, what its
+    /// admission held, and its outcome.
+    fn finished(
+        &self,
+        tool: &str,
+        admitted: Admitted,
+        outcome: &CallOutcome<Result<String, ToolError>>,
+    );
 }
 
 /// The MCP server. Cheap to clone: every session shares one catalog.
@@ -293,16 +340,16 @@ impl ServerHandler for WardenMcp {
         if self.catalog.origin(&request.name).is_none() {
             return Err(unknown());
         }
-        let _admitted = match hook.admit() {
+        let admitted = match hook.admit(&request.name).await {
             Ok(admitted) => admitted,
             Err(why) => return Ok(CallToolResult::error(vec![ContentBlock::text(why)]).into()),
         };
         let outcome = self
             .catalog
-            .call_outcome(&request.name, &arguments)
+            .call_outcome_within(&request.name, &arguments, admitted.fuel)
             .await
             .ok_or_else(unknown)?;
-        hook.finished(&request.name, &outcome);
+        hook.finished(&request.name, admitted, &outcome);
         Ok(to_mcp(outcome.result).into())
     }
 }

@@ -44,6 +44,41 @@ const TOOL_CEILING: LimitSettings = LimitSettings {
     output_kib: None,
 };
 
+/// Fuel a host counts a run's attempts against besides the run's own
+/// budget (a hosted tenant's daily quota): an attempt holds what it may use
+/// before it starts and settles what it used when it ends, so attempts
+/// running together cannot overshoot.
+pub trait FuelSource: Send + Sync {
+    /// Holds up to `want` fuel; `Err` says why none is left.
+    fn hold(&self, want: u64) -> BoxFuture<'static, Result<Box<dyn HeldFuel>, String>>;
+}
+
+/// Fuel held for one attempt.
+pub trait HeldFuel: Send {
+    /// What the attempt may use: at most what it asked for.
+    fn granted(&self) -> u64;
+    /// The attempt used `used`; the rest goes back.
+    fn settle(self: Box<Self>, used: u64);
+}
+
+/// What a run is counted against besides its own budget (a hosted
+/// tenant's daily quotas); the default counts nothing more.
+#[derive(Clone, Default)]
+pub struct Quota {
+    /// The parent of the run's model allowance: its tokens and dollars.
+    pub models: Option<Arc<Allowance>>,
+    pub fuel: Option<Arc<dyn FuelSource>>,
+}
+
+impl std::fmt::Debug for Quota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Quota")
+            .field("models", &self.models)
+            .field("fuel", &self.fuel.is_some())
+            .finish()
+    }
+}
+
 /// What a run needs from the process: the engine (with its models and
 /// memory store), the tenant, and how to find a plugin by name.
 pub struct RunEnv {
@@ -56,6 +91,7 @@ pub struct RunEnv {
     /// What the workflow may grant at most (a hosted tenant's policy);
     /// `None` trusts the workflow (the operator wrote it).
     pub ceiling: Option<Ceiling>,
+    pub quota: Quota,
 }
 
 /// What a workflow may grant its roles and tools when someone other than
@@ -218,6 +254,7 @@ pub struct WasmExecutor {
     roles: BTreeMap<String, LoadedRole>,
     specs: Vec<RoleSpec>,
     run_allowance: Arc<Allowance>,
+    fuel: Option<Arc<dyn FuelSource>>,
 }
 
 impl WasmExecutor {
@@ -235,7 +272,7 @@ impl WasmExecutor {
             format!("run {run}"),
             workflow.budget.tokens,
             workflow.budget.cost,
-            None,
+            env.quota.models.clone(),
         );
         run_allowance.preload(used);
 
@@ -289,6 +326,7 @@ impl WasmExecutor {
             roles,
             specs,
             run_allowance,
+            fuel: env.quota.fuel.clone(),
         })
     }
 
@@ -481,8 +519,33 @@ impl Executor for WasmExecutor {
 
         let recall = role.recall;
         let roles = self.specs.clone();
+        let source = self.fuel.clone();
         async move {
             let started = Instant::now();
+            let mut capped_by_quota = false;
+            let held = match source {
+                None => None,
+                Some(source) => match source.hold(options.limits.fuel).await {
+                    Ok(held) => {
+                        if held.granted() < options.limits.fuel {
+                            options.limits.fuel = held.granted();
+                            capped_by_quota = true;
+                        }
+                        Some(held)
+                    }
+                    Err(why) => {
+                        return AttemptEnd {
+                            result: Err(AttemptError {
+                                message: why,
+                                retryable: false,
+                                declined: false,
+                            }),
+                            fuel_used: 0,
+                            duration: started.elapsed(),
+                        };
+                    }
+                },
+            };
             // Through the same namespace gate as the role's own memory
             // calls: its manifest ∩ the workflow's grant.
             let memories = plugin
@@ -503,6 +566,9 @@ impl Executor for WasmExecutor {
             };
             let outcome = plugin.run_role(&options, &task).await;
             let fuel_used = outcome.usage.fuel_used;
+            if let Some(held) = held {
+                held.settle(fuel_used);
+            }
             let result = match outcome.result {
                 Ok(Ok(outcome)) => check_outcome(outcome),
                 Ok(Err(role_error)) => Err(AttemptError {
@@ -523,6 +589,14 @@ impl Executor for WasmExecutor {
                         declined: false,
                     })
                 }
+                Err(CallError::Limit {
+                    kind: LimitKind::Fuel,
+                    detail,
+                }) if capped_by_quota => Err(AttemptError {
+                    message: format!("the tenant's daily fuel quota is spent: {detail}"),
+                    retryable: false,
+                    declined: false,
+                }),
                 Err(e @ CallError::Limit { .. }) => Err(AttemptError {
                     message: e.to_string(),
                     retryable: true,

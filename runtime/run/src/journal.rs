@@ -108,6 +108,9 @@ pub enum RunStatus {
     NotAccepted,
     /// Some task is dead or skipped.
     Failed,
+    /// Stopped on request before it ended: its unfinished tasks were
+    /// skipped, and it is not taken up again.
+    Cancelled,
 }
 
 /// One journal line.

@@ -30,12 +30,15 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use tokio::sync::watch;
+
 pub use error::RunError;
-pub use executor::{Ceiling, RunEnv, WasmExecutor};
+pub use executor::{Ceiling, FuelSource, HeldFuel, Quota, RunEnv, WasmExecutor};
 pub use journal::{Event, Record, RunStatus};
-pub use scheduler::{EventSink, JsonLines, Recorder, Scheduler};
+pub use scheduler::{Canceller, EventSink, JsonLines, Recorder, Scheduler};
 pub use state::{RunState, TaskStatus};
 use warden_api::budget::Totals;
+use warden_core::TenantId;
 
 use crate::journal::Journal;
 use crate::workflow::{TaskSpec, Workflow, WorkflowError};
@@ -177,13 +180,7 @@ impl Runs {
         for task in tasks {
             recorder.record(Event::TaskQueued { task })?;
         }
-        Ok(Started {
-            run,
-            recorder,
-            executor,
-            workflow,
-            lock,
-        })
+        Ok(Started::new(run, recorder, executor, workflow, lock))
     }
 
     /// Takes a stopped run up again: finished tasks stay finished, an
@@ -227,8 +224,7 @@ impl Runs {
                 "the journal of run {run} does not start with the run"
             )));
         };
-        if state.status.is_some() && state.settled() {
-            let status = state.outcome_status();
+        if let Some(status) = ended(&state) {
             return Ok(Reopened::Settled(Finished {
                 run: run.to_string(),
                 status,
@@ -250,13 +246,37 @@ impl Runs {
         recorder.record(Event::RunResumed {
             run: run.to_string(),
         })?;
-        Ok(Reopened::Started(Started {
-            run: run.to_string(),
+        Ok(Reopened::Started(Started::new(
+            run.to_string(),
             recorder,
             executor,
             workflow,
             lock,
-        }))
+        )))
+    }
+
+    /// Cancels `run`, which no process is driving: its unfinished tasks
+    /// are skipped with `reason` and it ends cancelled, so that it is not
+    /// taken up again. A run that had ended keeps its status; a run
+    /// another process drives is `Busy` (cancel it there); another
+    /// tenant's run is not found.
+    pub fn cancel(&self, run: &str, tenant: &TenantId, reason: &str) -> Result<Finished, RunError> {
+        let path = self.existing_journal(run)?;
+        let lock = lock(&self.dir(run))?;
+        let (journal, records) = Journal::open(&path)
+            .map_err(|e| RunError::Files(format!("cannot read the journal of run {run}: {e}")))?;
+        let state = RunState::replay(&records);
+        if state.tenant != *tenant {
+            return Err(self.no_such_run(run));
+        }
+        let recorder = Recorder::new(journal, state, Vec::new());
+        let status = scheduler::record_cancelled(&recorder, reason)?;
+        drop(lock);
+        Ok(Finished {
+            run: run.to_string(),
+            status,
+            state: recorder.state(RunState::clone),
+        })
     }
 
     /// The state of one run, from its journal.
@@ -291,6 +311,8 @@ pub struct Started {
     executor: WasmExecutor,
     workflow: Workflow,
     lock: File,
+    canceller: Canceller,
+    stop: watch::Receiver<Option<String>>,
 }
 
 impl std::fmt::Debug for Started {
@@ -302,9 +324,33 @@ impl std::fmt::Debug for Started {
 }
 
 impl Started {
+    fn new(
+        run: String,
+        recorder: Arc<Recorder>,
+        executor: WasmExecutor,
+        workflow: Workflow,
+        lock: File,
+    ) -> Started {
+        let (canceller, stop) = Canceller::new();
+        Started {
+            run,
+            recorder,
+            executor,
+            workflow,
+            lock,
+            canceller,
+            stop,
+        }
+    }
+
     /// The run's id.
     pub fn run(&self) -> &str {
         &self.run
+    }
+
+    /// What cancels the run while [`Started::drive`] drives it.
+    pub fn canceller(&self) -> Canceller {
+        self.canceller.clone()
     }
 
     /// Runs the tasks until the run ends (or cannot go on).
@@ -315,6 +361,8 @@ impl Started {
             executor,
             workflow,
             lock,
+            canceller: _,
+            stop,
         } = self;
         let scheduler = Scheduler::new(
             recorder.clone(),
@@ -322,7 +370,8 @@ impl Started {
             workflow.run.clone(),
             workflow.budget.clone(),
             workflow.roles.keys().cloned(),
-        );
+        )
+        .cancelled_by(stop);
         let status = scheduler.drive().await;
         drop(lock);
         let state = recorder.state(|s| s.clone());
@@ -340,6 +389,16 @@ pub enum Reopened {
     /// The run had ended; nothing to do.
     Settled(Finished),
     Started(Started),
+}
+
+/// How `state`'s run ended, if it has: cancelled as recorded, otherwise
+/// as its tasks say.
+pub fn ended(state: &RunState) -> Option<RunStatus> {
+    match state.status? {
+        RunStatus::Cancelled => Some(RunStatus::Cancelled),
+        _ if state.settled() => Some(state.outcome_status()),
+        _ => None,
+    }
 }
 
 /// Holds the run's lock file: one process per run at a time.
@@ -400,7 +459,7 @@ pub fn new_run_id() -> String {
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
 /// calendar (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -415,7 +474,68 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::civil_from_days;
+    use serde_json::json;
+
+    use super::*;
+
+    /// A run no process drives, cancelled: its unfinished tasks skipped,
+    /// ended for good (what resuming looks at), and only by its tenant.
+    #[test]
+    fn a_stopped_run_is_cancelled_for_good_by_its_tenant_only() {
+        let data = tempfile::tempdir().unwrap();
+        let runs = Runs::new(data.path());
+        let dir = runs.dir("r1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut journal = Journal::create(&dir.join("journal.jsonl")).unwrap();
+        let acme = TenantId::new("acme").unwrap();
+        journal
+            .append(Event::RunStarted {
+                run: "r1".into(),
+                workflow: Workflow::goal().unwrap(),
+                goal: "g".into(),
+                workspace: dir.join("workspace"),
+                base_dir: data.path().into(),
+                tenant: acme.clone(),
+            })
+            .unwrap();
+        journal
+            .append(Event::TaskQueued {
+                task: TaskSpec {
+                    id: "plan".into(),
+                    role: "planner".into(),
+                    instructions: "plan".into(),
+                    depends_on: Vec::new(),
+                    priority: 0,
+                    max_retries: 0,
+                    timeout: None,
+                    tokens: None,
+                    input: json!(null),
+                    parent: None,
+                },
+            })
+            .unwrap();
+        drop(journal);
+        assert_eq!(ended(&runs.load("r1").unwrap()), None);
+
+        let bolt = TenantId::new("bolt").unwrap();
+        assert!(matches!(
+            runs.cancel("r1", &bolt, "x"),
+            Err(RunError::NotFound(_))
+        ));
+        let finished = runs.cancel("r1", &acme, "not needed").unwrap();
+        assert_eq!(finished.status, RunStatus::Cancelled);
+        let state = runs.load("r1").unwrap();
+        assert_eq!(ended(&state), Some(RunStatus::Cancelled));
+        assert_eq!(state.tasks[0].status, TaskStatus::Skipped);
+        // Again: the same answer, nothing more written.
+        let lines = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+        assert_eq!(
+            runs.cancel("r1", &acme, "again").unwrap().status,
+            RunStatus::Cancelled
+        );
+        let after = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+        assert_eq!(lines, after);
+    }
 
     #[test]
     fn dates_from_days() {

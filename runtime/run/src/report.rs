@@ -20,6 +20,7 @@ pub fn text(state: &RunState) -> String {
             None => "finished, not accepted".to_string(),
         },
         (Some(RunStatus::Failed), true) => "failed".to_string(),
+        (Some(RunStatus::Cancelled), _) => "cancelled".to_string(),
         _ => "stopped (resume with `warden run --resume ID`)".into(),
     };
     let name = state.workflow.as_ref().map_or("", |w| w.name.as_str());

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use warden_core::{Dependency, NewTask, Outcome, ToolCallKey};
@@ -132,12 +133,64 @@ pub trait Executor: Send + Sync + 'static {
     fn run(&self, attempt: Attempt) -> BoxFuture<'static, AttemptEnd>;
 }
 
+/// Asks a run to stop where it is, for good: the attempts going on are
+/// stopped, the unfinished tasks skipped with the reason, and the run ends
+/// [`RunStatus::Cancelled`]. Asking again (or after the end) does nothing.
+#[derive(Debug, Clone)]
+pub struct Canceller(Arc<watch::Sender<Option<String>>>);
+
+impl Canceller {
+    /// A canceller, and what the scheduler watches for it.
+    pub fn new() -> (Canceller, watch::Receiver<Option<String>>) {
+        let (sender, receiver) = watch::channel(None);
+        (Canceller(Arc::new(sender)), receiver)
+    }
+
+    pub fn cancel(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        self.0.send_if_modified(|asked| {
+            let first = asked.is_none();
+            if first {
+                *asked = Some(reason);
+            }
+            first
+        });
+    }
+}
+
+/// Records the end of a cancelled run: its unfinished tasks skipped with
+/// `reason`, then the run finished as cancelled. A run that had already
+/// ended keeps its status.
+pub fn record_cancelled(recorder: &Recorder, reason: &str) -> Result<RunStatus, RunError> {
+    if let Some(status) = recorder.state(|s| s.status) {
+        return Ok(status);
+    }
+    let open: Vec<String> = recorder.state(|s| {
+        s.tasks
+            .iter()
+            .filter(|t| matches!(t.status, TaskStatus::Pending | TaskStatus::Running))
+            .map(|t| t.spec.id.clone())
+            .collect()
+    });
+    for task in open {
+        recorder.record(Event::TaskSkipped {
+            task,
+            because: format!("the run was cancelled: {reason}"),
+        })?;
+    }
+    recorder.record(Event::RunFinished {
+        status: RunStatus::Cancelled,
+    })?;
+    Ok(RunStatus::Cancelled)
+}
+
 pub struct Scheduler<E> {
     recorder: Arc<Recorder>,
     executor: Arc<E>,
     settings: RunSettings,
     budget: Budget,
     roles: BTreeSet<String>,
+    stop: Option<watch::Receiver<Option<String>>>,
 }
 
 impl<E: Executor> Scheduler<E> {
@@ -154,12 +207,45 @@ impl<E: Executor> Scheduler<E> {
             settings,
             budget,
             roles: roles.into_iter().collect(),
+            stop: None,
         }
     }
 
-    /// Runs until every task is done, dead or skipped.
+    /// Stops the run when `stop` (a [`Canceller`]'s) says so.
+    pub fn cancelled_by(mut self, stop: watch::Receiver<Option<String>>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// Runs until every task is done, dead or skipped, or the run is
+    /// cancelled.
     pub async fn drive(&self) -> Result<RunStatus, RunError> {
         let mut running: JoinSet<AttemptEnd> = JoinSet::new();
+        let asked = async {
+            let asked = match self.stop.clone() {
+                Some(mut stop) => stop
+                    .wait_for(Option::is_some)
+                    .await
+                    .ok()
+                    .and_then(|reason| reason.clone()),
+                None => None,
+            };
+            match asked {
+                Some(reason) => reason,
+                // Nobody can ask any more (or ever could).
+                None => std::future::pending().await,
+            }
+        };
+        let reason = tokio::select! {
+            status = self.work(&mut running) => return status,
+            reason = asked => reason,
+        };
+        // Every attempt is stopped where it is before the end is recorded.
+        running.shutdown().await;
+        record_cancelled(&self.recorder, &reason)
+    }
+
+    async fn work(&self, running: &mut JoinSet<AttemptEnd>) -> Result<RunStatus, RunError> {
         let mut running_ids: HashMap<tokio::task::Id, (String, u32)> = HashMap::new();
         let mut not_before: HashMap<String, Instant> = HashMap::new();
         loop {
@@ -680,6 +766,94 @@ mod tests {
             .iter()
             .map(|(id, n, _)| format!("{id}#{n}"))
             .collect()
+    }
+
+    /// An executor whose attempts never end by themselves; each adds a
+    /// permit to `started` when it starts and to `stopped` when it is
+    /// dropped.
+    struct Forever {
+        started: Arc<tokio::sync::Semaphore>,
+        stopped: Arc<tokio::sync::Semaphore>,
+    }
+
+    struct OnDrop(Arc<tokio::sync::Semaphore>);
+
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.add_permits(1);
+        }
+    }
+
+    impl Executor for Forever {
+        fn run(&self, _attempt: Attempt) -> BoxFuture<'static, AttemptEnd> {
+            self.started.add_permits(1);
+            let stopped = OnDrop(self.stopped.clone());
+            async move {
+                let _stopped = stopped;
+                std::future::pending().await
+            }
+            .boxed()
+        }
+    }
+
+    /// Cancelling stops the attempts going on where they are, skips every
+    /// unfinished task with the reason, and ends the run cancelled, once.
+    #[tokio::test]
+    async fn a_cancelled_run_stops_its_attempts_and_skips_what_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::create(&dir.path().join("journal.jsonl")).unwrap();
+        let recorder = Arc::new(Recorder::new(journal, RunState::default(), Vec::new()));
+        for task in [
+            task("a", 0, &[], 0),
+            task("b", 0, &["a"], 0),
+            task("c", 0, &[], 0),
+        ] {
+            recorder.record(Event::TaskQueued { task }).unwrap();
+        }
+        let started = Arc::new(tokio::sync::Semaphore::new(0));
+        let stopped = Arc::new(tokio::sync::Semaphore::new(0));
+        let executor = Forever {
+            started: started.clone(),
+            stopped: stopped.clone(),
+        };
+        let (canceller, stop) = Canceller::new();
+        let scheduler = Scheduler::new(
+            recorder.clone(),
+            Arc::new(executor),
+            RunSettings::default(),
+            Budget::default(),
+            ["worker".to_string()],
+        )
+        .cancelled_by(stop);
+        let driving = tokio::spawn(async move { scheduler.drive().await });
+        // `a` and `c` run; `b` waits for `a`.
+        let _both = started.acquire_many(2).await.unwrap();
+        canceller.cancel("the operator asked");
+        let status = driving.await.unwrap().unwrap();
+        assert_eq!(status, RunStatus::Cancelled);
+        assert_eq!(stopped.available_permits(), 2, "both attempts stopped");
+        canceller.cancel("again");
+        recorder.state(|s| {
+            assert_eq!(s.status, Some(RunStatus::Cancelled));
+            assert_eq!(crate::ended(s), Some(RunStatus::Cancelled));
+            for t in &s.tasks {
+                assert_eq!(t.status, TaskStatus::Skipped, "{}", t.spec.id);
+                let because = t.skipped_because.as_deref().unwrap_or_default();
+                assert!(because.contains("the operator asked"), "{because}");
+            }
+        });
+        let records = journal::read(&dir.path().join("journal.jsonl")).unwrap();
+        let finished = records
+            .iter()
+            .filter(|r| matches!(r.event, Event::RunFinished { .. }))
+            .count();
+        assert_eq!(finished, 1, "one end, recorded last");
+        assert!(matches!(
+            records.last().unwrap().event,
+            Event::RunFinished {
+                status: RunStatus::Cancelled
+            }
+        ));
     }
 
     /// A task its role declines (`invalid-task`) is skipped with the

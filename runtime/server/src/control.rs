@@ -1,5 +1,6 @@
-//! The server's control state — tenants, key hashes and the head of each
-//! tenant's audit log — behind one trait, so that one node keeps it in
+//! The server's control state — tenants, key hashes, the head of each
+//! tenant's audit log, idempotency keys and usage per day — behind one
+//! trait, so that one node keeps it in
 //! SQLite ([`crate::sqlite::SqliteControl`]) and a cluster in a shared
 //! store, with the same callers.
 
@@ -33,6 +34,39 @@ pub struct AuditHead {
 pub struct IdempotentRun {
     pub run: String,
     pub body_hash: String,
+}
+
+/// What a tenant used: calls, fuel, model tokens and dollars.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Counts {
+    pub calls: u64,
+    pub fuel: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// US dollars.
+    pub cost: f64,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        self.calls += other.calls;
+        self.fuel += other.fuel;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cost += other.cost;
+    }
+}
+
+/// One day's usage of one kind (`tool`, `mcp`, `exec`, `run`, `llm`) and,
+/// for model calls, one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UsageRow {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub kind: String,
+    /// `provider/model` for `llm`, empty otherwise.
+    pub model: String,
+    pub counts: Counts,
 }
 
 pub type ControlResult<T> = Result<T, ControlError>;
@@ -77,6 +111,22 @@ pub trait ControlStore: Send + Sync {
         tenant: &'a str,
         key: &'a str,
     ) -> BoxFuture<'a, ControlResult<Option<IdempotentRun>>>;
+
+    /// Adds to `tenant`'s usage on `row.day` of `row.kind` and
+    /// `row.model`.
+    fn add_usage<'a>(
+        &'a self,
+        tenant: &'a str,
+        row: &'a UsageRow,
+    ) -> BoxFuture<'a, ControlResult<()>>;
+
+    /// `tenant`'s usage from day `since` (`YYYY-MM-DD`) on, by day, kind
+    /// and model.
+    fn usage<'a>(
+        &'a self,
+        tenant: &'a str,
+        since: &'a str,
+    ) -> BoxFuture<'a, ControlResult<Vec<UsageRow>>>;
 
     /// Records the run `key` started; the first record for a key stays.
     fn set_idempotent_run<'a>(

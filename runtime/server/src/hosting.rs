@@ -11,16 +11,20 @@ use std::sync::{Arc, Mutex};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::sync::OnceCell;
+use tokio::sync::OwnedSemaphorePermit;
 use warden_core::{
     CallError, CallOptions, CallOutcome, CompiledPlugin, ComponentKind, LimitSettings, TenantId,
     ToolError,
 };
-use warden_mcp::{CallHook, Catalog, Plugin, WardenMcp};
+use warden_mcp::{Admission, Admitted as McpAdmitted, CallHook, Catalog, Plugin, WardenMcp};
 
 use crate::audit::AuditEvent;
+use crate::control::Counts;
+use crate::metrics::Metrics;
 use crate::operator::Operator;
-use crate::quota::CallGate;
+use crate::quota::{Admitted, CallGate};
 use crate::tenant::{self, TenantRecord};
+use crate::usage::{FuelHold, Meter, Spent};
 
 /// The MCP endpoint of one tenant's tools (its own sessions).
 pub type TenantMcp = StreamableHttpService<WardenMcp, LocalSessionManager>;
@@ -47,6 +51,8 @@ pub struct Hosting {
     plugins: Vec<CompiledPlugin>,
     operator: Arc<Operator>,
     gate: Arc<CallGate>,
+    metrics: Arc<Metrics>,
+    meter: Arc<Meter>,
     tenants: Mutex<HashMap<String, (TenantRecord, Slot)>>,
 }
 
@@ -66,12 +72,16 @@ impl Hosting {
         plugins: Vec<CompiledPlugin>,
         operator: Arc<Operator>,
         gate: Arc<CallGate>,
+        metrics: Arc<Metrics>,
+        meter: Arc<Meter>,
     ) -> Hosting {
         Hosting {
             data_dir: operator.data_dir().to_path_buf(),
             plugins,
             operator,
             gate,
+            metrics,
+            meter,
             tenants: Mutex::default(),
         }
     }
@@ -147,6 +157,8 @@ impl Hosting {
             tenant: record.clone(),
             operator: self.operator.clone(),
             gate: self.gate.clone(),
+            metrics: self.metrics.clone(),
+            meter: self.meter.clone(),
             catalog: catalog.clone(),
         });
         // The key, checked before a request reaches it, is what stops a
@@ -169,21 +181,63 @@ struct McpHook {
     tenant: TenantRecord,
     operator: Arc<Operator>,
     gate: Arc<CallGate>,
+    metrics: Arc<Metrics>,
+    meter: Arc<Meter>,
     catalog: Arc<Catalog>,
 }
 
+/// What an MCP call holds while it runs.
+type McpHeld = (Admitted, Option<OwnedSemaphorePermit>, FuelHold);
+
 impl CallHook for McpHook {
-    fn admit(&self) -> Result<Box<dyn std::any::Any + Send>, String> {
-        match self.gate.enter(&self.tenant.name, &self.tenant.quotas) {
-            Some(admitted) => Ok(Box::new(admitted)),
-            None => Err(format!(
-                "busy: this tenant has {} calls running and {} waiting, its quota; retry when one ends",
-                self.tenant.quotas.concurrent_calls, self.tenant.quotas.queued_calls
-            )),
-        }
+    fn admit<'a>(&'a self, tool: &'a str) -> Admission<'a> {
+        Box::pin(async move {
+            let Some(admitted) = self.gate.enter(&self.tenant.name, &self.tenant.quotas) else {
+                self.metrics.refused(&self.tenant.name, "busy");
+                return Err(format!(
+                    "busy: this tenant has {} calls running and {} waiting, its quota; retry when one ends",
+                    self.tenant.quotas.concurrent_calls, self.tenant.quotas.queued_calls
+                ));
+            };
+            let sandbox = admitted.sandbox().await;
+            let want = self.catalog.fuel(tool).unwrap_or(u64::MAX);
+            let hold = match self.meter.hold_fuel(&self.tenant, want).await {
+                Ok(hold) => hold,
+                Err(Spent(why)) => {
+                    self.metrics.refused(&self.tenant.name, "quota");
+                    return Err(why);
+                }
+            };
+            let fuel = Some(hold.granted());
+            let held: McpHeld = (admitted, sandbox, hold);
+            Ok(McpAdmitted {
+                held: Box::new(held),
+                fuel,
+            })
+        })
     }
 
-    fn finished(&self, tool: &str, outcome: &CallOutcome<Result<String, ToolError>>) {
+    fn finished(
+        &self,
+        tool: &str,
+        admitted: McpAdmitted,
+        outcome: &CallOutcome<Result<String, ToolError>>,
+    ) {
+        let fuel = outcome.usage.fuel_used;
+        if let Ok(held) = admitted.held.downcast::<McpHeld>() {
+            let (_place, _sandbox, hold) = *held;
+            hold.settle(fuel);
+        }
+        self.meter.add(
+            &self.tenant.name,
+            "mcp",
+            "",
+            Counts {
+                calls: 1,
+                fuel,
+                ..Counts::default()
+            },
+        );
         let (plugin, unqualified) = self.catalog.origin(tool).unwrap_or_default();
         let result = match &outcome.result {
             Ok(Ok(_)) => "ok",
@@ -191,6 +245,13 @@ impl CallHook for McpHook {
             Err(CallError::Limit { .. }) => "limit",
             Err(_) => "trap",
         };
+        // The time in the sandbox: an MCP call's wait is not seen here.
+        self.metrics.call(
+            &self.tenant.name,
+            "mcp",
+            result,
+            outcome.usage.duration.as_secs_f64(),
+        );
         let event = AuditEvent::new(
             "tool.call",
             None,

@@ -46,12 +46,14 @@ pub mod audit;
 pub mod control;
 pub mod hosting;
 pub mod key;
+pub mod metrics;
 pub mod operator;
 pub mod quota;
 pub mod runs;
 pub mod serve;
 pub mod sqlite;
 pub mod tenant;
+pub mod usage;
 
 pub use api::openapi::ApiDoc;
 pub use key::Scope;

@@ -102,7 +102,32 @@ impl Admitted {
     }
 }
 
+/// A tenant's calls now, as `/metrics` shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneCount {
+    pub tenant: String,
+    /// Running or waiting for a sandbox.
+    pub admitted: u32,
+    /// Holding a sandbox.
+    pub running: u32,
+}
+
 impl CallGate {
+    /// Every tenant that has made a call, with its calls now.
+    pub fn lanes(&self) -> Vec<LaneCount> {
+        let tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        tenants
+            .iter()
+            .map(|(tenant, lane)| LaneCount {
+                tenant: tenant.clone(),
+                admitted: lane.count.load(Ordering::Acquire),
+                running: lane
+                    .size
+                    .saturating_sub(lane.running.available_permits() as u32),
+            })
+            .collect()
+    }
+
     /// A place for one more call of `tenant`, unless `concurrent-calls +
     /// queued-calls` are taken.
     pub fn enter(&self, tenant: &str, quotas: &Quotas) -> Option<Admitted> {

@@ -9,9 +9,15 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 use warden_core::{Engine, TenantId};
 use warden_run::workflow::Workflow;
-use warden_run::{Ceiling, EventSink, Record, Reopened, RunEnv, RunError, RunState, Runs, Started};
+use warden_run::{
+    Canceller, Ceiling, Event, EventSink, Finished, Quota, Record, Reopened, RunEnv, RunError,
+    RunState, Runs, Started,
+};
 
+use crate::control::Counts;
+use crate::metrics::Metrics;
 use crate::tenant::{self, TenantRecord};
+use crate::usage::Meter;
 
 /// Journal records of a live run waiting for a slow watcher; one that
 /// falls further behind reads the journal instead.
@@ -27,11 +33,61 @@ impl EventSink for Broadcast {
     }
 }
 
+/// Counts what a tenant's run used: its tasks' fuel and its model calls,
+/// in the tenant's usage and the server's metrics.
+struct Metered {
+    tenant: String,
+    metrics: Arc<Metrics>,
+    meter: Arc<Meter>,
+}
+
+impl EventSink for Metered {
+    fn event(&self, record: &Record, _state: &RunState) {
+        match &record.event {
+            Event::LlmCall {
+                provider,
+                model,
+                input_tokens,
+                output_tokens,
+                cost,
+                ..
+            } => {
+                self.metrics
+                    .llm(&self.tenant, *input_tokens, *output_tokens, *cost);
+                let counts = Counts {
+                    calls: 1,
+                    input_tokens: *input_tokens,
+                    output_tokens: *output_tokens,
+                    cost: *cost,
+                    ..Counts::default()
+                };
+                self.meter
+                    .add(&self.tenant, "llm", &format!("{provider}/{model}"), counts);
+            }
+            Event::TaskFinished { fuel_used, .. } | Event::TaskFailed { fuel_used, .. } => {
+                let counts = Counts {
+                    calls: 1,
+                    fuel: *fuel_used,
+                    ..Counts::default()
+                };
+                self.meter.add(&self.tenant, "run", "", counts);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// A run going on here: who watches it, and how to stop it.
 struct Live {
     watchers: broadcast::Sender<Record>,
     task: tokio::task::AbortHandle,
+    canceller: Canceller,
+    /// Closed when the run's task ends.
+    ended: tokio::sync::watch::Receiver<()>,
 }
+
+/// How long a cancel waits for the run's attempts to stop.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why a run was not started.
 #[derive(Debug)]
@@ -51,6 +107,8 @@ pub struct RunHost {
     data_dir: PathBuf,
     live: Mutex<HashMap<(String, String), Live>>,
     submitting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    metrics: Arc<Metrics>,
+    meter: Arc<Meter>,
 }
 
 impl std::fmt::Debug for RunHost {
@@ -67,6 +125,8 @@ impl RunHost {
         engine: Engine,
         plugin_dirs: Vec<PathBuf>,
         hosted: Vec<String>,
+        metrics: Arc<Metrics>,
+        meter: Arc<Meter>,
     ) -> RunHost {
         RunHost {
             engine,
@@ -75,7 +135,22 @@ impl RunHost {
             data_dir: data_dir.to_path_buf(),
             live: Mutex::default(),
             submitting: Mutex::default(),
+            metrics,
+            meter,
         }
+    }
+
+    /// What a run of `tenant` tells besides its journal: its watchers, the
+    /// metrics.
+    fn sinks(&self, tenant: &str, watchers: &broadcast::Sender<Record>) -> Vec<Box<dyn EventSink>> {
+        vec![
+            Box::new(Broadcast(watchers.clone())),
+            Box::new(Metered {
+                tenant: tenant.to_string(),
+                metrics: self.metrics.clone(),
+                meter: self.meter.clone(),
+            }),
+        ]
     }
 
     /// The engine every sandbox of this server runs on.
@@ -91,7 +166,7 @@ impl RunHost {
     /// What a run of `record`'s tenant runs with: its identity, the
     /// server's plugins by name only, and its policy's grant as the ceiling
     /// of what a workflow may grant.
-    fn env(&self, record: &TenantRecord) -> Result<RunEnv, RunError> {
+    async fn env(self: &Arc<Self>, record: &TenantRecord) -> Result<RunEnv, RunError> {
         let root = tenant::root(&self.data_dir, &record.name);
         let policy = match &record.policy {
             Some(text) => {
@@ -114,6 +189,10 @@ impl RunHost {
                 grant: policy.grant,
                 limits: policy.limits,
             }),
+            quota: Quota {
+                models: self.meter.models(record).await,
+                fuel: self.meter.fuel_source(record),
+            },
         })
     }
 
@@ -140,16 +219,11 @@ impl RunHost {
             .run
             .concurrency
             .min(record.quotas.concurrent_calls as usize);
-        let env = self.env(record).map_err(Submission::Refused)?;
+        let env = self.env(record).await.map_err(Submission::Refused)?;
         let (sender, _) = broadcast::channel(BACKLOG);
         let started = self
             .runs(&record.name)
-            .open(
-                workflow,
-                goal,
-                &env,
-                vec![Box::new(Broadcast(sender.clone()))],
-            )
+            .open(workflow, goal, &env, self.sinks(&record.name, &sender))
             .await
             .map_err(Submission::Refused)?;
         let run = started.run().to_string();
@@ -164,7 +238,10 @@ impl RunHost {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         let host = self.clone();
         let task_key = key.clone();
+        let canceller = started.canceller();
+        let (ending, ended) = tokio::sync::watch::channel(());
         let task = tokio::spawn(async move {
+            let _ending = ending;
             let key = task_key;
             match started.drive().await {
                 Ok(finished) => {
@@ -185,6 +262,8 @@ impl RunHost {
             Live {
                 watchers: sender,
                 task: task.abort_handle(),
+                canceller,
+                ended,
             },
         );
     }
@@ -201,10 +280,48 @@ impl RunHost {
         });
     }
 
+    /// Cancels `tenant`'s run `run`: one going on here stops where it is
+    /// (its attempts stopped, unfinished tasks skipped) and ends cancelled;
+    /// one that had stopped is marked so. A run that had ended keeps how it
+    /// ended.
+    pub async fn cancel(&self, record: &TenantRecord, run: &str) -> Result<Finished, RunError> {
+        let reason = "cancelled through the API";
+        let live = {
+            let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            live.get(&(record.name.clone(), run.to_string()))
+                .map(|live| (live.canceller.clone(), live.ended.clone()))
+        };
+        if let Some((canceller, mut ended)) = live {
+            canceller.cancel(reason);
+            // `Err` once the run's task has ended and dropped its sender.
+            let stopped = tokio::time::timeout(CANCEL_WAIT, async {
+                while ended.changed().await.is_ok() {}
+            })
+            .await;
+            if stopped.is_err() {
+                return Err(RunError::Busy(format!(
+                    "run {run} is still stopping; ask again in a moment"
+                )));
+            }
+        }
+        let tenant = TenantId::new(&record.name).map_err(|e| RunError::Plugin(e.to_string()))?;
+        self.runs(&record.name).cancel(run, &tenant, reason)
+    }
+
     /// How many of `tenant`'s runs are going on here.
     pub fn live_runs(&self, tenant: &str) -> usize {
         let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.keys().filter(|(t, _)| t == tenant).count()
+    }
+
+    /// How many runs each tenant has going on here.
+    pub fn live_counts(&self) -> Vec<(String, usize)> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for (tenant, _) in live.keys() {
+            *counts.entry(tenant.clone()).or_default() += 1;
+        }
+        counts.into_iter().collect()
     }
 
     /// A receiver of `run`'s records from now on, while it runs here.
@@ -220,10 +337,10 @@ impl RunHost {
         for record in tenants {
             let runs = self.runs(&record.name);
             for state in runs.list() {
-                if state.status.is_some() && state.settled() {
+                if warden_run::ended(&state).is_some() {
                     continue;
                 }
-                let env = match self.env(record) {
+                let env = match self.env(record).await {
                     Ok(env) => env,
                     Err(e) => {
                         tracing::warn!(tenant = %record.name, error = %e, "cannot resume the tenant's runs");
@@ -231,8 +348,8 @@ impl RunHost {
                     }
                 };
                 let (sender, _) = broadcast::channel(BACKLOG);
-                let sink: Box<dyn EventSink> = Box::new(Broadcast(sender.clone()));
-                match runs.reopen(&state.run, |_| env, vec![sink]).await {
+                let sinks = self.sinks(&record.name, &sender);
+                match runs.reopen(&state.run, |_| env, sinks).await {
                     Ok(Reopened::Started(started)) => {
                         tracing::info!(tenant = %record.name, run = %state.run, "resuming a run the server left");
                         self.drive(&record.name, started, sender);

@@ -13,9 +13,11 @@ use warden_core::{CompiledPlugin, Engine};
 
 use crate::api::{self, AppState, Shared};
 use crate::hosting::Hosting;
+use crate::metrics::Metrics;
 use crate::operator::Operator;
 use crate::quota::CallGate;
 use crate::runs::RunHost;
+use crate::usage::Meter;
 
 /// Why the server stopped.
 #[derive(Debug, thiserror::Error)]
@@ -69,13 +71,23 @@ impl Server {
             .collect();
         let operator = Arc::new(operator);
         let gate = Arc::new(CallGate::default());
-        let hosting = Hosting::new(hosted.plugins, operator.clone(), gate.clone());
+        let metrics = Arc::new(Metrics::default());
+        let meter = Arc::new(Meter::new(operator.clone()));
+        let hosting = Hosting::new(
+            hosted.plugins,
+            operator.clone(),
+            gate.clone(),
+            metrics.clone(),
+            meter.clone(),
+        );
         let memory = hosted.memory;
         let runs = Arc::new(RunHost::new(
             operator.data_dir(),
             hosted.engine,
             hosted.plugin_dirs,
             names,
+            metrics.clone(),
+            meter.clone(),
         ));
         Server {
             shared: Arc::new(Shared {
@@ -85,6 +97,8 @@ impl Server {
                 memory,
                 limiter: Default::default(),
                 gate,
+                metrics,
+                meter,
             }),
         }
     }
@@ -94,7 +108,12 @@ impl Server {
         api::router()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
             .layer(axum::middleware::from_fn(read_whole_body))
+            .layer(axum::middleware::from_fn_with_state(
+                self.shared.clone(),
+                count_answers,
+            ))
             .layer(DefaultBodyLimit::max(api::MAX_BODY))
             .with_state(self.shared.clone())
     }
@@ -111,9 +130,20 @@ impl Server {
             Ok(tenants) => self.shared.runs.resume_all(&tenants).await,
             Err(e) => tracing::error!(error = %e, "cannot list tenants to resume their runs"),
         }
-        axum::serve(listener, self.router())
+        let meter = self.shared.meter.clone();
+        let flusher = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                meter.flush().await;
+            }
+        });
+        let served = axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
-            .await?;
+            .await;
+        flusher.abort();
+        self.shared.meter.flush().await;
+        served?;
         Ok(())
     }
 }
@@ -143,6 +173,37 @@ async fn read_whole_body(
         )
         .into_response(),
     }
+}
+
+/// Counts every answer by its status.
+async fn count_answers(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(request).await;
+    state.metrics.response(response.status().as_u16());
+    response
+}
+
+/// The metrics, for Prometheus; an operator key may read them (they name
+/// every tenant).
+async fn metrics(
+    State(state): State<AppState>,
+    auth: api::Auth,
+) -> Result<axum::response::Response, api::ApiError> {
+    use axum::response::IntoResponse;
+    // Only operator keys have `admin`.
+    auth.require(crate::key::Scope::Admin)?;
+    let text = state.metrics.render(&state.gate, &state.runs);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        text,
+    )
+        .into_response())
 }
 
 /// Alive.

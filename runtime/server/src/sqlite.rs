@@ -9,7 +9,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 use warden_api::BoxFuture;
 
-use crate::control::{AuditHead, ControlError, ControlResult, ControlStore, IdempotentRun};
+use crate::control::{
+    AuditHead, ControlError, ControlResult, ControlStore, Counts, IdempotentRun, UsageRow,
+};
 use crate::key::KeyRecord;
 use crate::tenant::TenantRecord;
 
@@ -35,6 +37,18 @@ CREATE TABLE IF NOT EXISTS audit_heads (
     tenant TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,
     hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS usage (
+    tenant TEXT NOT NULL,
+    day TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    model TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    fuel INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cost REAL NOT NULL,
+    PRIMARY KEY (tenant, day, kind, model)
 );
 ";
 
@@ -174,6 +188,8 @@ impl ControlStore for SqliteControl {
             }
             tx.execute("DELETE FROM audit_heads WHERE tenant = ?1", [name])?;
             tx.execute("DELETE FROM idempotency WHERE tenant = ?1", [name])?;
+            // A tenant added later under the name starts afresh.
+            tx.execute("DELETE FROM usage WHERE tenant = ?1", [name])?;
             tx.commit()?;
             Ok(removed > 0)
         }))
@@ -283,6 +299,70 @@ impl ControlStore for SqliteControl {
                 },
             )
             .optional()
+        }))
+    }
+
+    fn add_usage<'a>(
+        &'a self,
+        tenant: &'a str,
+        row: &'a UsageRow,
+    ) -> BoxFuture<'a, ControlResult<()>> {
+        let c = &row.counts;
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        ready(
+            self.with(|db| {
+                db.execute(
+                    "INSERT INTO usage (tenant, day, kind, model, calls, fuel, input_tokens, output_tokens, cost)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (tenant, day, kind, model) DO UPDATE SET
+                       calls = calls + excluded.calls,
+                       fuel = fuel + excluded.fuel,
+                       input_tokens = input_tokens + excluded.input_tokens,
+                       output_tokens = output_tokens + excluded.output_tokens,
+                       cost = cost + excluded.cost",
+                    params![
+                        tenant,
+                        row.day,
+                        row.kind,
+                        row.model,
+                        int(c.calls),
+                        int(c.fuel),
+                        int(c.input_tokens),
+                        int(c.output_tokens),
+                        c.cost
+                    ],
+                )
+            })
+            .map(|_| ()),
+        )
+    }
+
+    fn usage<'a>(
+        &'a self,
+        tenant: &'a str,
+        since: &'a str,
+    ) -> BoxFuture<'a, ControlResult<Vec<UsageRow>>> {
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        ready(self.with(|db| {
+            let mut statement = db.prepare(
+                "SELECT day, kind, model, calls, fuel, input_tokens, output_tokens, cost FROM usage
+                 WHERE tenant = ?1 AND day >= ?2 ORDER BY day, kind, model",
+            )?;
+            let rows = statement.query_map(params![tenant, since], |row| {
+                Ok(UsageRow {
+                    day: row.get(0)?,
+                    kind: row.get(1)?,
+                    model: row.get(2)?,
+                    counts: Counts {
+                        calls: count(row.get(3)?),
+                        fuel: count(row.get(4)?),
+                        input_tokens: count(row.get(5)?),
+                        output_tokens: count(row.get(6)?),
+                        cost: row.get(7)?,
+                    },
+                })
+            })?;
+            rows.collect()
         }))
     }
 

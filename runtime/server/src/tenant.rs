@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use warden_core::{Policy, TenantId};
 
 /// A tenant as the control store keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantRecord {
     pub name: String,
     /// The policy file's text (TOML), or `None` for no grants at all.
@@ -23,7 +23,7 @@ pub struct TenantRecord {
 }
 
 /// What one tenant may use at once and over time. Enforced per server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Quotas {
     /// Sustained requests per second (a token bucket refilled at this rate).
@@ -38,6 +38,15 @@ pub struct Quotas {
     /// `concurrent-calls`.
     #[serde(default = "default_runs")]
     pub runs_in_flight: u32,
+    /// Fuel its tool calls, exec runs and run tasks may use per UTC day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel_per_day: Option<u64>,
+    /// Model tokens (in and out) its runs may use per UTC day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_day: Option<u64>,
+    /// US dollars its runs' model calls may cost per UTC day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_per_day: Option<f64>,
 }
 
 fn default_runs() -> u32 {
@@ -52,6 +61,9 @@ impl Default for Quotas {
             concurrent_calls: 4,
             queued_calls: 16,
             runs_in_flight: default_runs(),
+            fuel_per_day: None,
+            tokens_per_day: None,
+            cost_per_day: None,
         }
     }
 }
@@ -70,6 +82,13 @@ impl Quotas {
                     "{name} is 0, so the tenant could do nothing; give at least 1 (or remove the tenant)"
                 ));
             }
+        }
+        if let Some(cost) = self.cost_per_day
+            && !(cost.is_finite() && cost >= 0.0)
+        {
+            return Err(format!(
+                "cost-per-day is {cost}; give a number of dollars, 0 or more"
+            ));
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ use warden_core::{CallOptions, Language, LimitSettings, TenantId};
 
 use super::{ApiError, AppState, Auth, JsonBody, TenantCall};
 use crate::audit::AuditEvent;
+use crate::control::Counts;
 use crate::key::Scope;
 use crate::tenant;
 
@@ -133,9 +134,17 @@ pub async fn exec(
             .map_err(|e| ApiError::bad_request(format!("files: {e}")))?;
     }
     let Some(admitted) = state.gate.enter(&call.tenant.name, &call.tenant.quotas) else {
-        return Err(super::busy(&call.tenant.quotas));
+        return Err(super::busy(&state, &call.tenant));
     };
+    let started = std::time::Instant::now();
     let _sandbox = admitted.sandbox().await;
+    let hold = state
+        .meter
+        .hold_fuel(&call.tenant, options.limits.fuel)
+        .await
+        .map_err(|e| super::spent(&state, &call.tenant, e))?;
+    let mut options = options;
+    options.limits.fuel = hold.granted();
     let outcome = engine
         .run_code(
             language,
@@ -145,9 +154,34 @@ pub async fn exec(
             &request.args,
             &options,
         )
-        .await
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let outcome = outcome.map_err(|e| {
+        state
+            .metrics
+            .call(&call.tenant.name, "exec", "error", seconds);
+        ApiError::bad_request(e.to_string())
+    })?;
+    hold.settle(outcome.usage.fuel_used);
+    state.meter.add(
+        &call.tenant.name,
+        "exec",
+        "",
+        Counts {
+            calls: 1,
+            fuel: outcome.usage.fuel_used,
+            ..Counts::default()
+        },
+    );
     let report = ExecReport::new(&outcome).map_err(|e| super::internal("the sandbox", e))?;
+    let ended = match (&report.limit, &report.trap) {
+        (Some(_), _) => "limit",
+        (None, Some(_)) => "trap",
+        _ => "ok",
+    };
+    state
+        .metrics
+        .call(&call.tenant.name, "exec", ended, seconds);
     state
         .operator
         .record(
@@ -155,11 +189,7 @@ pub async fn exec(
             AuditEvent::new(
                 "exec",
                 Some(&call.caller.key_id),
-                match (&report.limit, &report.trap) {
-                    (Some(_), _) => "limit",
-                    (None, Some(_)) => "trap",
-                    _ => "ok",
-                },
+                ended,
                 json!({
                     "language": language.name(),
                     "exit_code": report.exit_code,

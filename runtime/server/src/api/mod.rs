@@ -10,6 +10,7 @@ mod memory;
 pub mod openapi;
 mod runs;
 mod tools;
+mod usage;
 
 use std::sync::Arc;
 
@@ -25,10 +26,12 @@ use warden_core::document;
 
 use crate::hosting::Hosting;
 use crate::key::Scope;
+use crate::metrics::Metrics;
 use crate::operator::{Caller, Operator, OperatorError, Refusal};
 use crate::quota::{CallGate, RateLimiter};
 use crate::runs::RunHost;
 use crate::tenant::TenantRecord;
+use crate::usage::Meter;
 
 /// The most bytes of a request body.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -42,6 +45,8 @@ pub struct Shared {
     pub memory: Option<Arc<dyn warden_api::memory::Memories>>,
     pub limiter: RateLimiter,
     pub gate: Arc<CallGate>,
+    pub metrics: Arc<Metrics>,
+    pub meter: Arc<Meter>,
 }
 
 pub type AppState = Arc<Shared>;
@@ -57,6 +62,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/runs", get(runs::list).post(runs::submit))
         .route("/v1/runs/{id}", get(runs::show))
         .route("/v1/runs/{id}/events", get(runs::events))
+        .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/memory/{namespace}", post(memory::store))
         .route("/v1/memory/{namespace}/search", post(memory::search))
         .route("/v1/memory/{namespace}/find", post(memory::find))
@@ -66,6 +72,7 @@ pub fn router() -> Router<AppState> {
                 .patch(memory::update)
                 .delete(memory::delete),
         )
+        .route("/v1/usage", get(usage::usage))
         .route("/v1/audit", get(audit::entries))
         .route("/v1/audit/verify", get(audit::verify))
         .route(
@@ -177,7 +184,9 @@ pub fn internal(what: &str, error: impl std::fmt::Display) -> ApiError {
 
 /// A 429 for a tenant whose sandboxes are all running and whose queue is
 /// full.
-pub fn busy(quotas: &crate::tenant::Quotas) -> ApiError {
+pub fn busy(state: &AppState, tenant: &TenantRecord) -> ApiError {
+    state.metrics.refused(&tenant.name, "busy");
+    let quotas = &tenant.quotas;
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "busy",
@@ -187,6 +196,15 @@ pub fn busy(quotas: &crate::tenant::Quotas) -> ApiError {
         ),
     )
     .with_header(header::RETRY_AFTER, "1".into())
+}
+
+/// A 429 for a tenant whose daily quota is spent, to come back tomorrow.
+pub fn spent(state: &AppState, tenant: &TenantRecord, spent: crate::usage::Spent) -> ApiError {
+    state.metrics.refused(&tenant.name, "quota");
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota-spent", spent.0).with_header(
+        header::RETRY_AFTER,
+        crate::usage::until_tomorrow().to_string(),
+    )
 }
 
 async fn not_found() -> ApiError {
@@ -269,6 +287,7 @@ impl TenantCall {
             )
         })?;
         if let Err(rate) = state.limiter.take(&tenant.name, &tenant.quotas) {
+            state.metrics.refused(&tenant.name, "rate");
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",

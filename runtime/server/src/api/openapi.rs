@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, audit, exec, memory, runs, tools};
+use super::{admin, audit, exec, memory, runs, tools, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,12 +21,14 @@ use super::{admin, audit, exec, memory, runs, tools};
         runs::list,
         runs::show,
         runs::events,
+        runs::cancel,
         memory::store,
         memory::get,
         memory::update,
         memory::delete,
         memory::search,
         memory::find,
+        usage::usage,
         audit::entries,
         audit::verify,
         admin::list_tenants,

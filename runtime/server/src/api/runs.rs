@@ -31,7 +31,7 @@ pub struct RunSummary {
     pub id: String,
     pub goal: String,
     /// `running` (or stopped, resumable) until it ends: then `succeeded`,
-    /// `not-accepted` or `failed`.
+    /// `not-accepted`, `failed` or `cancelled`.
     pub status: String,
     pub tasks: usize,
     /// Milliseconds since the Unix epoch.
@@ -48,9 +48,9 @@ pub struct Submitted {
 }
 
 fn status(state: &RunState) -> String {
-    match state.status {
-        Some(status) if state.settled() => status_name(status).into(),
-        _ => "running".into(),
+    match warden_run::ended(state) {
+        Some(status) => status_name(status).into(),
+        None => "running".into(),
     }
 }
 
@@ -59,6 +59,7 @@ fn status_name(status: RunStatus) -> &'static str {
         RunStatus::Succeeded => "succeeded",
         RunStatus::NotAccepted => "not-accepted",
         RunStatus::Failed => "failed",
+        RunStatus::Cancelled => "cancelled",
     }
 }
 
@@ -176,14 +177,17 @@ pub async fn submit(
         .submit(&call.tenant, workflow, goal)
         .await
         .map_err(|e| match e {
-            Submission::Busy => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "busy",
-                format!(
-                    "this tenant has {} runs going, its quota; submit again when one ends",
-                    call.tenant.quotas.runs_in_flight
-                ),
-            ),
+            Submission::Busy => {
+                state.metrics.refused(&tenant, "runs");
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "busy",
+                    format!(
+                        "this tenant has {} runs going, its quota; submit again when one ends",
+                        call.tenant.quotas.runs_in_flight
+                    ),
+                )
+            }
             Submission::Refused(e) => run_error(e),
         })?;
     if let Some(key) = idempotency {
@@ -312,13 +316,66 @@ pub async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let call = TenantCall::admit(&state, auth, Scope::RunsRead).await?;
     let run = load(&state, &call.tenant.name, &id)?;
-    let mut report = report::json(&run);
-    if let Some(fields) = report.as_object_mut() {
-        // Where it lives on the server is not the tenant's business.
-        fields.remove("workspace");
-        fields.insert("status".into(), Value::String(status(&run)));
+    Ok(Json(view(&run)))
+}
+
+/// Cancels a run: its attempts stop where they are, its unfinished tasks
+/// are skipped, it ends `cancelled` and is not taken up again. Cancelling
+/// a cancelled run answers the same; a run that ended otherwise is 409.
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/cancel", tag = "runs", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, description = "The cancelled run's state and report", body = Object),
+        (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody),
+        (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody),
+        (status = 429, body = super::ErrorBody))
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let call = TenantCall::admit(&state, auth, Scope::RunsWrite).await?;
+    load(&state, &call.tenant.name, &id)?;
+    let finished = state
+        .runs
+        .cancel(&call.tenant, &id)
+        .await
+        .map_err(run_error)?;
+    if finished.status != RunStatus::Cancelled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "run {id} had already ended ({}); only a run that has not ended can be cancelled",
+                status_name(finished.status)
+            ),
+        ));
     }
-    Ok(Json(report))
+    state
+        .operator
+        .record(
+            &call.tenant.name,
+            AuditEvent::new(
+                "run.cancel",
+                Some(&call.caller.key_id),
+                "ok",
+                json!({ "run": id }),
+            ),
+        )
+        .await;
+    Ok(Json(view(&finished.state)))
+}
+
+/// A run's report as the API shows it: with its status, without where it
+/// lives on the server.
+fn view(run: &RunState) -> Value {
+    let mut report = report::json(run);
+    if let Some(fields) = report.as_object_mut() {
+        fields.remove("workspace");
+        fields.insert("status".into(), Value::String(status(run)));
+    }
+    report
 }
 
 fn load(state: &AppState, tenant: &str, id: &str) -> Result<RunState, ApiError> {

@@ -11,6 +11,7 @@ use warden_core::{CallError, ToolError};
 
 use super::{ApiError, AppState, Auth, JsonBody, TenantCall};
 use crate::audit::AuditEvent;
+use crate::control::Counts;
 use crate::key::Scope;
 
 /// One tool the tenant may call.
@@ -144,14 +145,33 @@ pub async fn call(
         .origin(&name)
         .map(|(p, t)| (p.to_string(), t.to_string()))
         .ok_or_else(unknown)?;
-    let Some(_admitted) = state.gate.enter(&call.tenant.name, &call.tenant.quotas) else {
-        return Err(super::busy(&call.tenant.quotas));
+    let Some(admitted) = state.gate.enter(&call.tenant.name, &call.tenant.quotas) else {
+        return Err(super::busy(&state, &call.tenant));
     };
+    let started = std::time::Instant::now();
+    let _sandbox = admitted.sandbox().await;
+    let want = catalog.fuel(&name).unwrap_or(u64::MAX);
+    let hold = state
+        .meter
+        .hold_fuel(&call.tenant, want)
+        .await
+        .map_err(|e| super::spent(&state, &call.tenant, e))?;
     let arguments = Value::Object(arguments).to_string();
     let outcome = catalog
-        .call_outcome(&name, &arguments)
+        .call_outcome_within(&name, &arguments, Some(hold.granted()))
         .await
         .ok_or_else(unknown)?;
+    hold.settle(outcome.usage.fuel_used);
+    state.meter.add(
+        &call.tenant.name,
+        "tool",
+        "",
+        Counts {
+            calls: 1,
+            fuel: outcome.usage.fuel_used,
+            ..Counts::default()
+        },
+    );
     let usage = CallUsage {
         fuel: outcome.usage.fuel_used,
         duration_ms: outcome.usage.duration.as_millis() as u64,
@@ -181,6 +201,12 @@ pub async fn call(
         | CallResponse::Limit { usage, .. }
         | CallResponse::Trap { usage, .. } => (usage.fuel, usage.duration_ms),
     };
+    state.metrics.call(
+        &call.tenant.name,
+        "tool",
+        audit_outcome(&response),
+        started.elapsed().as_secs_f64(),
+    );
     state
         .operator
         .record(

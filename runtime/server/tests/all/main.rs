@@ -8,7 +8,9 @@ mod api;
 mod mcp;
 mod memory;
 mod runs;
+mod schema;
 mod tenants;
+mod usage;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -8,7 +8,7 @@ use warden_tests::artifacts::{HELLO, HOSTILE};
 
 use crate::{Tenant, TestServer};
 
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     std::env::var_os("WARDEN_PYTHON")
         .map(PathBuf::from)
         .or_else(|| {

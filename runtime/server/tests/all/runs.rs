@@ -201,6 +201,75 @@ async fn a_run_streams_every_event_once_across_a_reconnect_and_ends_explicitly()
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
 }
 
+/// A run cancelled mid-task stops there: its tasks are skipped, its
+/// events end `cancelled`, cancelling again answers the same, and a run
+/// that ended (or another tenant's) cannot be cancelled.
+#[tokio::test]
+async fn a_run_cancelled_mid_task_stops_there_and_its_events_say_so() {
+    let (server, keys) = start().await;
+    let (acme, bolt) = (&keys[0], &keys[1]);
+    // Task `a` calls its tool, then would spin for many minutes.
+    let (status, body) = submit(&server, acme, &workflow(1_000_000_000_000), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let run = body["id"].as_str().unwrap().to_string();
+    let head = events(&server, acme, &run, None, |e| {
+        e.data["event"] == json!("tool-call")
+    })
+    .await;
+    let last = head.last().unwrap().id;
+
+    let cancel = format!("/v1/runs/{run}/cancel");
+    let other = server.post(&cancel, Some(bolt), &Value::Null).await;
+    let unknown = server
+        .post("/v1/runs/no-such-run/cancel", Some(bolt), &Value::Null)
+        .await;
+    assert_error(&other, StatusCode::NOT_FOUND, "not-found", "no such run");
+    assert_eq!(other, unknown, "another tenant's run looks like none");
+
+    let (status, report) = server.post(&cancel, Some(acme), &Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["status"], json!("cancelled"), "{report}");
+    for task in report["tasks"].as_array().unwrap() {
+        assert_eq!(task["status"], json!("skipped"), "{report}");
+        assert!(
+            task["skipped_because"]
+                .as_str()
+                .unwrap()
+                .contains("cancelled"),
+            "{report}"
+        );
+    }
+    let tail = events(&server, acme, &run, last, |e| e.event == "end").await;
+    let end = tail.last().unwrap();
+    assert_eq!(end.data["status"], json!("cancelled"), "{:?}", end.data);
+    let kinds: Vec<&str> = tail
+        .iter()
+        .filter_map(|e| e.data["event"].as_str())
+        .collect();
+    assert_eq!(kinds, ["task-skipped", "task-skipped", "run-finished"]);
+
+    let (status, again) = server.post(&cancel, Some(acme), &Value::Null).await;
+    assert_eq!(
+        (status, &again["status"]),
+        (StatusCode::OK, &json!("cancelled"))
+    );
+    let (_, listed) = server.get("/v1/runs", Some(acme)).await;
+    assert_eq!(listed[0]["status"], json!("cancelled"), "{listed}");
+
+    let (_, body) = submit(&server, acme, &workflow(1), None).await;
+    let done = body["id"].as_str().unwrap();
+    events(&server, acme, done, None, |e| e.event == "end").await;
+    let late = server
+        .post(&format!("/v1/runs/{done}/cancel"), Some(acme), &Value::Null)
+        .await;
+    assert_error(
+        &late,
+        StatusCode::CONFLICT,
+        "conflict",
+        "already ended (succeeded)",
+    );
+}
+
 #[tokio::test]
 async fn another_tenants_run_answers_like_no_run() {
     let (server, keys) = start().await;
