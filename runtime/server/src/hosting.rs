@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::operator::Operator;
 use crate::quota::{Admitted, CallGate};
 use crate::tenant::{self, TenantRecord};
-use crate::usage::{FuelHold, Meter, Spent};
+use crate::usage::{FuelHold, Meter};
 
 /// The MCP endpoint of one tenant's tools (its own sessions).
 pub type TenantMcp = StreamableHttpService<WardenMcp, LocalSessionManager>;
@@ -203,9 +203,9 @@ impl CallHook for McpHook {
             let want = self.catalog.fuel(tool).unwrap_or(u64::MAX);
             let hold = match self.meter.hold_fuel(&self.tenant, want).await {
                 Ok(hold) => hold,
-                Err(Spent(why)) => {
+                Err(spent) => {
                     self.metrics.refused(&self.tenant.name, "quota");
-                    return Err(why);
+                    return Err(spent.why);
                 }
             };
             let fuel = Some(hold.granted());

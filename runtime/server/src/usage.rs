@@ -71,9 +71,14 @@ impl std::fmt::Debug for Meter {
     }
 }
 
-/// Why a call may not start: the day's quota is spent.
+/// Why a call may not start: the day's quota is spent, or what is left
+/// of it is held by calls running now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spent(pub String);
+pub struct Spent {
+    pub why: String,
+    /// Seconds until it may be worth asking again.
+    pub retry_after: u64,
+}
 
 impl Meter {
     pub fn new(operator: Arc<Operator>) -> Meter {
@@ -163,14 +168,28 @@ impl Meter {
         self.load(tenant).await;
         let mut days = self.lock();
         let Some(day) = days.get_mut(&tenant.name) else {
-            return Err(Spent("the day's usage could not be read".into()));
+            return Err(Spent {
+                why: "the day's usage could not be read".into(),
+                retry_after: 1,
+            });
         };
+        if day.fuel_used >= cap {
+            let renews = until_tomorrow();
+            return Err(Spent {
+                why: format!(
+                    "this tenant's daily fuel quota ({cap}) is spent; it renews at 00:00 UTC, in {renews} s"
+                ),
+                retry_after: renews,
+            });
+        }
         let left = cap.saturating_sub(day.fuel_used.saturating_add(day.fuel_held));
         if left == 0 {
-            return Err(Spent(format!(
-                "this tenant's daily fuel quota ({cap}) is spent; it renews at 00:00 UTC, in {} s",
-                until_tomorrow()
-            )));
+            return Err(Spent {
+                why: format!(
+                    "what is left of this tenant's daily fuel quota ({cap}) is held by calls running now; retry when they end (a lower per-call fuel limit lets more run at once)"
+                ),
+                retry_after: 1,
+            });
         }
         let granted = want.min(left);
         day.fuel_held += granted;
@@ -303,7 +322,7 @@ impl FuelSource for TenantFuel {
         Box::pin(async move {
             match meter.hold_fuel(&tenant, want).await {
                 Ok(hold) => Ok(Box::new(hold) as Box<dyn HeldFuel>),
-                Err(Spent(why)) => Err(why),
+                Err(spent) => Err(spent.why),
             }
         })
     }
@@ -345,17 +364,20 @@ mod tests {
         let a = meter.hold_fuel(&tenant, 600).await.unwrap();
         let b = meter.hold_fuel(&tenant, 600).await.unwrap();
         assert_eq!((a.granted(), b.granted()), (600, 400));
-        let spent = meter.hold_fuel(&tenant, 1).await.unwrap_err();
-        assert!(
-            spent.0.contains("daily fuel quota (1000) is spent"),
-            "{spent:?}"
-        );
+        let held = meter.hold_fuel(&tenant, 1).await.unwrap_err();
+        assert!(held.why.contains("held by calls running now"), "{held:?}");
+        assert_eq!(held.retry_after, 1);
         // What a call did not use goes back; a dropped hold gives back all.
         a.settle(100);
         let c = meter.hold_fuel(&tenant, 1000).await.unwrap();
         assert_eq!(c.granted(), 500);
         drop((b, c));
         assert_eq!(meter.hold_fuel(&tenant, 1000).await.unwrap().granted(), 900);
+        let d = meter.hold_fuel(&tenant, 900).await.unwrap();
+        d.settle(900);
+        let spent = meter.hold_fuel(&tenant, 1).await.unwrap_err();
+        assert!(spent.why.contains("(1000) is spent"), "{spent:?}");
+        assert!(spent.retry_after > 1);
 
         // What the store says was used today counts, read afresh for a
         // tenant added again under the name.

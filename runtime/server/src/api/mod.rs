@@ -198,13 +198,12 @@ pub fn busy(state: &AppState, tenant: &TenantRecord) -> ApiError {
     .with_header(header::RETRY_AFTER, "1".into())
 }
 
-/// A 429 for a tenant whose daily quota is spent, to come back tomorrow.
+/// A 429 for a tenant whose daily quota is spent (or held by its calls
+/// running now), with when to come back.
 pub fn spent(state: &AppState, tenant: &TenantRecord, spent: crate::usage::Spent) -> ApiError {
     state.metrics.refused(&tenant.name, "quota");
-    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota-spent", spent.0).with_header(
-        header::RETRY_AFTER,
-        crate::usage::until_tomorrow().to_string(),
-    )
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota-spent", spent.why)
+        .with_header(header::RETRY_AFTER, spent.retry_after.to_string())
 }
 
 async fn not_found() -> ApiError {
