@@ -51,7 +51,9 @@ async def main(a):
     assert "hello__greet" not in bolt_tools and bolt_tools, bolt_tools
 
     async with httpx2.AsyncClient() as plain:
-        for headers in ({}, {"Authorization": f"Bearer {a.acme[:-1]}0"}, {"Authorization": a.acme}):
+        # A wrong secret: the last digit changed (to another digit, always).
+        wrong = a.acme[:-1] + ("1" if a.acme.endswith("0") else "0")
+        for headers in ({}, {"Authorization": f"Bearer {wrong}"}, {"Authorization": a.acme}):
             r = await plain.post(a.url, json=INITIALIZE, headers={**ACCEPT, **headers})
             assert r.status_code == 401, (headers, r.status_code, r.text)
             assert "mcp-session-id" not in r.headers, r.headers

@@ -1,8 +1,8 @@
 //! What `GET /metrics` tells Prometheus: calls by outcome and how long they
 //! took, sandboxes in use and calls waiting for one, runs going on, model
 //! tokens and cost, requests refused by rate or quota, and answers by
-//! status. Counters are counted where things happen; the gauges are read
-//! off the call gate and the runs when scraped.
+//! status. Counters are counted where things happen; the gauges are set
+//! from the call gate and the runs when scraped.
 
 use std::sync::atomic::AtomicU64;
 
@@ -13,8 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::quota::CallGate;
-use crate::runs::RunHost;
+use crate::quota::LaneCount;
 
 /// The content type of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -209,12 +208,13 @@ impl Metrics {
         self.responses.get_or_create(&StatusLabels { code }).inc();
     }
 
-    /// The exposition, with the gauges read now.
-    pub fn render(&self, gate: &CallGate, runs: &RunHost) -> String {
+    /// The exposition, with the gauges as `lanes` (the call gate's) and
+    /// `runs` (runs going on per tenant) say now.
+    pub fn render(&self, lanes: Vec<LaneCount>, runs: Vec<(String, usize)>) -> String {
         let _one_at_a_time = self.rendering.lock().unwrap_or_else(|p| p.into_inner());
         // A tenant with no runs left is not listed by `live_counts`.
         self.runs.clear();
-        for lane in gate.lanes() {
+        for lane in lanes {
             let labels = TenantLabels {
                 tenant: lane.tenant,
             };
@@ -223,7 +223,7 @@ impl Metrics {
                 .get_or_create(&labels)
                 .set(lane.admitted.saturating_sub(lane.running).into());
         }
-        for (tenant, count) in runs.live_counts() {
+        for (tenant, count) in runs {
             self.runs
                 .get_or_create(&TenantLabels { tenant })
                 .set(count as i64);

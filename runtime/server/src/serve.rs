@@ -195,7 +195,9 @@ async fn metrics(
     use axum::response::IntoResponse;
     // Only operator keys have `admin`.
     auth.require(crate::key::Scope::Admin)?;
-    let text = state.metrics.render(&state.gate, &state.runs);
+    let text = state
+        .metrics
+        .render(state.gate.lanes(), state.runs.live_counts());
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
