@@ -17,10 +17,11 @@ use crate::{Tenant, TestServer, assert_error};
 const POLICY: &str = "version = 1\n[grant]\nmemory = [\"notes:rw\", \"shared\"]\n";
 const SCOPES: &[Scope] = &[Scope::MemoryRead, Scope::MemoryWrite];
 
-#[tokio::test]
-async fn a_tenant_uses_only_the_namespaces_its_policy_grants() {
+/// A real LanceDB store in a temp dir, its embeddings from a loopback
+/// server speaking the OpenAI API; keep the first two alive while using it.
+pub(crate) fn store() -> (FakeLlm, tempfile::TempDir, Arc<Memory>) {
     let embeddings = FakeLlm::start();
-    let store = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let embedder = OpenAiEmbedder::new(
         &format!("{}/v1", embeddings.origin()),
         None,
@@ -30,10 +31,16 @@ async fn a_tenant_uses_only_the_namespaces_its_policy_grants() {
     )
     .unwrap();
     let memory = Arc::new(Memory::with_embedder(
-        store.path(),
+        dir.path(),
         Arc::new(embedder),
         Limits::default(),
     ));
+    (embeddings, dir, memory)
+}
+
+#[tokio::test]
+async fn a_tenant_uses_only_the_namespaces_its_policy_grants() {
+    let (_embeddings, _store, memory) = store();
     let acme = Tenant {
         policy: Some(POLICY),
         scopes: SCOPES,

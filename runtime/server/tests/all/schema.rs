@@ -6,17 +6,12 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use warden_memory::embed::OpenAiEmbedder;
-use warden_memory::{Limits, Memory};
 use warden_server::Scope;
 use warden_server::tenant::Quotas;
 use warden_tests::artifacts::{CALLER, HELLO, PLUGIN_DIR};
-use warden_tests::fake_llm::{EMBEDDING_DIMENSION, FakeLlm};
 
 use crate::{Tenant, TestServer, key};
 
@@ -74,21 +69,7 @@ async fn fuzz(server: &TestServer, key: &str, who: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_keeps_to_its_document_and_ids_stay_with_their_tenant() {
-    let embeddings = FakeLlm::start();
-    let store = tempfile::tempdir().unwrap();
-    let embedder = OpenAiEmbedder::new(
-        &format!("{}/v1", embeddings.origin()),
-        None,
-        "fake-embed",
-        EMBEDDING_DIMENSION,
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    let memory = Arc::new(Memory::with_embedder(
-        store.path(),
-        Arc::new(embedder),
-        Limits::default(),
-    ));
+    let (_embeddings, _store, memory) = crate::memory::store();
     let tenant = |name| Tenant {
         policy: Some(POLICY),
         plugins: &["hello", "caller"],
