@@ -1,7 +1,7 @@
 //! Tool calls over HTTP against the same call in process, in one run.
 //!
 //! ```text
-//! cargo bench -p warden-server --bench serve
+//! cargo bench -p warden-bench --bench serve
 //! ```
 //!
 //! 1. In process: `hello__greet` through the tenant's catalog (a fresh
@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use warden_bench::Sample;
 use warden_core::{Engine, EngineConfig};
 use warden_server::operator::{Actor, KeySpec, NewTenant, Operator};
 use warden_server::tenant::Quotas;
@@ -32,29 +33,6 @@ use warden_tests::artifacts::{CACHE_DIR, HELLO, RUNTIME_DIR};
 
 const ARGS: &str = r#"{"name":"bench"}"#;
 const PHASE: Duration = Duration::from_secs(4);
-
-/// Latencies in µs, sorted.
-struct Sample(Vec<f64>);
-
-impl Sample {
-    fn percentile(&self, p: f64) -> f64 {
-        if self.0.is_empty() {
-            return f64::NAN;
-        }
-        let at = ((self.0.len() - 1) as f64 * p).round() as usize;
-        self.0[at]
-    }
-
-    fn line(&self, what: &str, elapsed: Duration) -> String {
-        format!(
-            "{what:<34} {:>9.0} calls/s   p50 {:>8.1} µs   p99 {:>8.1} µs   ({} calls)",
-            self.0.len() as f64 / elapsed.as_secs_f64(),
-            self.percentile(0.50),
-            self.percentile(0.99),
-            self.0.len()
-        )
-    }
-}
 
 fn generous() -> Quotas {
     Quotas {
@@ -112,8 +90,8 @@ fn main() {
     let (_, (http_most, most_time)) = &http[2];
     println!(
         "HTTP at 64 clients over in process at {cores} callers, calls/s: ×{:.2}",
-        (http_most.0.len() as f64 / most_time.as_secs_f64())
-            / (all.0.len() as f64 / all_time.as_secs_f64())
+        (http_most.len() as f64 / most_time.as_secs_f64())
+            / (all.len() as f64 / all_time.as_secs_f64())
     );
     println!();
     println!(
@@ -265,8 +243,7 @@ where
     for task in tasks {
         all.extend(task.await.expect("a client"));
     }
-    all.sort_by(f64::total_cmp);
-    (Sample(all), phase)
+    (Sample::new(all), phase)
 }
 
 /// `clients` HTTP clients, each on its own keep-alive connection, calling
