@@ -168,4 +168,8 @@ pub trait Memories: Send + Sync {
         filter: &'a Filter,
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<Entry>, MemoryError>>;
+
+    /// How many entries `tenant` holds, all its namespaces together (a
+    /// host's per-tenant quota starts its count here).
+    fn entries<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<u64, MemoryError>>;
 }

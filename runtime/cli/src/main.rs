@@ -207,16 +207,25 @@ impl Dirs {
         &self,
         slots: u32,
     ) -> Result<(Engine, Option<Arc<Memory>>), Failure> {
-        let router = Arc::new(self.router(None)?);
         let memory = self.memory()?.map(Arc::new);
-        let engine = self.engine_config(
+        let engine = self.engine_with_memory(
             slots,
-            Some(router),
             memory
                 .clone()
                 .map(|m| m as Arc<dyn warden_api::memory::Memories>),
         )?;
         Ok((engine, memory))
+    }
+
+    /// An engine with the model router and `memory` as its memory store
+    /// (the data dir's, or a layer over it).
+    pub(crate) fn engine_with_memory(
+        &self,
+        slots: u32,
+        memory: Option<Arc<dyn warden_api::memory::Memories>>,
+    ) -> Result<Engine, Failure> {
+        let router = Arc::new(self.router(None)?);
+        self.engine_config(slots, Some(router), memory)
     }
 
     fn engine_config(

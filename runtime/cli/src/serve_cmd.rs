@@ -6,8 +6,10 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Subcommand};
+use warden_server::memories::CountedMemories;
 use warden_server::operator::{Actor, KeyInfo, KeySpec, NewTenant, OPERATOR_LOG};
 use warden_server::tenant::{Quotas, TenantRecord};
 use warden_server::{Hosted, Operator, OperatorError, Scope, Server};
@@ -67,6 +69,12 @@ pub enum TenantsCommand {
         /// US dollars its runs' model calls may cost per UTC day.
         #[arg(long, value_name = "DOLLARS")]
         cost_per_day: Option<f64>,
+        /// Memory entries it may hold, all namespaces together.
+        #[arg(long, value_name = "N")]
+        memory_entries: Option<u64>,
+        /// MiB its files and run workspaces may take on disk.
+        #[arg(long, value_name = "MIB")]
+        workspace_mib: Option<u64>,
     },
     /// List the tenants.
     List {
@@ -158,9 +166,15 @@ fn json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
 }
 
 pub async fn serve(args: ServeArgs, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
-    let operator = operator(dirs)?;
+    let operator = Arc::new(operator(dirs)?);
     let data = operator.data_dir().to_path_buf();
-    let (engine, memory) = dirs.engine_with_services(args.max_concurrent.max(1))?;
+    // Every way a tenant reaches memory (the API, MCP, its runs' roles)
+    // counts against its memory-entries quota.
+    let memory = dirs.memory()?.map(|store| {
+        Arc::new(CountedMemories::new(Arc::new(store), operator.clone()))
+            as Arc<dyn warden_api::memory::Memories>
+    });
+    let engine = dirs.engine_with_memory(args.max_concurrent.max(1), memory.clone())?;
     let mut plugins = Vec::new();
     let mut names = HashSet::new();
     let plugin_dirs = plugin_files::plugin_dirs(&args.plugin_dir, &data);
@@ -195,7 +209,7 @@ pub async fn serve(args: ServeArgs, dirs: &crate::Dirs) -> Result<ExitCode, Fail
         engine,
         plugins,
         plugin_dirs,
-        memory: memory.map(|m| m as std::sync::Arc<dyn warden_api::memory::Memories>),
+        memory,
     };
     Server::new(operator, hosted)
         .serve(listener, crate::shutdown::signal())
@@ -219,6 +233,8 @@ pub async fn tenants(cmd: TenantsCommand, dirs: &crate::Dirs) -> Result<ExitCode
             fuel_per_day,
             tokens_per_day,
             cost_per_day,
+            memory_entries,
+            workspace_mib,
         } => {
             let policy = match &policy {
                 Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
@@ -236,6 +252,8 @@ pub async fn tenants(cmd: TenantsCommand, dirs: &crate::Dirs) -> Result<ExitCode
                 fuel_per_day,
                 tokens_per_day,
                 cost_per_day,
+                memory_entries,
+                workspace_mib,
             };
             let record = operator
                 .add_tenant(
@@ -302,18 +320,24 @@ pub async fn tenants(cmd: TenantsCommand, dirs: &crate::Dirs) -> Result<ExitCode
 
 fn summary(t: &TenantRecord) -> String {
     let q = &t.quotas;
-    let mut daily = String::new();
+    let mut extra = String::new();
     if let Some(fuel) = q.fuel_per_day {
-        daily.push_str(&format!(", {fuel} fuel/day"));
+        extra.push_str(&format!(", {fuel} fuel/day"));
     }
     if let Some(tokens) = q.tokens_per_day {
-        daily.push_str(&format!(", {tokens} tokens/day"));
+        extra.push_str(&format!(", {tokens} tokens/day"));
     }
     if let Some(cost) = q.cost_per_day {
-        daily.push_str(&format!(", ${cost}/day"));
+        extra.push_str(&format!(", ${cost}/day"));
+    }
+    if let Some(entries) = q.memory_entries {
+        extra.push_str(&format!(", {entries} memories"));
+    }
+    if let Some(mib) = q.workspace_mib {
+        extra.push_str(&format!(", {mib} MiB of files"));
     }
     format!(
-        "{}  plugins: {}  quotas: {} req/s (burst {}), {} calls at once (+{} queued), {} runs{daily}{}",
+        "{}  plugins: {}  quotas: {} req/s (burst {}), {} calls at once (+{} queued), {} runs{extra}{}",
         t.name,
         t.plugins.join(","),
         q.requests_per_second,

@@ -18,7 +18,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 use crate::epoch::EpochTicker;
 use crate::grant::{DirMode, Grant, TenantId};
 use crate::host::exec::{ExecContext, Programs};
-use crate::host::files::{DiskQuota, FileBudget, FilesContext};
+use crate::host::files::{DiskQuota, FileBudget, FilesContext, TenantDisks};
 use crate::host::http::OutboundHttp;
 use crate::host::llm::LlmContext;
 use crate::host::log::LogContext;
@@ -143,6 +143,8 @@ pub(crate) struct Services {
     pub(crate) programs: Arc<dyn Programs>,
     /// Host file descriptors all calls together may hold for guests.
     pub(crate) files: Arc<FileBudget>,
+    /// What tenants with a disk quota may still write.
+    pub(crate) disks: TenantDisks,
     pub(crate) _ticker: EpochTicker,
 }
 
@@ -248,6 +250,7 @@ impl Sandbox {
                 DiskQuota {
                     bytes: limits.disk_bytes,
                     new_files: limits.new_files,
+                    tenant: services.disks.of(labels.tenant.as_str()),
                 },
             ),
             log: LogContext::new(labels.clone(), limits.output_bytes),

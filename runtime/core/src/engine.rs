@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Weak};
 
 use sha2::{Digest, Sha256};
@@ -23,7 +24,7 @@ use crate::epoch::EpochTicker;
 use crate::exec::{self, ExecError, ExecReport, Language, Scratch};
 use crate::grant::{Grant, is_valid_plugin_name};
 use crate::host::exec::{CodeRun, Programs};
-use crate::host::files::FileBudget;
+use crate::host::files::{FileBudget, TenantDisks};
 use crate::limits::MAX_MEMORY_BYTES;
 use crate::manifest;
 use crate::plugin::{CompiledPlugin, Exports};
@@ -186,6 +187,7 @@ impl Engine {
                 memories: config.memory.clone(),
                 programs: Arc::new(EnginePrograms(weak.clone())),
                 files,
+                disks: TenantDisks::default(),
                 _ticker: ticker,
             }),
             linker,
@@ -197,6 +199,15 @@ impl Engine {
             exec::remove_stale(dir);
         }
         Ok(Engine { inner })
+    }
+
+    /// Gives `tenant`'s calls a shared disk quota: every byte any of them
+    /// writes (besides its own `disk_bytes`) comes out of `left`, and a
+    /// write that would take more than is left fails as a full disk. The
+    /// host refills `left` as it measures what the tenant's files take;
+    /// `None` takes the quota away.
+    pub fn share_tenant_disk(&self, tenant: &str, left: Option<Arc<AtomicU64>>) {
+        self.inner.services.disks.set(tenant, left);
     }
 
     /// The underlying wasmtime engine, for embedders that need it.

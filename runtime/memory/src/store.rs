@@ -403,6 +403,17 @@ impl Memory {
         Ok(names)
     }
 
+    /// Entries `tenant` holds in all its namespaces.
+    pub async fn entries(&self, tenant: &str) -> Result<u64, MemoryError> {
+        let mut entries = 0;
+        for namespace in self.namespaces(tenant).await? {
+            if let Some(ns) = self.open(tenant, &namespace, None).await? {
+                entries += ns.entries.load(Ordering::Relaxed);
+            }
+        }
+        Ok(entries)
+    }
+
     pub async fn stats(
         &self,
         tenant: &str,
@@ -960,6 +971,10 @@ impl Memories for Memory {
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<Entry>, MemoryError>> {
         Box::pin(Memory::find(self, tenant, namespace, filter, limit))
+    }
+
+    fn entries<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<u64, MemoryError>> {
+        Box::pin(Memory::entries(self, tenant))
     }
 }
 

@@ -46,6 +46,7 @@ pub mod audit;
 pub mod control;
 pub mod hosting;
 pub mod key;
+pub mod memories;
 pub mod metrics;
 pub mod operator;
 pub mod quota;
@@ -54,6 +55,7 @@ pub mod serve;
 pub mod sqlite;
 pub mod tenant;
 pub mod usage;
+pub mod workspace;
 
 pub use api::openapi::ApiDoc;
 pub use key::Scope;

@@ -18,6 +18,7 @@ use crate::operator::Operator;
 use crate::quota::CallGate;
 use crate::runs::RunHost;
 use crate::usage::Meter;
+use crate::workspace::Workspaces;
 
 /// Why the server stopped.
 #[derive(Debug, thiserror::Error)]
@@ -63,13 +64,17 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    pub fn new(operator: Operator, hosted: Hosted) -> Server {
+    /// `operator` is an [`Operator`] or one shared with the layers built
+    /// before the server (its memory store's [`CountedMemories`]).
+    ///
+    /// [`CountedMemories`]: crate::memories::CountedMemories
+    pub fn new(operator: impl Into<Arc<Operator>>, hosted: Hosted) -> Server {
         let names = hosted
             .plugins
             .iter()
             .map(|p| p.name().to_string())
             .collect();
-        let operator = Arc::new(operator);
+        let operator = operator.into();
         let gate = Arc::new(CallGate::default());
         let metrics = Arc::new(Metrics::default());
         let meter = Arc::new(Meter::new(operator.clone()));
@@ -81,6 +86,7 @@ impl Server {
             meter.clone(),
         );
         let memory = hosted.memory;
+        let workspaces = Workspaces::new(hosted.engine.clone(), operator.data_dir());
         let runs = Arc::new(RunHost::new(
             operator.data_dir(),
             hosted.engine,
@@ -99,6 +105,7 @@ impl Server {
                 gate,
                 metrics,
                 meter,
+                workspaces,
             }),
         }
     }

@@ -47,6 +47,13 @@ pub struct Quotas {
     /// US dollars its runs' model calls may cost per UTC day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_per_day: Option<f64>,
+    /// Memory entries it may hold, in all its namespaces together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_entries: Option<u64>,
+    /// MiB its files and run workspaces may take on disk together; a
+    /// write past it fails in the guest as a full disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_mib: Option<u64>,
 }
 
 fn default_runs() -> u32 {
@@ -64,6 +71,8 @@ impl Default for Quotas {
             fuel_per_day: None,
             tokens_per_day: None,
             cost_per_day: None,
+            memory_entries: None,
+            workspace_mib: None,
         }
     }
 }

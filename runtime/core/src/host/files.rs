@@ -84,16 +84,59 @@ pub(crate) struct FilesContext {
     /// Table slots of the descriptors this call opened and still holds.
     open: HashSet<u32>,
     /// Bytes the call may still write; shared with its write streams.
-    disk_left: Arc<AtomicU64>,
+    disk_left: DiskLeft,
     /// Files and directories the call may still create.
     creates_left: u32,
 }
 
 /// How much of the host's disk one call may take.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct DiskQuota {
     pub(crate) bytes: u64,
     pub(crate) new_files: u32,
+    /// What the call's tenant may still write, all its calls together.
+    pub(crate) tenant: Option<Arc<AtomicU64>>,
+}
+
+/// What a call may still write: its own bytes and, when its tenant has a
+/// disk quota, the tenant's. A write takes from both or from neither.
+#[derive(Debug, Clone)]
+struct DiskLeft {
+    call: Arc<AtomicU64>,
+    tenant: Option<Arc<AtomicU64>>,
+}
+
+impl DiskLeft {
+    fn take(&self, bytes: u64) -> Result<(), &'static str> {
+        take(&self.call, bytes).map_err(|()| "the call's disk quota")?;
+        if let Some(tenant) = &self.tenant
+            && take(tenant, bytes).is_err()
+        {
+            self.call.fetch_add(bytes, Ordering::AcqRel);
+            return Err("the tenant's workspace quota");
+        }
+        Ok(())
+    }
+}
+
+/// The disk quotas of tenants, by name: what each may still write. A call
+/// of a tenant named here spends from it besides its own `disk_bytes`.
+#[derive(Debug, Default)]
+pub(crate) struct TenantDisks(std::sync::Mutex<std::collections::HashMap<String, Arc<AtomicU64>>>);
+
+impl TenantDisks {
+    pub(crate) fn set(&self, tenant: &str, left: Option<Arc<AtomicU64>>) {
+        let mut disks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match left {
+            Some(left) => disks.insert(tenant.to_string(), left),
+            None => disks.remove(tenant),
+        };
+    }
+
+    pub(crate) fn of(&self, tenant: &str) -> Option<Arc<AtomicU64>> {
+        let disks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        disks.get(tenant).cloned()
+    }
 }
 
 impl FilesContext {
@@ -110,15 +153,18 @@ impl FilesContext {
             budget,
             max: max.saturating_sub(preopens),
             open: HashSet::new(),
-            disk_left: Arc::new(AtomicU64::new(disk.bytes)),
+            disk_left: DiskLeft {
+                call: Arc::new(AtomicU64::new(disk.bytes)),
+                tenant: disk.tenant,
+            },
             creates_left: disk.new_files,
         }
     }
 
     /// Takes `bytes` from what the call may write, if that much is left.
     fn spend_disk(&self, bytes: u64) -> Result<(), ErrorCode> {
-        take(&self.disk_left, bytes).map_err(|()| {
-            tracing::info!(bytes, "write refused: the call's disk quota");
+        self.disk_left.take(bytes).map_err(|quota| {
+            tracing::info!(bytes, "write refused: {quota}");
             ErrorCode::InsufficientSpace
         })
     }
@@ -170,13 +216,14 @@ fn take(left: &AtomicU64, amount: u64) -> Result<(), ()> {
 /// write past it fails as ENOSPC (`insufficient-space` for the guest).
 struct QuotaStream {
     inner: DynOutputStream,
-    left: Arc<AtomicU64>,
+    left: DiskLeft,
 }
 
 #[wasmtime_wasi::async_trait]
 impl OutputStream for QuotaStream {
     fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
-        if take(&self.left, bytes.len() as u64).is_err() {
+        if let Err(quota) = self.left.take(bytes.len() as u64) {
+            tracing::info!(bytes = bytes.len(), "write refused: {quota}");
             let nospc = std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
             return Err(StreamError::LastOperationFailed(wasmtime::Error::new(
                 nospc,
@@ -389,8 +436,9 @@ mod tests {
         let disk = DiskQuota {
             bytes: 10,
             new_files: 1,
+            tenant: None,
         };
-        let mut one = FilesContext::new(budget.clone(), 4, 1, disk);
+        let mut one = FilesContext::new(budget.clone(), 4, 1, disk.clone());
         for rep in 0..3 {
             one.admit().unwrap();
             one.open.insert(rep);
@@ -413,5 +461,28 @@ mod tests {
             "a finished call gives its descriptors back"
         );
         two.admit().unwrap();
+    }
+    #[test]
+    fn calls_of_a_tenant_share_its_disk_and_a_refused_write_takes_nothing() {
+        let budget = FileBudget::new(5);
+        let tenant = Arc::new(AtomicU64::new(100));
+        let quota = |bytes| DiskQuota {
+            bytes,
+            new_files: 1,
+            tenant: Some(tenant.clone()),
+        };
+        let one = FilesContext::new(budget.clone(), 4, 0, quota(80));
+        let two = FilesContext::new(budget.clone(), 4, 0, quota(80));
+        one.spend_disk(70).unwrap();
+        // Within its own 80, but the tenant has 30 left.
+        assert_eq!(two.spend_disk(40), Err(ErrorCode::InsufficientSpace));
+        two.spend_disk(30).unwrap();
+        assert_eq!(tenant.load(Ordering::Acquire), 0);
+        // The call's own quota refuses first and takes nothing either.
+        tenant.store(1000, Ordering::Release);
+        assert_eq!(one.spend_disk(11), Err(ErrorCode::InsufficientSpace));
+        assert_eq!(tenant.load(Ordering::Acquire), 1000);
+        one.spend_disk(10).unwrap();
+        assert_eq!(tenant.load(Ordering::Acquire), 990);
     }
 }

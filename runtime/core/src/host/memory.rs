@@ -410,6 +410,14 @@ mod tests {
         ) -> BoxFuture<'a, std::result::Result<Vec<Entry>, MemoryError>> {
             Box::pin(async { Ok(Vec::new()) })
         }
+
+        fn entries<'a>(
+            &'a self,
+            _: &'a str,
+        ) -> BoxFuture<'a, std::result::Result<u64, MemoryError>> {
+            let stored = self.stored.lock().unwrap().len() as u64;
+            Box::pin(async move { Ok(stored) })
+        }
     }
 
     fn context(store: &Arc<Recorded>, grants: &[&str]) -> MemoryContext {

@@ -32,6 +32,7 @@ use crate::quota::{CallGate, RateLimiter};
 use crate::runs::RunHost;
 use crate::tenant::TenantRecord;
 use crate::usage::Meter;
+use crate::workspace::Workspaces;
 
 /// The most bytes of a request body.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -47,6 +48,7 @@ pub struct Shared {
     pub gate: Arc<CallGate>,
     pub metrics: Arc<Metrics>,
     pub meter: Arc<Meter>,
+    pub workspaces: Workspaces,
 }
 
 pub type AppState = Arc<Shared>;
@@ -306,6 +308,7 @@ impl TenantCall {
                 rate.reset.to_string(),
             ));
         }
+        state.workspaces.admit(&tenant).await;
         Ok(TenantCall {
             caller: auth.0,
             tenant,

@@ -26,6 +26,23 @@ pub struct Left {
     pub cost: Option<f64>,
 }
 
+/// What the tenant holds against a standing quota.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Standing {
+    pub used: u64,
+    pub quota: u64,
+}
+
+/// The standing quotas (not renewed daily); `null` where there is none.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Holding {
+    /// Memory entries, all namespaces together.
+    pub memory_entries: Option<Standing>,
+    /// Bytes its files and run workspaces take, as last measured plus
+    /// what its calls wrote since.
+    pub workspace_bytes: Option<Standing>,
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageReport {
     /// Today, `YYYY-MM-DD` UTC.
@@ -34,6 +51,7 @@ pub struct UsageReport {
     pub used_today: Counts,
     /// What the daily quotas leave of today; they renew at 00:00 UTC.
     pub left_today: Left,
+    pub holding: Holding,
     /// Each day's use by kind (`tool`, `mcp`, `exec`, `run`, `llm`) and,
     /// for model calls, model.
     pub days: Vec<UsageRow>,
@@ -88,10 +106,27 @@ pub async fn usage(
             .cost_per_day
             .map(|cap| (cap - used_today.cost).max(0.0)),
     };
+    let memory_entries = match (quotas.memory_entries, &state.memory) {
+        // A store that cannot count now leaves the figure out.
+        (Some(quota), Some(memory)) => memory
+            .entries(&call.tenant.name)
+            .await
+            .ok()
+            .map(|used| Standing { used, quota }),
+        _ => None,
+    };
+    let workspace_bytes = state.workspaces.usage(&call.tenant.name).map(|w| Standing {
+        used: w.quota_bytes.saturating_sub(w.left_bytes),
+        quota: w.quota_bytes,
+    });
     Ok(Json(UsageReport {
         today,
         used_today,
         left_today,
+        holding: Holding {
+            memory_entries,
+            workspace_bytes,
+        },
         days: rows,
     }))
 }

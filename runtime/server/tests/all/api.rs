@@ -6,7 +6,7 @@ use warden_server::Scope;
 use warden_server::key::{KeyHasher, KeyRecord, NewKey};
 use warden_server::operator::{load_or_create_secret, now, server_dir};
 use warden_server::tenant::Quotas;
-use warden_tests::artifacts::{HELLO, HOSTILE};
+use warden_tests::artifacts::{FS, HELLO, HOSTILE};
 
 use crate::{Tenant, TestServer, assert_error, key};
 
@@ -376,4 +376,80 @@ async fn code_runs_in_a_fresh_sandbox_under_the_tenants_limits() {
         "forbidden",
         "lacks scope exec",
     );
+}
+
+#[tokio::test]
+async fn a_tenants_files_stop_at_its_workspace_quota_even_when_calls_race() {
+    const RW: &str =
+        "version = 1\n[grant]\ndirs = [{ host = \"data\", guest = \"/data\", mode = \"rw\" }]\n";
+    let acme = Tenant {
+        policy: Some(RW),
+        plugins: &["fs"],
+        quotas: Quotas {
+            workspace_mib: Some(1),
+            ..Quotas::default()
+        },
+        ..Tenant::new("acme")
+    };
+    let bolt = Tenant {
+        policy: Some(RW),
+        plugins: &["fs"],
+        ..Tenant::new("bolt")
+    };
+    let (server, keys) = TestServer::start(&[FS], &[acme, bolt]).await;
+    let (acme, bolt) = (&keys[0], &keys[1]);
+    let server = &server;
+    let write = |key: &str, name: &str| {
+        let key = key.to_string();
+        let arguments = json!({
+            "path": format!("/data/{name}"),
+            "content": "x".repeat(500 * 1024),
+        });
+        async move { server.call(&key, "fs__write_file", arguments).await }
+    };
+    let files = server.data.path().join("tenants/acme/files/data");
+    let on_disk = || -> u64 {
+        std::fs::read_dir(&files)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+
+    // Three writes of 500 KiB at once against 1 MiB: at most two fit (the
+    // guest writes in chunks, so racing writes may each get part of the
+    // room); the others fail as a full disk (a tool error), and the disk
+    // holds no more than the quota.
+    let answers = futures::future::join_all(["a", "b", "c"].map(|name| write(acme, name))).await;
+    let written = answers
+        .iter()
+        .filter(|(status, body)| *status == StatusCode::OK && body["outcome"] == json!("result"))
+        .count();
+    assert!(written <= 2, "{answers:?}");
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        if body["outcome"] != json!("result") {
+            assert_eq!(body["outcome"], json!("tool-error"), "{body}");
+        }
+    }
+    assert!(on_disk() <= 1024 * 1024, "{} bytes", on_disk());
+    let (status, usage) = server.get("/v1/usage", Some(acme)).await;
+    assert_eq!(status, StatusCode::OK, "{usage}");
+    assert_eq!(
+        usage["holding"]["workspace_bytes"]["quota"],
+        json!(1024 * 1024)
+    );
+
+    // Another tenant's calls spend nothing of it.
+    for name in ["a", "b", "c"] {
+        let (_, body) = write(bolt, name).await;
+        assert_eq!(body["outcome"], json!("result"), "{body}");
+    }
+
+    // Files deleted free their room once the server measures again.
+    for entry in std::fs::read_dir(&files).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (_, again) = write(acme, "e").await;
+    assert_eq!(again["outcome"], json!("result"), "{again}");
 }

@@ -18,6 +18,7 @@ use std::path::Path;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use warden_core::{Engine, EngineConfig};
+use warden_server::memories::CountedMemories;
 use warden_server::operator::{Actor, KeySpec, NewTenant, Operator};
 use warden_server::tenant::Quotas;
 use warden_server::{Hosted, Scope, Server};
@@ -85,7 +86,12 @@ impl TestServer {
         memory: Option<std::sync::Arc<dyn warden_api::memory::Memories>>,
     ) -> (TestServer, Vec<String>) {
         let data = tempfile::tempdir().unwrap();
-        let operator = Operator::open(data.path()).unwrap();
+        let operator = std::sync::Arc::new(Operator::open(data.path()).unwrap());
+        // As `warden serve` layers it: stores count against the quota.
+        let memory = memory.map(|store| {
+            std::sync::Arc::new(CountedMemories::new(store, operator.clone()))
+                as std::sync::Arc<dyn warden_api::memory::Memories>
+        });
         let mut keys = Vec::new();
         for t in tenants {
             operator

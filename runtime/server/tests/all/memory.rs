@@ -10,11 +10,14 @@ use serde_json::json;
 use warden_memory::embed::OpenAiEmbedder;
 use warden_memory::{Limits, Memory};
 use warden_server::Scope;
+use warden_server::tenant::Quotas;
 use warden_tests::fake_llm::{EMBEDDING_DIMENSION, FakeLlm};
 
 use crate::{Tenant, TestServer, assert_error};
 
 const POLICY: &str = "version = 1\n[grant]\nmemory = [\"notes:rw\", \"shared\"]\n";
+/// Two namespaces the tenant may write.
+const TWO: &str = "version = 1\n[grant]\nmemory = [\"notes:rw\", \"drafts:rw\"]\n";
 const SCOPES: &[Scope] = &[Scope::MemoryRead, Scope::MemoryWrite];
 
 /// A real LanceDB store in a temp dir, its embeddings from a loopback
@@ -149,4 +152,104 @@ async fn a_tenant_uses_only_the_namespaces_its_policy_grants() {
         .get(&format!("/v1/memory/notes/{id}"), Some(acme))
         .await;
     assert_error(&gone, StatusCode::NOT_FOUND, "not-found", "no such memory");
+}
+
+#[tokio::test]
+async fn a_tenants_memories_stop_at_its_quota_even_when_stores_race() {
+    let (_embeddings, _store, memory) = store();
+    let acme = Tenant {
+        policy: Some(TWO),
+        scopes: SCOPES,
+        quotas: Quotas {
+            memory_entries: Some(3),
+            ..Quotas::default()
+        },
+        ..Tenant::new("acme")
+    };
+    let bolt = Tenant {
+        policy: Some(TWO),
+        scopes: SCOPES,
+        ..Tenant::new("bolt")
+    };
+    let (server, keys) = TestServer::start_with(&[], &[acme, bolt], Vec::new(), Some(memory)).await;
+    let (acme, bolt) = (&keys[0], &keys[1]);
+
+    // Twelve stores at once into two namespaces: the quota counts both, and
+    // exactly three take its places.
+    let server = &server;
+    let stores = (0..12).map(|i| async move {
+        let namespace = if i % 2 == 0 { "notes" } else { "drafts" };
+        server
+            .post(
+                &format!("/v1/memory/{namespace}"),
+                Some(acme),
+                &json!({ "content": format!("note {i}") }),
+            )
+            .await
+    });
+    let answers = futures::future::join_all(stores).await;
+    let mut stored = Vec::new();
+    for answer in &answers {
+        if answer.0 == StatusCode::CREATED {
+            stored.push(answer.1["id"].as_str().unwrap().to_string());
+        } else {
+            assert_error(
+                answer,
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "its quota (memory-entries = 3)",
+            );
+        }
+    }
+    assert_eq!(stored.len(), 3, "{answers:?}");
+    let (_, found) = server
+        .post("/v1/memory/notes/find", Some(acme), &json!({}))
+        .await;
+    let (_, drafts) = server
+        .post("/v1/memory/drafts/find", Some(acme), &json!({}))
+        .await;
+    assert_eq!(
+        found.as_array().unwrap().len() + drafts.as_array().unwrap().len(),
+        3,
+        "{found} {drafts}"
+    );
+
+    // Another tenant's memories are its own to count.
+    let (status, _) = server
+        .post("/v1/memory/notes", Some(bolt), &json!({"content": "mine"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // A delete gives its place back.
+    let first = stored.pop().unwrap();
+    let namespace = if found.to_string().contains(&first) {
+        "notes"
+    } else {
+        "drafts"
+    };
+    let deleted = server
+        .client
+        .delete(format!("{}/v1/memory/{namespace}/{first}", server.base))
+        .bearer_auth(acme)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let (status, body) = server
+        .post("/v1/memory/notes", Some(acme), &json!({"content": "again"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let full = server
+        .post(
+            "/v1/memory/notes",
+            Some(acme),
+            &json!({"content": "one more"}),
+        )
+        .await;
+    assert_error(
+        &full,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "holds 3 memories",
+    );
 }
