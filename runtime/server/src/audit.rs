@@ -148,18 +148,38 @@ pub enum AuditError {
     Control(#[from] ControlError),
 }
 
-/// The audit logs of every tenant, one writer per tenant at a time.
+/// The audit logs of every tenant, one writer per tenant at a time. Entries
+/// recorded while a tenant's writer is busy wait for it together and go to
+/// the log in one write, with one move of the head (a group commit): each
+/// caller still returns only once its entry is in the log.
 pub struct AuditLog {
+    writer: Writer,
+    tails: std::sync::Mutex<HashMap<String, Arc<Tail>>>,
+}
+
+/// What writes entries: owned, so that a batch is written to the end even
+/// when the request that started it goes away.
+#[derive(Clone)]
+struct Writer {
     data_dir: PathBuf,
     chain: Chain,
     control: Arc<dyn ControlStore>,
-    tails: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
+
+/// One tenant's entries waiting to be written, and its writer's turn.
+#[derive(Default)]
+struct Tail {
+    waiting: std::sync::Mutex<Vec<Waiting>>,
+    turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+type Written = Result<AuditEntry, AuditError>;
+type Waiting = (AuditEvent, u64, tokio::sync::oneshot::Sender<Written>);
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
-            .field("data_dir", &self.data_dir)
+            .field("data_dir", &self.writer.data_dir)
             .finish_non_exhaustive()
     }
 }
@@ -176,12 +196,27 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+impl AuditError {
+    /// The same failure, for another entry of the batch it failed.
+    fn again(&self) -> AuditError {
+        match self {
+            AuditError::Io { path, error } => AuditError::Io {
+                path: path.clone(),
+                error: std::io::Error::new(error.kind(), error.to_string()),
+            },
+            AuditError::Control(e) => AuditError::Control(e.clone()),
+        }
+    }
+}
+
 impl AuditLog {
     pub fn new(data_dir: &Path, chain: Chain, control: Arc<dyn ControlStore>) -> AuditLog {
         AuditLog {
-            data_dir: data_dir.to_path_buf(),
-            chain,
-            control,
+            writer: Writer {
+                data_dir: data_dir.to_path_buf(),
+                chain,
+                control,
+            },
             tails: Default::default(),
         }
     }
@@ -192,7 +227,58 @@ impl AuditLog {
             let mut tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
             tails.entry(tenant.to_string()).or_default().clone()
         };
-        let _writer = tail.lock().await;
+        let (done, mut written) = tokio::sync::oneshot::channel();
+        tail.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((event, now_ms(), done));
+        let turn = tail.turn.clone().lock_owned().await;
+        // The writer before this one may have taken this entry with its own.
+        if let Ok(result) = written.try_recv() {
+            return result;
+        }
+        let batch = std::mem::take(&mut *tail.waiting.lock().unwrap_or_else(|p| p.into_inner()));
+        let writer = self.writer.clone();
+        let tenant_name = tenant.to_string();
+        // The batch is written, and its callers told, whatever becomes of
+        // this one; the next writer waits for it.
+        let _ = tokio::spawn(async move {
+            let _turn = turn;
+            let (events, senders): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .map(|(event, at_ms, done)| ((event, at_ms), done))
+                .unzip();
+            match writer.append(&tenant_name, events).await {
+                Ok(entries) => {
+                    for (entry, done) in entries.into_iter().zip(senders) {
+                        let _ = done.send(Ok(entry));
+                    }
+                }
+                Err(error) => {
+                    for done in senders {
+                        let _ = done.send(Err(error.again()));
+                    }
+                }
+            }
+        })
+        .await;
+        written.await.unwrap_or_else(|_| {
+            Err(AuditError::Io {
+                path: path(&self.writer.data_dir, tenant),
+                error: std::io::Error::other("the audit writer stopped before this entry"),
+            })
+        })
+    }
+}
+
+impl Writer {
+    /// Writes `events` to the end of `tenant`'s log, in order, in one
+    /// write, and moves the head past the last.
+    async fn append(
+        &self,
+        tenant: &str,
+        events: Vec<(AuditEvent, u64)>,
+    ) -> Result<Vec<AuditEntry>, AuditError> {
         let path = path(&self.data_dir, tenant);
         let io = |error| AuditError::Io {
             path: path.clone(),
@@ -211,37 +297,46 @@ impl AuditLog {
         // reading the head to moving it.
         file.lock().map_err(io)?;
         let head = self.control.audit_head(tenant).await?;
-        let (seq, prev) = match head {
+        let (mut seq, mut prev) = match head {
             Some(h) => (h.seq + 1, h.hash),
             None => (1, GENESIS.to_string()),
         };
-        let mut entry = AuditEntry {
-            seq,
-            at_ms: now_ms(),
-            action: event.action.to_string(),
-            key: event.key,
-            outcome: event.outcome,
-            detail: event.detail,
-            prev,
-            hash: String::new(),
-        };
-        entry.hash = self.chain.hash(&entry);
-        let mut line = serde_json::to_vec(&entry).map_err(|e| io(e.into()))?;
-        line.push(b'\n');
-        // One write of the whole line to a file opened for appending: a
-        // crash leaves whole lines, at most the last one missing.
-        file.write_all(&line).map_err(io)?;
-        self.control
-            .set_audit_head(
-                tenant,
-                &AuditHead {
-                    seq: entry.seq,
-                    hash: entry.hash.clone(),
-                },
-            )
-            .await?;
+        let mut entries = Vec::with_capacity(events.len());
+        let mut lines = Vec::new();
+        for (event, at_ms) in events {
+            let mut entry = AuditEntry {
+                seq,
+                at_ms,
+                action: event.action.to_string(),
+                key: event.key,
+                outcome: event.outcome,
+                detail: event.detail,
+                prev,
+                hash: String::new(),
+            };
+            entry.hash = self.chain.hash(&entry);
+            serde_json::to_writer(&mut lines, &entry).map_err(|e| io(e.into()))?;
+            lines.push(b'\n');
+            seq += 1;
+            prev = entry.hash.clone();
+            entries.push(entry);
+        }
+        // One write of whole lines to a file opened for appending: a crash
+        // leaves whole lines, at most the last ones missing.
+        file.write_all(&lines).map_err(io)?;
+        if let Some(last) = entries.last() {
+            self.control
+                .set_audit_head(
+                    tenant,
+                    &AuditHead {
+                        seq: last.seq,
+                        hash: last.hash.clone(),
+                    },
+                )
+                .await?;
+        }
         drop(file);
-        Ok(entry)
+        Ok(entries)
     }
 }
 
@@ -478,5 +573,55 @@ mod tests {
         rewrite(d, |l| l[0] = "{not json".into());
         let p = problem(d, &control, &chain).await.unwrap();
         assert!(p.contains("line 1 is not an audit entry"), "{p}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn entries_recorded_at_once_all_land_in_order_even_when_callers_go_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let control = Arc::new(SqliteControl::open(&dir.path().join("c.sqlite")).unwrap());
+        let chain = Chain::new(&[3; 32]);
+        let log = Arc::new(AuditLog::new(dir.path(), chain.clone(), control.clone()));
+        let mut callers = Vec::new();
+        for i in 0..64 {
+            let log = log.clone();
+            callers.push(tokio::spawn(async move {
+                log.record(
+                    "acme",
+                    AuditEvent::new("tool.call", Some("k"), "ok", serde_json::json!({ "i": i })),
+                )
+                .await
+                .unwrap()
+                .seq
+            }));
+        }
+        // Callers that give up at once leave the chain whole.
+        for i in 64..80 {
+            let log = log.clone();
+            let gone = tokio::spawn(async move {
+                log.record(
+                    "acme",
+                    AuditEvent::new("tool.call", Some("k"), "ok", serde_json::json!({ "i": i })),
+                )
+                .await
+            });
+            gone.abort();
+        }
+        let mut seqs = Vec::new();
+        for caller in callers {
+            seqs.push(caller.await.unwrap());
+        }
+        seqs.sort_unstable();
+        seqs.dedup();
+        assert_eq!(seqs.len(), 64, "every caller got its own entry");
+        // One more, after the batches: the chain is whole and the head at
+        // its end.
+        let last = log
+            .record("acme", AuditEvent::new("x", None, "ok", serde_json::json!({})))
+            .await
+            .unwrap();
+        assert_eq!(problem(dir.path(), &control, &chain).await, None);
+        let entries = read(dir.path(), "acme").unwrap();
+        assert_eq!(entries.len() as u64, last.seq);
+        assert!(entries.len() >= 65, "{}", entries.len());
     }
 }

@@ -100,6 +100,8 @@ impl SqliteControl {
         db.execute_batch(SCHEMA).map_err(store_error)?;
         db.pragma_update(None, "user_version", VERSION)
             .map_err(store_error)?;
+        // Every statement is prepared once and kept (`prepare_cached`).
+        db.set_prepared_statement_cache_capacity(64);
         Ok(SqliteControl { db: Mutex::new(db) })
     }
 
@@ -132,10 +134,10 @@ impl ControlStore for SqliteControl {
     fn add_tenant<'a>(&'a self, tenant: &'a TenantRecord) -> BoxFuture<'a, ControlResult<()>> {
         let result = encode(tenant).and_then(|record| {
             let added = self.with(|db| {
-                db.execute(
+                db.prepare_cached(
                     "INSERT INTO tenants (name, record) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                    params![tenant.name, record],
-                )
+                )?
+                .execute(params![tenant.name, record])
             })?;
             if added == 0 {
                 return Err(ControlError::Conflict(format!(
@@ -150,18 +152,15 @@ impl ControlStore for SqliteControl {
 
     fn tenant<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ControlResult<Option<TenantRecord>>> {
         ready(self.with(|db| {
-            db.query_row(
-                "SELECT record FROM tenants WHERE name = ?1",
-                [name],
-                |row| decode(row.get(0)?),
-            )
-            .optional()
+            db.prepare_cached("SELECT record FROM tenants WHERE name = ?1")?
+                .query_row([name], |row| decode(row.get(0)?))
+                .optional()
         }))
     }
 
     fn tenants(&self) -> BoxFuture<'_, ControlResult<Vec<TenantRecord>>> {
         ready(self.with(|db| {
-            let mut statement = db.prepare("SELECT record FROM tenants ORDER BY name")?;
+            let mut statement = db.prepare_cached("SELECT record FROM tenants ORDER BY name")?;
             let rows = statement.query_map([], |row| decode(row.get(0)?))?;
             rows.collect()
         }))
@@ -170,9 +169,12 @@ impl ControlStore for SqliteControl {
     fn remove_tenant<'a>(&'a self, name: &'a str, at: i64) -> BoxFuture<'a, ControlResult<bool>> {
         ready(self.with(|db| {
             let tx = db.transaction()?;
-            let removed = tx.execute("DELETE FROM tenants WHERE name = ?1", [name])?;
+            let removed = tx
+                .prepare_cached("DELETE FROM tenants WHERE name = ?1")?
+                .execute([name])?;
             let keys: Vec<(String, String)> = {
-                let mut statement = tx.prepare("SELECT id, record FROM keys WHERE tenant = ?1")?;
+                let mut statement =
+                    tx.prepare_cached("SELECT id, record FROM keys WHERE tenant = ?1")?;
                 let rows = statement.query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))?;
                 rows.collect::<rusqlite::Result<_>>()?
             };
@@ -181,15 +183,16 @@ impl ControlStore for SqliteControl {
                 key.revoked.get_or_insert(at);
                 let record = serde_json::to_string(&key)
                     .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                tx.execute(
-                    "UPDATE keys SET record = ?2 WHERE id = ?1",
-                    params![id, record],
-                )?;
+                tx.prepare_cached("UPDATE keys SET record = ?2 WHERE id = ?1")?
+                    .execute(params![id, record])?;
             }
-            tx.execute("DELETE FROM audit_heads WHERE tenant = ?1", [name])?;
-            tx.execute("DELETE FROM idempotency WHERE tenant = ?1", [name])?;
+            tx.prepare_cached("DELETE FROM audit_heads WHERE tenant = ?1")?
+                .execute([name])?;
+            tx.prepare_cached("DELETE FROM idempotency WHERE tenant = ?1")?
+                .execute([name])?;
             // A tenant added later under the name starts afresh.
-            tx.execute("DELETE FROM usage WHERE tenant = ?1", [name])?;
+            tx.prepare_cached("DELETE FROM usage WHERE tenant = ?1")?
+                .execute([name])?;
             tx.commit()?;
             Ok(removed > 0)
         }))
@@ -198,8 +201,7 @@ impl ControlStore for SqliteControl {
     fn add_key<'a>(&'a self, key: &'a KeyRecord) -> BoxFuture<'a, ControlResult<()>> {
         let result = encode(key).and_then(|record| {
             let added = self.with(|db| {
-                db.execute(
-                    "INSERT INTO keys (id, tenant, record) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                db.prepare_cached("INSERT INTO keys (id, tenant, record) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")?.execute(
                     params![key.id, key.tenant, record],
                 )
             })?;
@@ -213,10 +215,9 @@ impl ControlStore for SqliteControl {
 
     fn key<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ControlResult<Option<KeyRecord>>> {
         ready(self.with(|db| {
-            db.query_row("SELECT record FROM keys WHERE id = ?1", [id], |row| {
-                decode(row.get(0)?)
-            })
-            .optional()
+            db.prepare_cached("SELECT record FROM keys WHERE id = ?1")?
+                .query_row([id], |row| decode(row.get(0)?))
+                .optional()
         }))
     }
 
@@ -224,12 +225,13 @@ impl ControlStore for SqliteControl {
         ready(self.with(|db| {
             let mut keys: Vec<KeyRecord> = match tenant {
                 Some(tenant) => {
-                    let mut statement = db.prepare("SELECT record FROM keys WHERE tenant = ?1")?;
+                    let mut statement =
+                        db.prepare_cached("SELECT record FROM keys WHERE tenant = ?1")?;
                     let rows = statement.query_map([tenant], |row| decode(row.get(0)?))?;
                     rows.collect::<rusqlite::Result<_>>()?
                 }
                 None => {
-                    let mut statement = db.prepare("SELECT record FROM keys")?;
+                    let mut statement = db.prepare_cached("SELECT record FROM keys")?;
                     let rows = statement.query_map([], |row| decode(row.get(0)?))?;
                     rows.collect::<rusqlite::Result<_>>()?
                 }
@@ -254,10 +256,8 @@ impl ControlStore for SqliteControl {
             key.revoked.get_or_insert(at);
             let record = serde_json::to_string(&key)
                 .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-            tx.execute(
-                "UPDATE keys SET record = ?2 WHERE id = ?1",
-                params![id, record],
-            )?;
+            tx.prepare_cached("UPDATE keys SET record = ?2 WHERE id = ?1")?
+                .execute(params![id, record])?;
             tx.commit()?;
             Ok(true)
         }))
@@ -268,17 +268,14 @@ impl ControlStore for SqliteControl {
         tenant: &'a str,
     ) -> BoxFuture<'a, ControlResult<Option<AuditHead>>> {
         ready(self.with(|db| {
-            db.query_row(
-                "SELECT seq, hash FROM audit_heads WHERE tenant = ?1",
-                [tenant],
-                |row| {
+            db.prepare_cached("SELECT seq, hash FROM audit_heads WHERE tenant = ?1")?
+                .query_row([tenant], |row| {
                     Ok(AuditHead {
                         seq: row.get::<_, i64>(0)? as u64,
                         hash: row.get(1)?,
                     })
-                },
-            )
-            .optional()
+                })
+                .optional()
         }))
     }
 
@@ -288,16 +285,15 @@ impl ControlStore for SqliteControl {
         key: &'a str,
     ) -> BoxFuture<'a, ControlResult<Option<IdempotentRun>>> {
         ready(self.with(|db| {
-            db.query_row(
+            db.prepare_cached(
                 "SELECT run, body_hash FROM idempotency WHERE tenant = ?1 AND key = ?2",
-                [tenant, key],
-                |row| {
-                    Ok(IdempotentRun {
-                        run: row.get(0)?,
-                        body_hash: row.get(1)?,
-                    })
-                },
-            )
+            )?
+            .query_row([tenant, key], |row| {
+                Ok(IdempotentRun {
+                    run: row.get(0)?,
+                    body_hash: row.get(1)?,
+                })
+            })
             .optional()
         }))
     }
@@ -311,15 +307,14 @@ impl ControlStore for SqliteControl {
         let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         ready(
             self.with(|db| {
-                db.execute(
-                    "INSERT INTO usage (tenant, day, kind, model, calls, fuel, input_tokens, output_tokens, cost)
+                db.prepare_cached("INSERT INTO usage (tenant, day, kind, model, calls, fuel, input_tokens, output_tokens, cost)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT (tenant, day, kind, model) DO UPDATE SET
                        calls = calls + excluded.calls,
                        fuel = fuel + excluded.fuel,
                        input_tokens = input_tokens + excluded.input_tokens,
                        output_tokens = output_tokens + excluded.output_tokens,
-                       cost = cost + excluded.cost",
+                       cost = cost + excluded.cost")?.execute(
                     params![
                         tenant,
                         row.day,
@@ -344,7 +339,7 @@ impl ControlStore for SqliteControl {
     ) -> BoxFuture<'a, ControlResult<Vec<UsageRow>>> {
         let count = |n: i64| u64::try_from(n).unwrap_or(0);
         ready(self.with(|db| {
-            let mut statement = db.prepare(
+            let mut statement = db.prepare_cached(
                 "SELECT day, kind, model, calls, fuel, input_tokens, output_tokens, cost FROM usage
                  WHERE tenant = ?1 AND day >= ?2 ORDER BY day, kind, model",
             )?;
@@ -373,11 +368,11 @@ impl ControlStore for SqliteControl {
         run: &'a IdempotentRun,
     ) -> BoxFuture<'a, ControlResult<()>> {
         ready(self.with(|db| {
-            db.execute(
+            db.prepare_cached(
                 "INSERT INTO idempotency (tenant, key, run, body_hash) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT DO NOTHING",
-                params![tenant, key, run.run, run.body_hash],
-            )
+            )?
+            .execute(params![tenant, key, run.run, run.body_hash])
             .map(|_| ())
         }))
     }
@@ -390,11 +385,11 @@ impl ControlStore for SqliteControl {
         let seq = i64::try_from(head.seq).map_err(store_error);
         ready(seq.and_then(|seq| {
             self.with(|db| {
-                db.execute(
+                db.prepare_cached(
                     "INSERT INTO audit_heads (tenant, seq, hash) VALUES (?1, ?2, ?3)
                      ON CONFLICT (tenant) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                    params![tenant, seq, head.hash],
-                )
+                )?
+                .execute(params![tenant, seq, head.hash])
                 .map(|_| ())
             })
         }))
