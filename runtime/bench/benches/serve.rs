@@ -13,9 +13,9 @@
 //!    sharing a pool of keep-alive connections. The clients run on their
 //!    own runtime in this process, so they share the machine's cores with
 //!    the server.
-//! 3. A quiet tenant's calls (one client) alone, then beside a tenant
-//!    flooding the server with 64 clients: the quiet tenant's p99 both
-//!    times.
+//! 3. A quiet tenant's calls (one client, on a thread of its own) alone,
+//!    then beside a tenant flooding the server with 64 clients: the quiet
+//!    tenant's p99 both times.
 //!
 //! Each figure is calls per second and p50/p99 latency from the client's
 //! side; the ratios compare HTTP with the in-process call measured here.
@@ -62,14 +62,26 @@ fn main() {
     for n in [1, 16, 64] {
         http.push((n, clients.block_on(load(&base, &keys[0], n, PHASE))));
     }
-    let quiet_alone = clients.block_on(load(&base, &keys[1], 1, PHASE));
-    let (quiet_flooded, flood) = clients.block_on(async {
-        tokio::join!(
-            load(&base, &keys[1], 1, PHASE),
-            load(&base, &keys[2], 64, PHASE)
-        )
-    });
-
+    // The quiet tenant's client has a thread of its own, as a client on
+    // another machine would: on the flood's runtime it would wait behind
+    // the flood's own clients.
+    let quiet = || {
+        let (base, key) = (base.clone(), keys[1].clone());
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the quiet client's runtime")
+                .block_on(load(&base, &key, 1, PHASE))
+        })
+    };
+    let quiet_alone = quiet().join().expect("the quiet client");
+    let beside = quiet();
+    let flood = clients.block_on(load(&base, &keys[2], 64, PHASE));
+    let quiet_flooded = beside.join().expect("the quiet client");
+    let beside = quiet();
+    let capped = clients.block_on(load(&base, &keys[3], 64, PHASE));
+    let quiet_capped = beside.join().expect("the quiet client");
     let ((one, one_time), (all, all_time), cores) = in_process;
     println!();
     println!("hello__greet, a fresh sandbox per call");
@@ -112,21 +124,46 @@ fn main() {
         "quiet tenant's p99 under the flood: ×{:.2} its p99 alone",
         quiet_flooded.0.percentile(0.99) / quiet_alone.0.percentile(0.99)
     );
+    println!(
+        "{}",
+        quiet_capped
+            .0
+            .line("quiet tenant beside a capped flood", quiet_capped.1)
+    );
+    println!(
+        "{}",
+        capped
+            .0
+            .line("flooding tenant at 2 sandboxes, 64 cl.", capped.1)
+    );
+    println!(
+        "quiet tenant's p99 under the capped flood: ×{:.2} its p99 alone",
+        quiet_capped.0.percentile(0.99) / quiet_alone.0.percentile(0.99)
+    );
 }
 
-/// A server with the hello plugin and three tenants (`bench`, `quiet`,
-/// `flood`); its base URL and their keys.
+/// A server with the hello plugin and four tenants (`bench`, `quiet`,
+/// `flood`, `capped`); its base URL and their keys.
 async fn start(data: &Path) -> (String, Vec<String>) {
     let operator = Operator::open(data).expect("the control store");
     let mut keys = Vec::new();
-    for name in ["bench", "quiet", "flood"] {
+    for name in ["bench", "quiet", "flood", "capped"] {
+        // `capped` floods too, but its quota gives it the machine's two
+        // sandboxes at once; its other calls wait their turn.
+        let quotas = match name {
+            "capped" => Quotas {
+                concurrent_calls: 2,
+                ..generous()
+            },
+            _ => generous(),
+        };
         operator
             .add_tenant(
                 NewTenant {
                     name: name.into(),
                     policy: None,
                     plugins: vec!["hello".into()],
-                    quotas: Some(generous()),
+                    quotas: Some(quotas),
                 },
                 Actor::Shell,
             )

@@ -616,7 +616,10 @@ mod tests {
         // One more, after the batches: the chain is whole and the head at
         // its end.
         let last = log
-            .record("acme", AuditEvent::new("x", None, "ok", serde_json::json!({})))
+            .record(
+                "acme",
+                AuditEvent::new("x", None, "ok", serde_json::json!({})),
+            )
             .await
             .unwrap();
         assert_eq!(problem(dir.path(), &control, &chain).await, None);
