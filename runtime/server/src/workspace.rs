@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::OnceCell;
 use warden_core::Engine;
 
 use crate::tenant::{self, TenantRecord};
@@ -42,7 +43,21 @@ struct Slot {
     left: Arc<AtomicU64>,
     quota: u64,
     created: i64,
-    measured: Option<Instant>,
+    /// Done once the first measure has set `left`.
+    first: Arc<OnceCell<()>>,
+    measured: Instant,
+}
+
+impl Slot {
+    fn new(quota: u64, created: i64) -> Slot {
+        Slot {
+            left: Arc::new(AtomicU64::new(0)),
+            quota,
+            created,
+            first: Arc::default(),
+            measured: Instant::now(),
+        }
+    }
 }
 
 /// What a tenant's workspace takes, for the usage report.
@@ -63,7 +78,8 @@ impl Workspaces {
 
     /// Brings `tenant`'s share of the disk up to date before one of its
     /// requests: given, changed or taken away with its quota, and measured
-    /// again when it is nearly spent.
+    /// again when it is nearly spent. Requests that come while the first
+    /// measure runs wait for it, so none runs before the share is in place.
     pub async fn admit(&self, tenant: &TenantRecord) {
         let Some(mib) = tenant.quotas.workspace_mib else {
             let had = self.lock().remove(&tenant.name).is_some();
@@ -75,31 +91,40 @@ impl Workspaces {
         let quota = mib.saturating_mul(MIB);
         let slot = {
             let mut tenants = self.lock();
-            let slot = tenants.entry(tenant.name.clone()).or_insert_with(|| Slot {
-                left: Arc::new(AtomicU64::new(0)),
-                quota,
-                created: tenant.created,
-                measured: None,
-            });
+            let slot = tenants
+                .entry(tenant.name.clone())
+                .or_insert_with(|| Slot::new(quota, tenant.created));
             if slot.quota != quota || slot.created != tenant.created {
-                slot.quota = quota;
-                slot.created = tenant.created;
-                slot.measured = None;
+                *slot = Slot::new(quota, tenant.created);
             }
-            let due = match slot.measured {
-                None => true,
-                Some(at) => {
-                    at.elapsed() >= REMEASURE && slot.left.load(Ordering::Acquire) < quota / 8
-                }
-            };
-            if !due {
-                return;
-            }
-            // Others wait for this measure rather than start their own.
-            slot.measured = Some(Instant::now());
             slot.clone()
         };
-        let first = slot.left.load(Ordering::Acquire);
+        slot.first
+            .get_or_init(|| self.measure(tenant, &slot.left, quota))
+            .await;
+        let due = {
+            let mut tenants = self.lock();
+            match tenants.get_mut(&tenant.name) {
+                Some(current)
+                    if current.measured.elapsed() >= REMEASURE
+                        && current.left.load(Ordering::Acquire) < quota / 8 =>
+                {
+                    // Others go on with the count as it is meanwhile.
+                    current.measured = Instant::now();
+                    true
+                }
+                _ => false,
+            }
+        };
+        if due {
+            self.measure(tenant, &slot.left, quota).await;
+        }
+    }
+
+    /// Sets what `tenant` may still write from what its directories take,
+    /// and gives it to the engine.
+    async fn measure(&self, tenant: &TenantRecord, left: &Arc<AtomicU64>, quota: u64) {
+        let first = left.load(Ordering::Acquire);
         let root = tenant::root(&self.data_dir, &tenant.name);
         let used = tokio::task::spawn_blocking(move || {
             [tenant::files(&root), root.join("runs")]
@@ -111,14 +136,12 @@ impl Workspaces {
         .unwrap_or(quota);
         // What calls spent while the walk went on may not be on disk yet:
         // keep it spent.
-        let _ = slot
-            .left
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
-                let during = first.saturating_sub(now);
-                Some(quota.saturating_sub(used).saturating_sub(during))
-            });
+        let _ = left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+            let during = first.saturating_sub(now);
+            Some(quota.saturating_sub(used).saturating_sub(during))
+        });
         self.engine
-            .share_tenant_disk(&tenant.name, Some(slot.left.clone()));
+            .share_tenant_disk(&tenant.name, Some(left.clone()));
     }
 
     /// The tenant's quota and what is left of it, if it has one.
