@@ -69,6 +69,17 @@ pub struct UsageRow {
     pub counts: Counts,
 }
 
+/// A signed-in dashboard session: the key it was opened with, and a keyed
+/// hash of its cookie's secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub hash: String,
+    pub key_id: String,
+    /// Seconds since the Unix epoch.
+    pub expires: i64,
+}
+
 pub type ControlResult<T> = Result<T, ControlError>;
 
 /// Tenants, keys and audit heads. Every method is one atomic step.
@@ -127,6 +138,14 @@ pub trait ControlStore: Send + Sync {
         tenant: &'a str,
         since: &'a str,
     ) -> BoxFuture<'a, ControlResult<Vec<UsageRow>>>;
+
+    /// Adds a dashboard session.
+    fn add_session<'a>(&'a self, session: &'a SessionRecord) -> BoxFuture<'a, ControlResult<()>>;
+
+    fn session<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ControlResult<Option<SessionRecord>>>;
+
+    /// Ends session `id`, and every session expired by `now`.
+    fn remove_session<'a>(&'a self, id: &'a str, now: i64) -> BoxFuture<'a, ControlResult<()>>;
 
     /// Records the run `key` started; the first record for a key stays.
     fn set_idempotent_run<'a>(

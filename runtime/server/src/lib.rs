@@ -44,6 +44,7 @@
 mod api;
 pub mod audit;
 pub mod control;
+mod dashboard;
 pub mod hosting;
 pub mod key;
 pub mod memories;

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::{self, AuditEvent, AuditLog, Chain, Verified};
-use crate::control::{ControlError, ControlStore};
+use crate::control::{ControlError, ControlStore, SessionRecord};
 use crate::key::{self, KeyHasher, KeyRecord, NewKey, Scope};
 use crate::sqlite::SqliteControl;
 use crate::tenant::{self, Quotas, TenantRecord};
@@ -166,6 +166,11 @@ pub struct Operator {
     /// flood its tenant's log.
     refusals: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// How long a dashboard session lasts.
+pub const SESSION_SECS: i64 = 12 * 3600;
+/// What a session cookie's value starts with.
+const SESSION_PREFIX: &str = "wds_";
 
 /// How often one unusable key's refusals are recorded.
 const REFUSAL_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
@@ -513,6 +518,81 @@ impl Operator {
             tenant: record.tenant,
             scopes: record.scopes,
         })
+    }
+
+    /// Opens a dashboard session for the key `token` (a key's whole
+    /// token): the session cookie's value, and who it speaks for.
+    pub async fn sign_in(&self, token: &str) -> Result<(String, Caller), Refusal> {
+        let caller = self.authenticate(Some(&format!("Bearer {token}"))).await?;
+        let new = NewKey::generate();
+        let record = SessionRecord {
+            id: new.id.clone(),
+            hash: self.keys.hash(new.secret()),
+            key_id: caller.key_id.clone(),
+            expires: now() + SESSION_SECS,
+        };
+        if let Err(e) = self.control.add_session(&record).await {
+            tracing::error!(error = %e, "cannot store a session");
+            return Err(Refusal::Unknown);
+        }
+        let log = caller.tenant.as_deref().unwrap_or(OPERATOR_LOG);
+        self.record(
+            log,
+            AuditEvent::new("session.start", Some(&caller.key_id), "granted", json!({})),
+        )
+        .await;
+        Ok((
+            format!("{SESSION_PREFIX}{}_{}", new.id, new.secret()),
+            caller,
+        ))
+    }
+
+    /// The session a cookie's value names, and who it speaks for: `None`
+    /// unless the session is live and its key still usable.
+    pub async fn session(&self, cookie: &str) -> Option<(String, Caller)> {
+        let rest = cookie.strip_prefix(SESSION_PREFIX)?;
+        let token = format!("{}{rest}", key::PREFIX);
+        let (id, secret) = key::parse(&token)?;
+        let record = self.control.session(id).await.ok()??;
+        if record.expires <= now() || !self.keys.matches(secret, &record.hash) {
+            return None;
+        }
+        let key = self.control.key(&record.key_id).await.ok()??;
+        if key.refusal(now()).is_some() {
+            return None;
+        }
+        Some((
+            record.id,
+            Caller {
+                key_id: key.id,
+                tenant: key.tenant,
+                scopes: key.scopes,
+            },
+        ))
+    }
+
+    /// Ends a session (and drops every expired one).
+    pub async fn sign_out(&self, session: &str, caller: &Caller) {
+        if let Err(e) = self.control.remove_session(session, now()).await {
+            tracing::error!(error = %e, "cannot end a session");
+        }
+        let log = caller.tenant.as_deref().unwrap_or(OPERATOR_LOG);
+        self.record(
+            log,
+            AuditEvent::new("session.end", Some(&caller.key_id), "ok", json!({})),
+        )
+        .await;
+    }
+
+    /// The token a session's forms carry: a keyed hash of the session id,
+    /// which only this server can make.
+    pub fn csrf_token(&self, session: &str) -> String {
+        self.keys.hash(&format!("csrf:{session}"))
+    }
+
+    /// Whether `token` is `session`'s form token (in constant time).
+    pub fn csrf_matches(&self, session: &str, token: &str) -> bool {
+        self.keys.matches(&format!("csrf:{session}"), token)
     }
 
     /// Checks `tenant`'s audit log (or the operator's, [`OPERATOR_LOG`]).

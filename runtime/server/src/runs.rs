@@ -6,18 +6,31 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use warden_core::{Engine, TenantId};
 use warden_run::workflow::Workflow;
 use warden_run::{
     Canceller, Ceiling, Event, EventSink, Finished, Quota, Record, Reopened, RunEnv, RunError,
-    RunState, Runs, Started,
+    RunState, RunStatus, Runs, Started, journal,
 };
 
 use crate::control::Counts;
 use crate::metrics::Metrics;
 use crate::tenant::{self, TenantRecord};
 use crate::usage::Meter;
+
+/// What following a run's journal yields.
+#[derive(Debug, Clone)]
+pub enum Followed {
+    Record(Box<Record>),
+    /// The last: how the run ended, or `None` when it is not running here
+    /// and has not ended (it can be resumed); and the last record's
+    /// sequence number.
+    End {
+        status: Option<RunStatus>,
+        last: Option<u64>,
+    },
+}
 
 /// Journal records of a live run waiting for a slow watcher; one that
 /// falls further behind reads the journal instead.
@@ -331,6 +344,19 @@ impl RunHost {
             .map(|run| run.watchers.subscribe())
     }
 
+    /// `run`'s journal records from sequence `next` on, each once and in
+    /// order: what the journal holds, then live ones while it runs here,
+    /// then how it ended. Stops when the receiver is dropped.
+    pub fn follow(&self, tenant: &str, run: &str, next: u64) -> mpsc::Receiver<Followed> {
+        // Watch first, then read the journal: nothing written in between
+        // is missed, and what both see is sent once (by sequence number).
+        let live = self.watch(tenant, run);
+        let path = self.runs(tenant).dir(run).join("journal.jsonl");
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(follow(path, next, live, tx));
+        rx
+    }
+
     /// Takes up every run of `tenants` that had not ended (the server was
     /// stopped or killed mid-run): finished tasks stay finished.
     pub async fn resume_all(self: &Arc<Self>, tenants: &[TenantRecord]) {
@@ -362,4 +388,68 @@ impl RunHost {
             }
         }
     }
+}
+
+/// Sends the records from `next` on from the journal, then live ones, then
+/// the end. Stops when the receiver goes away (`tx` closed).
+async fn follow(
+    path: PathBuf,
+    mut next: u64,
+    mut live: Option<broadcast::Receiver<Record>>,
+    tx: mpsc::Sender<Followed>,
+) {
+    let mut ended: Option<RunStatus> = None;
+    loop {
+        // Catch up from the journal (at the start, and after falling
+        // behind the live feed).
+        let records = match journal::read(&path) {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read a run journal");
+                Vec::new()
+            }
+        };
+        let from = next;
+        for record in records.into_iter().filter(|r| r.seq >= from) {
+            next = record.seq + 1;
+            if let Event::RunFinished { status } = &record.event {
+                ended = Some(*status);
+            }
+            if tx.send(Followed::Record(Box::new(record))).await.is_err() {
+                return;
+            }
+        }
+        let Some(receiver) = live.as_mut() else {
+            break;
+        };
+        let received = tokio::select! {
+            received = receiver.recv() => received,
+            () = tx.closed() => return,
+        };
+        match received {
+            // Already sent, from the journal.
+            Ok(record) if record.seq < next => {}
+            Ok(record) if record.seq == next => {
+                next = record.seq + 1;
+                if let Event::RunFinished { status } = &record.event {
+                    ended = Some(*status);
+                }
+                if tx.send(Followed::Record(Box::new(record))).await.is_err() {
+                    return;
+                }
+            }
+            // A gap, or fallen behind: the journal has it.
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => {
+                // The run stopped here; one last read picks up the rest.
+                live = None;
+            }
+        }
+    }
+    let _ = tx
+        .send(Followed::End {
+            status: ended,
+            last: next.checked_sub(1),
+        })
+        .await;
 }

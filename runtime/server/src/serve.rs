@@ -12,6 +12,7 @@ use axum::routing::get;
 use warden_core::{CompiledPlugin, Engine};
 
 use crate::api::{self, AppState, Shared};
+use crate::dashboard;
 use crate::hosting::Hosting;
 use crate::metrics::Metrics;
 use crate::operator::Operator;
@@ -113,6 +114,7 @@ impl Server {
     /// Every route, ready to serve.
     pub fn router(&self) -> Router {
         api::router()
+            .merge(dashboard::router())
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))

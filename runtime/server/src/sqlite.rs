@@ -10,7 +10,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use warden_api::BoxFuture;
 
 use crate::control::{
-    AuditHead, ControlError, ControlResult, ControlStore, Counts, IdempotentRun, UsageRow,
+    AuditHead, ControlError, ControlResult, ControlStore, Counts, IdempotentRun, SessionRecord,
+    UsageRow,
 };
 use crate::key::KeyRecord;
 use crate::tenant::TenantRecord;
@@ -49,6 +50,11 @@ CREATE TABLE IF NOT EXISTS usage (
     output_tokens INTEGER NOT NULL,
     cost REAL NOT NULL,
     PRIMARY KEY (tenant, day, kind, model)
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    expires INTEGER NOT NULL,
+    record TEXT NOT NULL
 );
 ";
 
@@ -358,6 +364,33 @@ impl ControlStore for SqliteControl {
                 })
             })?;
             rows.collect()
+        }))
+    }
+
+    fn add_session<'a>(&'a self, session: &'a SessionRecord) -> BoxFuture<'a, ControlResult<()>> {
+        let result = encode(session).and_then(|record| {
+            self.with(|db| {
+                db.prepare_cached("INSERT INTO sessions (id, expires, record) VALUES (?1, ?2, ?3)")?
+                    .execute(params![session.id, session.expires, record])
+            })
+            .map(drop)
+        });
+        ready(result)
+    }
+
+    fn session<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ControlResult<Option<SessionRecord>>> {
+        ready(self.with(|db| {
+            db.prepare_cached("SELECT record FROM sessions WHERE id = ?1")?
+                .query_row([id], |row| decode(row.get(0)?))
+                .optional()
+        }))
+    }
+
+    fn remove_session<'a>(&'a self, id: &'a str, now: i64) -> BoxFuture<'a, ControlResult<()>> {
+        ready(self.with(|db| {
+            db.prepare_cached("DELETE FROM sessions WHERE id = ?1 OR expires <= ?2")?
+                .execute(params![id, now])
+                .map(drop)
         }))
     }
 

@@ -8,7 +8,7 @@ mod exec;
 mod mcp;
 mod memory;
 pub mod openapi;
-mod runs;
+pub(crate) mod runs;
 mod tools;
 mod usage;
 

@@ -15,15 +15,14 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, mpsc};
 use warden_core::document;
 use warden_run::workflow::Workflow;
-use warden_run::{Event, Record, RunError, RunState, RunStatus, check_run_id, journal, report};
+use warden_run::{Record, RunError, RunState, RunStatus, check_run_id, report};
 
 use super::{ApiError, AppState, Auth, MAX_BODY, TenantCall};
 use crate::audit::AuditEvent;
 use crate::key::Scope;
-use crate::runs::Submission;
+use crate::runs::{Followed, Submission};
 
 /// A run as listed.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -47,14 +46,14 @@ pub struct Submitted {
     pub events: String,
 }
 
-fn status(state: &RunState) -> String {
+pub(crate) fn status(state: &RunState) -> String {
     match warden_run::ended(state) {
         Some(status) => status_name(status).into(),
         None => "running".into(),
     }
 }
 
-fn status_name(status: RunStatus) -> &'static str {
+pub(crate) fn status_name(status: RunStatus) -> &'static str {
     match status {
         RunStatus::Succeeded => "succeeded",
         RunStatus::NotAccepted => "not-accepted",
@@ -423,18 +422,18 @@ pub async fn events(
             })?,
     };
     load(&state, &call.tenant.name, &id)?;
-    // Watch first, then read the journal: nothing written in between is
-    // missed, and what both see is sent once (by sequence number).
-    let live = state.runs.watch(&call.tenant.name, &id);
-    let path = state
-        .runs
-        .runs(&call.tenant.name)
-        .dir(&id)
-        .join("journal.jsonl");
-    let (tx, rx) = mpsc::channel::<SseEvent>(64);
-    tokio::spawn(follow(path, next, live, tx));
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|event| (Ok(event), rx))
+    let followed = state.runs.follow(&call.tenant.name, &id, next);
+    let stream = futures::stream::unfold(followed, |mut followed| async move {
+        let event = match followed.recv().await? {
+            Followed::Record(record) => sse(&record),
+            Followed::End { status, last } => {
+                let status = status.map_or("stopped", status_name);
+                SseEvent::default()
+                    .event("end")
+                    .data(json!({ "status": status, "last_event_id": last }).to_string())
+            }
+        };
+        Some((Ok(event), followed))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
@@ -456,71 +455,4 @@ fn sse(record: &Record) -> SseEvent {
         .id(record.seq.to_string())
         .event("record")
         .data(data)
-}
-
-/// Sends the records from `next` on from the journal, then live ones, then
-/// the final event. Stops when the client goes away (`tx` closed).
-async fn follow(
-    path: std::path::PathBuf,
-    mut next: u64,
-    mut live: Option<broadcast::Receiver<Record>>,
-    tx: mpsc::Sender<SseEvent>,
-) {
-    let mut ended: Option<RunStatus> = None;
-    loop {
-        // Catch up from the journal (at the start, and after falling
-        // behind the live feed).
-        let records = match journal::read(&path) {
-            Ok(records) => records,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot read a run journal");
-                Vec::new()
-            }
-        };
-        let from = next;
-        for record in records.iter().filter(|r| r.seq >= from) {
-            if tx.send(sse(record)).await.is_err() {
-                return;
-            }
-            next = record.seq + 1;
-            if let Event::RunFinished { status } = &record.event {
-                ended = Some(*status);
-            }
-        }
-        let Some(receiver) = live.as_mut() else {
-            break;
-        };
-        let received = tokio::select! {
-            received = receiver.recv() => received,
-            () = tx.closed() => return,
-        };
-        match received {
-            // Already sent, from the journal.
-            Ok(record) if record.seq < next => {}
-            Ok(record) if record.seq == next => {
-                if tx.send(sse(&record)).await.is_err() {
-                    return;
-                }
-                next = record.seq + 1;
-                if let Event::RunFinished { status } = &record.event {
-                    ended = Some(*status);
-                }
-            }
-            // A gap, or fallen behind: the journal has it.
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => {
-                // The run stopped here; one last read picks up the rest.
-                live = None;
-            }
-        }
-    }
-    let status = match ended {
-        Some(status) => status_name(status),
-        None => "stopped",
-    };
-    let last = next.checked_sub(1);
-    let end = SseEvent::default()
-        .event("end")
-        .data(json!({ "status": status, "last_event_id": last }).to_string());
-    let _ = tx.send(end).await;
 }

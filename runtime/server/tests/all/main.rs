@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod api;
+mod dashboard;
 mod mcp;
 mod memory;
 mod runs;

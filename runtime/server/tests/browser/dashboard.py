@@ -1,0 +1,85 @@
+"""The dashboard in a real browser: Debian's chromium and chromedriver,
+driven by selenium (PyPI), against a warden serve the Rust test started.
+
+Environment: WARDEN_BASE (http://127.0.0.1:PORT), WARDEN_KEY_A and
+WARDEN_KEY_B (two tenants' keys), WARDEN_RUN (a run of tenant A whose tool
+result holds markup that must not run), WARDEN_SHOTS (where screenshots
+go). Exits non-zero, saying what failed, on the first failure.
+"""
+
+import os
+import shutil
+import sys
+import time
+
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+BASE = os.environ["WARDEN_BASE"]
+RUN = os.environ["WARDEN_RUN"]
+SHOTS = os.environ["WARDEN_SHOTS"]
+
+
+def browser():
+    options = Options()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                 "--disable-gpu", "--window-size=1280,900"):
+        options.add_argument(flag)
+    driver = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def sign_in(driver, key):
+    driver.get(BASE + "/")
+    assert driver.current_url.endswith("/sign-in"), driver.current_url
+    driver.find_element(By.ID, "key").send_keys(key)
+    driver.find_element(By.CSS_SELECTOR, "form.sign-in button").click()
+    WebDriverWait(driver, 10).until(lambda d: not d.current_url.endswith("/sign-in"))
+
+
+def main():
+    os.makedirs(SHOTS, exist_ok=True)
+    a = browser()
+    try:
+        sign_in(a, os.environ["WARDEN_KEY_A"])
+        assert "Runs of" in a.page_source, a.page_source
+        # The runs list links the run; open it as a user would.
+        WebDriverWait(a, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, f'a[href="/runs/{RUN}"]'))
+        a.find_element(By.CSS_SELECTOR, f'a[href="/runs/{RUN}"]').click()
+        # Every task reaches its final colour without a reload.
+        def settled(d):
+            nodes = d.find_elements(By.CSS_SELECTOR, "#dag g.task")
+            return nodes and all(n.get_attribute("data-status") == "done" for n in nodes)
+        WebDriverWait(a, 60).until(settled)
+        WebDriverWait(a, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline li.tool-call"))
+        # The tool's output is on the page as text, and ran nothing.
+        text = a.find_element(By.ID, "timeline").text
+        assert "<script>window.owned=1</script>" in text, text
+        assert a.execute_script("return window.owned === undefined"), "a guest's markup ran"
+        assert not a.find_elements(By.CSS_SELECTOR, "#timeline script, #timeline img")
+        a.save_screenshot(os.path.join(SHOTS, "run.png"))
+    finally:
+        a.quit()
+
+    b = browser()
+    try:
+        sign_in(b, os.environ["WARDEN_KEY_B"])
+        # Tenant B's list does not show A's run, and its link is "no such run".
+        assert RUN not in b.page_source
+        b.get(f"{BASE}/runs/{RUN}")
+        assert "There is no such run." in b.page_source, b.page_source
+    finally:
+        b.quit()
+    print("dashboard: ok")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:  # one line that says what failed
+        print(f"dashboard: FAILED: {type(e).__name__}: {e}", file=sys.stderr)
+        raise
