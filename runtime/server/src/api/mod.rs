@@ -3,14 +3,14 @@
 //! and a request a client got wrong is a 4xx, never a 5xx.
 
 mod admin;
-mod audit;
+pub(crate) mod audit;
 mod exec;
 mod mcp;
 mod memory;
 pub mod openapi;
 pub(crate) mod runs;
 mod tools;
-mod usage;
+pub(crate) mod usage;
 
 use std::sync::Arc;
 
@@ -115,6 +115,15 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// What the error says, for a page that shows it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,

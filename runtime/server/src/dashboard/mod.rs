@@ -11,6 +11,7 @@
 //! before anything is done.
 
 mod dag;
+mod pages;
 mod runs;
 
 use axum::Router;
@@ -40,6 +41,9 @@ pub fn router() -> Router<AppState> {
         .route("/", get(home))
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-out", post(sign_out))
+        .route("/runs/new", get(pages::new_run).post(pages::start))
+        .route("/usage", get(pages::usage))
+        .route("/audit", get(pages::audit))
         .route("/runs/{id}", get(runs::show))
         .route("/runs/{id}/live", get(runs::live))
         .route("/runs/{id}/cancel", post(runs::cancel))
@@ -148,6 +152,9 @@ pub fn page(title: &str, signed: Option<(&Signed, &str)>, body: Markup) -> Html<
                     @if let Some((signed, csrf)) = signed {
                         nav {
                             a href="/" { "Runs" }
+                            a href="/runs/new" { "Start a run" }
+                            a href="/usage" { "Usage" }
+                            a href="/audit" { "Audit" }
                         }
                         span.who {
                             @match &signed.caller.tenant {

@@ -13,7 +13,7 @@ use warden_tests::artifacts::{CALLER, HELLO, PLUGIN_DIR};
 
 use crate::{Tenant, TestServer};
 
-const RUNNER: &[Scope] = &[Scope::RunsWrite, Scope::RunsRead];
+const RUNNER: &[Scope] = &[Scope::RunsWrite, Scope::RunsRead, Scope::AuditRead];
 
 /// A tool result no page may run: the name is greeted back.
 const HOSTILE_NAME: &str = "<script>window.owned=1</script><img src=x onerror=\"window.owned=2\">";
@@ -290,6 +290,77 @@ async fn a_run_page_shows_what_guests_wrote_as_text_and_only_to_its_tenant() {
     assert!(list.contains(&run), "{list}");
 }
 
+#[tokio::test]
+async fn a_run_started_from_the_page_shows_in_usage_and_audit() {
+    let (server, keys) = start().await;
+    let acme = sign_in(&server, &keys[0]).await;
+    let (status, form) = get(&server, "/runs/new", &acme).await;
+    assert_eq!(status, StatusCode::OK);
+    let token = csrf(&form);
+    let post = |fields: Vec<(&'static str, String)>| {
+        let acme = acme.clone();
+        let url = format!("{}/runs/new", server.base);
+        async move {
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            browser()
+                .post(url)
+                .header("cookie", acme)
+                .form_body(&pairs)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    // Without the session's token nothing starts.
+    let forged = post(vec![("workflow", workflow())]).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(
+        forged
+            .text()
+            .await
+            .unwrap()
+            .contains("not from this session")
+    );
+    let (_, list) = get(&server, "/parts/runs", &acme).await;
+    assert!(list.contains("No runs yet."), "{list}");
+
+    // A broken workflow is shown the API's own error.
+    let broken = post(vec![
+        ("csrf", token.clone()),
+        ("workflow", "version = 1\n[[tasks]]\n".into()),
+    ])
+    .await;
+    assert_eq!(broken.status(), StatusCode::BAD_REQUEST);
+    assert!(broken.text().await.unwrap().contains("Refused"));
+
+    let started = post(vec![("csrf", token.clone()), ("workflow", workflow())]).await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let location = started.headers()[LOCATION].to_str().unwrap().to_string();
+    let run = location.strip_prefix("/runs/").unwrap().to_string();
+    let (status, _) = get(&server, &location, &acme).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, usage) = get(&server, "/usage", &acme).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        usage.contains("Usage of acme") && usage.contains("<svg"),
+        "{usage}"
+    );
+    let (status, audit) = get(&server, "/audit", &acme).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(audit.contains("is whole"), "{audit}");
+    assert!(
+        audit.contains("run.submit") && audit.contains(&run),
+        "{audit}"
+    );
+    let (_, filtered) = get(&server, "/audit?q=session.start", &acme).await;
+    assert!(
+        filtered.contains("session.start") && !filtered.contains("run.submit"),
+        "{filtered}"
+    );
+}
+
 /// Submits the hostile workflow for tenant `key`; its run id.
 async fn submit(server: &TestServer, key: &str) -> String {
     let (status, submitted) = crate::answer(
@@ -309,8 +380,9 @@ async fn submit(server: &TestServer, key: &str) -> String {
 }
 
 /// `tests/browser/dashboard.py` drives Chromium through the pages: sign
-/// in, watch the run's graph reach its final colours live, the tool's
-/// markup shown as text and run nowhere, the other tenant kept out.
+/// in, start a run from its form and watch its graph reach its final
+/// colours live, the tool's markup shown as text and run nowhere, usage
+/// and audit, a form without its token refused, the other tenant kept out.
 #[tokio::test]
 async fn the_dashboard_works_in_chromium() {
     let (server, keys) = start().await;
@@ -324,6 +396,7 @@ async fn the_dashboard_works_in_chromium() {
         .env("WARDEN_KEY_A", &keys[0])
         .env("WARDEN_KEY_B", &keys[1])
         .env("WARDEN_RUN", &run)
+        .env("WARDEN_WORKFLOW", workflow())
         .env("WARDEN_SHOTS", &shots);
     let out = tokio::task::spawn_blocking(move || command.output())
         .await
@@ -337,5 +410,6 @@ async fn the_dashboard_works_in_chromium() {
     assert!(out.status.success(), "{said}");
     assert!(said.contains("dashboard: ok"), "{said}");
     assert!(shots.join("run.png").is_file());
+    assert!(shots.join("usage.png").is_file());
     eprintln!("screenshots in {}", shots.display());
 }

@@ -2,9 +2,9 @@
 driven by selenium (PyPI), against a warden serve the Rust test started.
 
 Environment: WARDEN_BASE (http://127.0.0.1:PORT), WARDEN_KEY_A and
-WARDEN_KEY_B (two tenants' keys), WARDEN_RUN (a run of tenant A whose tool
-result holds markup that must not run), WARDEN_SHOTS (where screenshots
-go). Exits non-zero, saying what failed, on the first failure.
+WARDEN_KEY_B (two tenants' keys), WARDEN_RUN (a run of tenant A),
+WARDEN_WORKFLOW (a workflow whose tool result holds markup that must not
+run), WARDEN_SHOTS (where screenshots go). Exits non-zero, saying what failed, on the first failure.
 """
 
 import os
@@ -47,31 +47,58 @@ def main():
     try:
         sign_in(a, os.environ["WARDEN_KEY_A"])
         assert "Runs of" in a.page_source, a.page_source
-        # The runs list links the run; open it as a user would.
+        # The run the test submitted is listed and linked.
         WebDriverWait(a, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, f'a[href="/runs/{RUN}"]'))
-        a.find_element(By.CSS_SELECTOR, f'a[href="/runs/{RUN}"]').click()
+        # Start another from the page, as a user would.
+        a.find_element(By.LINK_TEXT, "Start a run").click()
+        a.find_element(By.ID, "workflow").send_keys(os.environ["WARDEN_WORKFLOW"])
+        a.find_element(By.CSS_SELECTOR, "form.start button").click()
+        WebDriverWait(a, 10).until(lambda d: "/runs/" in d.current_url and not d.current_url.endswith("/new"))
+        started = a.current_url.rsplit("/", 1)[1]
         # Every task reaches its final colour without a reload.
         def settled(d):
             nodes = d.find_elements(By.CSS_SELECTOR, "#dag g.task")
             return nodes and all(n.get_attribute("data-status") == "done" for n in nodes)
         WebDriverWait(a, 60).until(settled)
-        WebDriverWait(a, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline li.tool-call"))
+        WebDriverWait(a, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline li.run-finished"))
+        assert a.find_element(By.ID, "run-status").text == "succeeded"
         # The tool's output is on the page as text, and ran nothing.
         text = a.find_element(By.ID, "timeline").text
         assert "<script>window.owned=1</script>" in text, text
         assert a.execute_script("return window.owned === undefined"), "a guest's markup ran"
         assert not a.find_elements(By.CSS_SELECTOR, "#timeline script, #timeline img")
         a.save_screenshot(os.path.join(SHOTS, "run.png"))
+
+        a.find_element(By.LINK_TEXT, "Usage").click()
+        WebDriverWait(a, 10).until(lambda d: "Usage of" in d.page_source)
+        assert a.find_elements(By.CSS_SELECTOR, "figure.chart svg")
+        a.save_screenshot(os.path.join(SHOTS, "usage.png"))
+
+        a.find_element(By.LINK_TEXT, "Audit").click()
+        assert "is whole" in a.page_source, a.page_source
+
+        # A form posted from elsewhere (no token) is refused.
+        a.execute_script("""
+            const f = document.createElement('form');
+            f.method = 'post'; f.action = '/runs/new';
+            const w = document.createElement('input');
+            w.name = 'goal'; w.value = 'forged';
+            f.appendChild(w); document.body.appendChild(f); f.submit();
+        """)
+        WebDriverWait(a, 10).until(lambda d: "Refused" in d.page_source)
+        assert "not from this session" in a.page_source, a.page_source
     finally:
         a.quit()
 
     b = browser()
     try:
         sign_in(b, os.environ["WARDEN_KEY_B"])
-        # Tenant B's list does not show A's run, and its link is "no such run".
-        assert RUN not in b.page_source
-        b.get(f"{BASE}/runs/{RUN}")
-        assert "There is no such run." in b.page_source, b.page_source
+        # Tenant B's list shows neither of A's runs, and their links are
+        # "no such run".
+        for run in (RUN, started):
+            assert run not in b.page_source
+            b.get(f"{BASE}/runs/{run}")
+            assert "There is no such run." in b.page_source, b.page_source
     finally:
         b.quit()
     print("dashboard: ok")
