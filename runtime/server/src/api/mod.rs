@@ -9,7 +9,7 @@ mod mcp;
 mod memory;
 pub mod openapi;
 pub(crate) mod runs;
-mod tools;
+pub(crate) mod tools;
 pub(crate) mod usage;
 
 use std::sync::Arc;

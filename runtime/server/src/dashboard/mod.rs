@@ -47,6 +47,8 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{id}", get(runs::show))
         .route("/runs/{id}/live", get(runs::live))
         .route("/runs/{id}/cancel", post(runs::cancel))
+        .route("/runs/{id}/files/{*path}", get(runs::file))
+        .route("/tools", get(pages::tools))
         .route("/parts/runs", get(runs::rows))
         .route("/assets/{name}", get(asset))
         .layer(axum::middleware::map_response(secure))
@@ -155,6 +157,7 @@ pub fn page(title: &str, signed: Option<(&Signed, &str)>, body: Markup) -> Html<
                             a href="/runs/new" { "Start a run" }
                             a href="/usage" { "Usage" }
                             a href="/audit" { "Audit" }
+                            a href="/tools" { "Tools" }
                         }
                         span.who {
                             @match &signed.caller.tenant {

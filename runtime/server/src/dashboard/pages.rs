@@ -321,3 +321,44 @@ fn when(ms: u64) -> String {
         time % 60
     )
 }
+
+/// `GET /tools`: what the tenant may call, each tool's argument schema, and
+/// each plugin's manifest (what it asks for, and why).
+pub async fn tools(State(state): State<AppState>, signed: Signed) -> Response {
+    let csrf = signed.csrf(&state);
+    let listed = match crate::api::tools::list(State(state.clone()), auth(&signed)).await {
+        Ok(axum::Json(listed)) => listed,
+        Err(e) => return failed(&e),
+    };
+    let mut plugins: Vec<&str> = listed.iter().map(|t| t.plugin.as_str()).collect();
+    plugins.dedup();
+    let body = html! {
+        h1 { "Tools" }
+        @if listed.is_empty() { p { "This tenant may use no tool plugin." } }
+        @for name in &plugins {
+            @let plugin = state.hosting.plugins().iter().find(|p| p.name() == *name);
+            section.plugin {
+                h2 { "Plugin " code { (name) } }
+                @if let Some(manifest) = plugin.and_then(|p| p.manifest()) {
+                    p { (manifest.description) " (version " (manifest.version) ")" }
+                    details {
+                        summary { "Manifest: capabilities and reasons" }
+                        pre { (toml::to_string_pretty(manifest).unwrap_or_default()) }
+                    }
+                }
+                @if let Some(plugin) = plugin { p.hint { "SHA-256 " code { (plugin.sha256()) } } }
+                @for tool in listed.iter().filter(|t| t.plugin == *name) {
+                    div.tool {
+                        h3 { code { (tool.name) } }
+                        p { (tool.description) }
+                        details {
+                            summary { "Arguments (JSON Schema)" }
+                            pre { (serde_json::to_string_pretty(&tool.input_schema).unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page("Tools", Some((&signed, &csrf)), body).into_response()
+}

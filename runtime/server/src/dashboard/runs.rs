@@ -142,6 +142,10 @@ pub async fn page_of(state: &AppState, signed: &Signed, run: &RunState) -> Respo
                 ol #timeline {}
             }
         }
+        section {
+            h2 { "Artifacts" }
+            div #files { (files_of(run)) }
+        }
     };
     page(&format!("Run {}", run.run), Some((signed, &csrf)), body).into_response()
 }
@@ -291,6 +295,7 @@ fn update(run: &RunState, records: &[Record], whole: bool) -> String {
     html! {
         div #head hx-swap-oob="true" { (head(run)) }
         div #dag hx-swap-oob="true" { (dag::render(run)) }
+        div #files hx-swap-oob="true" { (files_of(run)) }
         @if whole {
             ol #timeline hx-swap-oob="true" { @for r in records { (entry(r)) } }
         } @else {
@@ -425,4 +430,107 @@ pub async fn cancel(
         }
         Err(e) => refused(StatusCode::CONFLICT, &e.to_string()).into_response(),
     }
+}
+
+/// Files listed and bytes shown at most.
+const MOST_FILES: usize = 500;
+const MOST_BYTES: u64 = 1024 * 1024;
+
+/// The regular files under `workspace`, relative, sorted; links are not
+/// followed (a guest may have made one that points anywhere).
+fn artifacts(workspace: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![workspace.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file()
+                && let Ok(relative) = entry.path().strip_prefix(workspace)
+            {
+                found.push(relative.to_string_lossy().into_owned());
+            }
+            if found.len() >= MOST_FILES {
+                break;
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The artifacts part of a run page.
+fn files_of(run: &RunState) -> Markup {
+    let files = artifacts(&run.workspace);
+    html! {
+        @if files.is_empty() {
+            p.hint { "The run's workspace holds no files." }
+        } @else {
+            ul.artifacts {
+                @for file in &files {
+                    li { a href=(format!("/runs/{}/files/{file}", run.run)) { code { (file) } } }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /runs/{id}/files/{path}`: one file of the run's workspace, shown
+/// as text. Only a regular file inside the workspace, reached without a
+/// link, is shown; anything else is "no such file".
+pub async fn file(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path((id, path)): Path<(String, String)>,
+) -> Response {
+    let (_, run) = match load(&state, &signed, &id) {
+        Ok(found) => found,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let missing =
+        || refused(StatusCode::NOT_FOUND, "There is no such file in this run.").into_response();
+    let relative = std::path::Path::new(&path);
+    if relative
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return missing();
+    }
+    // Each step must be a directory or, last, a regular file: never a link.
+    let mut at = run.workspace.clone();
+    for part in relative.components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.is_dir() || meta.is_file() => {}
+            _ => return missing(),
+        }
+    }
+    let Ok(meta) = std::fs::symlink_metadata(&at) else {
+        return missing();
+    };
+    if !meta.is_file() {
+        return missing();
+    }
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(&at).and_then(|file| {
+        use std::io::Read;
+        file.take(MOST_BYTES).read_to_end(&mut bytes)
+    });
+    if read.is_err() {
+        return missing();
+    }
+    let csrf = signed.csrf(&state);
+    let body = html! {
+        p { a href=(format!("/runs/{id}")) { "← run " code { (id) } } }
+        h1 { code { (path) } }
+        @if meta.len() > MOST_BYTES { p.hint { "The first MiB of " (meta.len()) " bytes." } }
+        pre.artifact { (String::from_utf8_lossy(&bytes)) }
+    };
+    page(&path, Some((&signed, &csrf)), body).into_response()
 }

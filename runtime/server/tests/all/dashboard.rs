@@ -13,7 +13,12 @@ use warden_tests::artifacts::{CALLER, HELLO, PLUGIN_DIR};
 
 use crate::{Tenant, TestServer};
 
-const RUNNER: &[Scope] = &[Scope::RunsWrite, Scope::RunsRead, Scope::AuditRead];
+const RUNNER: &[Scope] = &[
+    Scope::RunsWrite,
+    Scope::RunsRead,
+    Scope::AuditRead,
+    Scope::ToolsCall,
+];
 
 /// A tool result no page may run: the name is greeted back.
 const HOSTILE_NAME: &str = "<script>window.owned=1</script><img src=x onerror=\"window.owned=2\">";
@@ -139,6 +144,7 @@ async fn get(server: &TestServer, path: &str, session: &str) -> (StatusCode, Str
 async fn start() -> (TestServer, Vec<String>) {
     let acme = Tenant {
         scopes: RUNNER,
+        plugins: &["*"],
         ..Tenant::new("acme")
     };
     let bolt = Tenant {
@@ -354,11 +360,61 @@ async fn a_run_started_from_the_page_shows_in_usage_and_audit() {
         audit.contains("run.submit") && audit.contains(&run),
         "{audit}"
     );
+    let (status, tools) = get(&server, "/tools", &acme).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        tools.contains("hello__greet") && tools.contains("Manifest"),
+        "{tools}"
+    );
     let (_, filtered) = get(&server, "/audit?q=session.start", &acme).await;
     assert!(
         filtered.contains("session.start") && !filtered.contains("run.submit"),
         "{filtered}"
     );
+}
+
+#[tokio::test]
+async fn artifacts_are_shown_as_text_and_links_lead_nowhere() {
+    let (server, keys) = start().await;
+    let run = submit(&server, &keys[0]).await;
+    let workspace = server
+        .data
+        .path()
+        .join(format!("tenants/acme/runs/{run}/workspace"));
+    std::fs::create_dir_all(workspace.join("out")).unwrap();
+    std::fs::write(
+        workspace.join("out/report.md"),
+        "# Done\n<script>window.owned=3</script>\n",
+    )
+    .unwrap();
+    // What a guest could leave behind: links to the host's files.
+    let secret = server.data.path().join("host-secret.txt");
+    std::fs::write(&secret, "the host's own").unwrap();
+    std::os::unix::fs::symlink(&secret, workspace.join("leak.txt")).unwrap();
+    std::os::unix::fs::symlink(server.data.path(), workspace.join("up")).unwrap();
+
+    let acme = sign_in(&server, &keys[0]).await;
+    let (_, page) = get(&server, &format!("/runs/{run}"), &acme).await;
+    assert!(page.contains("out/report.md"), "{page}");
+    assert!(!page.contains("leak.txt"), "{page}");
+    let (status, shown) = get(&server, &format!("/runs/{run}/files/out/report.md"), &acme).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(shown.contains("&lt;script&gt;window.owned=3"), "{shown}");
+    assert!(!shown.contains("<script>window"), "{shown}");
+    for path in [
+        "leak.txt",
+        "up/host-secret.txt",
+        "../../../../host-secret.txt",
+        "%2e%2e/%2e%2e/host-secret.txt",
+        "out",
+    ] {
+        let (status, body) = get(&server, &format!("/runs/{run}/files/{path}"), &acme).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert!(!body.contains("the host's own"), "{path}: {body}");
+    }
+    let bolt = sign_in(&server, &keys[1]).await;
+    let (status, _) = get(&server, &format!("/runs/{run}/files/out/report.md"), &bolt).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 /// Submits the hostile workflow for tenant `key`; its run id.
@@ -387,6 +443,12 @@ async fn submit(server: &TestServer, key: &str) -> String {
 async fn the_dashboard_works_in_chromium() {
     let (server, keys) = start().await;
     let run = submit(&server, &keys[0]).await;
+    let workspace = server
+        .data
+        .path()
+        .join(format!("tenants/acme/runs/{run}/workspace"));
+    std::fs::create_dir_all(&workspace).unwrap();
+    std::fs::write(workspace.join("notes.txt"), "written by the run\n").unwrap();
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.py");
     let mut command = std::process::Command::new(crate::mcp::python());

@@ -15,6 +15,7 @@ import time
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -33,6 +34,15 @@ def browser():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
+def click(driver, by, what):
+    """Clicks an element the page may redraw under us; False to retry."""
+    try:
+        driver.find_element(by, what).click()
+        return True
+    except (StaleElementReferenceException, NoSuchElementException):
+        return False
+
+
 def sign_in(driver, key):
     driver.get(BASE + "/")
     assert driver.current_url.endswith("/sign-in"), driver.current_url
@@ -49,6 +59,13 @@ def main():
         assert "Runs of" in a.page_source, a.page_source
         # The run the test submitted is listed and linked.
         WebDriverWait(a, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, f'a[href="/runs/{RUN}"]'))
+        # Its page lists its artifacts; one opens as text.
+        a.get(f"{BASE}/runs/{RUN}")
+        # The live stream redraws the list as it (re)connects: click what
+        # is there when it holds still.
+        WebDriverWait(a, 10).until(lambda d: click(d, By.LINK_TEXT, "notes.txt"))
+        WebDriverWait(a, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "pre.artifact"))
+        assert "written by the run" in a.find_element(By.CSS_SELECTOR, "pre.artifact").text
         # Start another from the page, as a user would.
         a.find_element(By.LINK_TEXT, "Start a run").click()
         a.find_element(By.ID, "workflow").send_keys(os.environ["WARDEN_WORKFLOW"])
