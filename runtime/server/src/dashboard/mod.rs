@@ -153,11 +153,15 @@ pub fn page(title: &str, signed: Option<(&Signed, &str)>, body: Markup) -> Html<
                     a.brand href="/" { "warden" }
                     @if let Some((signed, csrf)) = signed {
                         nav {
-                            a href="/" { "Runs" }
-                            a href="/runs/new" { "Start a run" }
-                            a href="/usage" { "Usage" }
-                            a href="/audit" { "Audit" }
-                            a href="/tools" { "Tools" }
+                            @if signed.caller.tenant.is_some() {
+                                a href="/" { "Runs" }
+                                a href="/runs/new" { "Start a run" }
+                                a href="/usage" { "Usage" }
+                                a href="/audit" { "Audit" }
+                                a href="/tools" { "Tools" }
+                            } @else {
+                                a href="/" { "Tenants" }
+                            }
                         }
                         span.who {
                             @match &signed.caller.tenant {

@@ -362,3 +362,72 @@ pub async fn tools(State(state): State<AppState>, signed: Signed) -> Response {
     };
     page("Tools", Some((&signed, &csrf)), body).into_response()
 }
+
+/// An operator's home: every tenant with its quotas and keys (never a
+/// key's secret, which the server does not keep).
+pub async fn operator(state: &AppState, signed: &Signed) -> Response {
+    let csrf = signed.csrf(state);
+    let (tenants, keys) = match (
+        state.operator.tenants().await,
+        state.operator.keys(None).await,
+    ) {
+        (Ok(tenants), Ok(keys)) => (tenants, keys),
+        _ => {
+            return refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The control store cannot be read now; the server's log says why.",
+            )
+            .into_response();
+        }
+    };
+    let date = |secs: i64| crate::usage::day_of(u64::try_from(secs).unwrap_or(0));
+    let body = html! {
+        h1 { "Tenants" }
+        table.tenants {
+            thead { tr {
+                th { "Tenant" } th { "Plugins" } th { "Requests/s (burst)" } th { "Sandboxes (queue)" }
+                th { "Runs" } th { "Per day" } th { "Memories" } th { "Workspace" } th { "Policy" }
+            } }
+            tbody {
+                @if tenants.is_empty() { tr { td colspan="9" { "No tenants: " code { "warden tenants add NAME" } } } }
+                @for t in &tenants {
+                    @let q = &t.quotas;
+                    tr data-tenant=(t.name) {
+                        td { strong { (t.name) } }
+                        td { (t.plugins.join(", ")) }
+                        td { (q.requests_per_second) " (" (q.burst) ")" }
+                        td { (q.concurrent_calls) " (" (q.queued_calls) ")" }
+                        td { (q.runs_in_flight) }
+                        td {
+                            @if let Some(f) = q.fuel_per_day { (f) " fuel " }
+                            @if let Some(t) = q.tokens_per_day { (t) " tokens " }
+                            @if let Some(c) = q.cost_per_day { "$" (c) }
+                        }
+                        td { (q.memory_entries.map(|m| m.to_string()).unwrap_or_else(|| "—".into())) }
+                        td { (q.workspace_mib.map(|m| format!("{m} MiB")).unwrap_or_else(|| "—".into())) }
+                        td { @if let Some(policy) = &t.policy { details { summary { "policy" } pre { (policy) } } } @else { "none" } }
+                    }
+                }
+            }
+        }
+        h2 { "Keys" }
+        table.keys {
+            thead { tr { th { "Id" } th { "Tenant" } th { "Scopes" } th { "Created" } th { "Expires" } th { "Revoked" } th { "Label" } } }
+            tbody {
+                @for k in &keys {
+                    tr {
+                        td { code { (k.id) } }
+                        td { (k.tenant.clone().unwrap_or_else(|| "(operator)".into())) }
+                        td { (k.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")) }
+                        td { (date(k.created)) }
+                        td { (k.expires.map(date).unwrap_or_default()) }
+                        td { (k.revoked.map(date).unwrap_or_default()) }
+                        td { (k.label.clone().unwrap_or_default()) }
+                    }
+                }
+            }
+        }
+        p.hint { "Change them with " code { "warden tenants" } " and " code { "warden keys" } ", or the admin API under " code { "/v1/admin" } "." }
+    };
+    page("Tenants", Some((signed, &csrf)), body).into_response()
+}

@@ -55,6 +55,9 @@ fn tenant_of(signed: &Signed) -> Option<&str> {
 /// The visitor's home: its tenant's runs, or what an operator may see.
 pub async fn list(state: &AppState, signed: &Signed) -> Response {
     let csrf = signed.csrf(state);
+    if signed.caller.tenant.is_none() && signed.caller.may(Scope::Admin) {
+        return super::pages::operator(state, signed).await;
+    }
     let Some(tenant) = tenant_of(signed) else {
         let body = html! {
             h1 { "Runs" }

@@ -230,6 +230,22 @@ async fn signing_in_takes_a_key_and_the_forms_token() {
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     assert_eq!(get(&server, "/", &session).await.0, StatusCode::SEE_OTHER);
 
+    // An operator's key sees tenants, their quotas and keys (never a
+    // secret).
+    let admin = crate::key(&server.operator(), None, &[Scope::Admin]).await;
+    let operator = sign_in(&server, &admin).await;
+    let (status, tenants) = get(&server, "/", &operator).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        tenants.contains("data-tenant=\"acme\"") && tenants.contains("data-tenant=\"bolt\""),
+        "{tenants}"
+    );
+    assert!(tenants.contains(&keys[1][4..20]), "{tenants}");
+    assert!(
+        !tenants.contains(&keys[1][21..]),
+        "a key's secret is never shown"
+    );
+
     // A session ends with its key.
     let session = sign_in(&server, &keys[0]).await;
     let id = keys[0][4..20].to_string();
