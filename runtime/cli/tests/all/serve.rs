@@ -31,10 +31,15 @@ fn call(addr: &str, key: &str, tool: &str, body: &str) -> String {
 
 /// A `warden serve` process on a loopback port, and its address.
 fn serve(s: &Scratch, plugins: &std::path::Path) -> (std::process::Child, String) {
+    serve_at(s, plugins, "127.0.0.1:0")
+}
+
+/// The same, listening on `listen`.
+fn serve_at(s: &Scratch, plugins: &std::path::Path, listen: &str) -> (std::process::Child, String) {
     let mut server = Command::new(env!("CARGO_BIN_EXE_warden"))
         .env("WARDEN_DATA_DIR", s.data.path())
         .env_remove("RUST_LOG")
-        .args(["serve", "--listen", "127.0.0.1:0", "--plugin-dir"])
+        .args(["serve", "--listen", listen, "--plugin-dir"])
         .arg(plugins)
         .stderr(Stdio::piped())
         .spawn()
@@ -167,6 +172,108 @@ input = { calls = [{ tool = "hostile.sleep", arguments = { ms = 4000 } }] }
     assert_eq!(started("a"), 1, "a finished task is not repeated");
     assert_eq!(started("b"), 2, "the cut attempt runs again");
     assert!(events.iter().any(|e| e["event"] == "run-resumed"));
+}
+
+/// The dashboard's run page in Chromium stays current while the server is
+/// killed mid-run and started again on the same port: the page reconnects
+/// by itself and shows the run finish, with no reload
+/// (`runtime/server/tests/browser/restart.py`).
+#[test]
+fn a_run_page_stays_current_across_a_server_restart() {
+    let s = Scratch::new();
+    assert_eq!(code(&s.run(&["tenants", "add", "acme"])), 0);
+    let out = s.run(&[
+        "keys",
+        "create",
+        "--tenant",
+        "acme",
+        "--scope",
+        "runs:write,runs:read",
+    ]);
+    let key = stdout(&out).trim().to_string();
+    let plugins = s.cwd.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    for (from, name) in [(HELLO, "hello"), (CALLER, "caller"), (HOSTILE, "hostile")] {
+        std::fs::copy(from, plugins.join(format!("{name}.wasm"))).unwrap();
+    }
+    let workflow = r#"
+version = 1
+name = "restart"
+[roles.caller]
+plugin = "caller"
+tools = ["hello", "hostile"]
+[[tasks]]
+id = "a"
+role = "caller"
+prompt = "greet"
+input = { calls = [{ tool = "hello.greet", arguments = { name = "Ada" } }] }
+[[tasks]]
+id = "b"
+role = "caller"
+prompt = "wait"
+depends-on = ["a"]
+input = { calls = [{ tool = "hostile.sleep", arguments = { ms = 6000 } }] }
+"#;
+    let (mut server, addr) = serve(&s, &plugins);
+    let submitted = http(
+        &addr,
+        &format!(
+            "POST /v1/runs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/toml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{workflow}",
+            workflow.len()
+        ),
+    );
+    assert!(submitted.starts_with("HTTP/1.1 202"), "{submitted}");
+    let run = body(&submitted)["id"].as_str().unwrap().to_string();
+
+    let restarted = s.cwd.path().join("restarted");
+    let python = std::env::var_os("WARDEN_PYTHON")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".cache/warden/venv/bin/python"))
+        })
+        .expect("HOME or WARDEN_PYTHON is set");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/tests/browser/restart.py");
+    let mut browser = Command::new(python)
+        .arg(script)
+        .env("WARDEN_BASE", format!("http://{addr}"))
+        .env("WARDEN_KEY", &key)
+        .env("WARDEN_RUN", &run)
+        .env("WARDEN_RESTARTED", &restarted)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the browser suite (scripts/dev setup installs selenium and chromium)");
+    let mut said = BufReader::new(browser.stdout.take().unwrap()).lines();
+    let ready = said.next().map(|l| l.unwrap()).unwrap_or_default();
+    if ready != "ready" {
+        let mut err = String::new();
+        browser
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        let _ = server.kill();
+        panic!("the page never showed a before the restart: {ready} {err}");
+    }
+    server.kill().unwrap(); // SIGKILL, mid-task b
+    server.wait().unwrap();
+    let (mut server, again) = serve_at(&s, &plugins, &addr);
+    assert_eq!(again, addr);
+    std::fs::write(&restarted, "").unwrap();
+    let out = browser.wait_with_output().unwrap();
+    let rest: Vec<String> = said.map(|l| l.unwrap_or_default()).collect();
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    server.wait().unwrap();
+    assert!(
+        out.status.success() && rest.iter().any(|l| l == "restart: ok"),
+        "{rest:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

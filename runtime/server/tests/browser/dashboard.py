@@ -19,9 +19,9 @@ from selenium.common.exceptions import NoSuchElementException, StaleElementRefer
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-BASE = os.environ["WARDEN_BASE"]
-RUN = os.environ["WARDEN_RUN"]
-SHOTS = os.environ["WARDEN_SHOTS"]
+BASE = os.environ.get("WARDEN_BASE", "")
+RUN = os.environ.get("WARDEN_RUN", "")
+SHOTS = os.environ.get("WARDEN_SHOTS", "")
 
 
 def browser():
