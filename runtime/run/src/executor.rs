@@ -666,6 +666,17 @@ pub const JOURNAL_ATTEMPT_BYTES: usize = 1024 * 1024;
 /// records for a task; a larger one fails the attempt.
 pub const JOURNAL_OUTCOME_BYTES: usize = 1024 * 1024;
 
+/// Cuts `text` to at most `most` bytes, at a character boundary.
+fn cut(text: &mut String, most: usize) {
+    if text.len() > most {
+        let mut end = most;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
+
 /// Journals every tool call of one attempt, and answers a call an earlier
 /// attempt already made (same position, tool and arguments) from the
 /// journal instead of running it again.
@@ -693,19 +704,19 @@ impl ToolObserver for Journaled {
             .saturating_sub(self.kept.load(Ordering::Relaxed))
             .min(JOURNAL_CALL_BYTES);
         let truncated = result.len() > room;
-        if truncated {
-            let mut end = room;
-            while !result.is_char_boundary(end) {
-                end -= 1;
-            }
-            result.truncate(end);
-        }
-        self.kept.fetch_add(result.len(), Ordering::Relaxed);
+        cut(&mut result, room);
+        // The arguments take what the result left of the call's room; cut
+        // arguments do not make the result unusable for a replay.
+        let mut arguments = report.arguments.clone();
+        cut(&mut arguments, room.saturating_sub(result.len()));
+        self.kept
+            .fetch_add(result.len() + arguments.len(), Ordering::Relaxed);
         // A failed write stops the run once this attempt ends.
         if let Err(e) = self.recorder.record(Event::ToolCall {
             task: self.task.clone(),
             attempt: self.attempt,
             key: report.key.clone(),
+            arguments,
             ok,
             result,
             truncated,

@@ -46,6 +46,10 @@ pub enum Event {
         task: String,
         attempt: u32,
         key: ToolCallKey,
+        /// The arguments (JSON), cut short like the result; empty in
+        /// journals written before they were kept.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        arguments: String,
         ok: bool,
         /// The JSON result when `ok`, else the error; cut short (and then
         /// `truncated`) past what the journal keeps per call and per task.

@@ -212,6 +212,7 @@ fn describe(event: &Event) -> (&'static str, String) {
         Event::ToolCall {
             task,
             key,
+            arguments,
             ok,
             result,
             truncated,
@@ -232,8 +233,9 @@ fn describe(event: &Event) -> (&'static str, String) {
             (
                 "tool-call",
                 format!(
-                    "{task} called {}{how}: {} ({ms} ms)",
+                    "{task} called {}({}){how}: {} ({ms} ms)",
                     key.tool,
+                    dag::clip(arguments, 300),
                     dag::clip(result, 400)
                 ),
             )

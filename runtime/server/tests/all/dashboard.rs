@@ -297,6 +297,11 @@ async fn a_run_page_shows_what_guests_wrote_as_text_and_only_to_its_tenant() {
     assert!(!timeline.contains("<script>window"), "{timeline}");
     assert!(!timeline.contains("<img src=x"), "{timeline}");
     assert!(timeline.contains("data-status=\"done\""), "{timeline}");
+    // The call's arguments are on the timeline too, escaped.
+    assert!(
+        timeline.contains("hello.greet({&quot;name&quot;:&quot;&lt;script&gt;"),
+        "{timeline}"
+    );
 
     // Bolt's session: acme's run is exactly like a run that does not exist.
     let bolt = sign_in(&server, &keys[1]).await;
