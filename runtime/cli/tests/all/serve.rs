@@ -92,9 +92,9 @@ fn wait_for(
     panic!("run {run}: {what} did not happen in 60 s");
 }
 
-#[test]
-fn a_run_cut_by_kill_9_finishes_when_the_server_starts_again() {
-    let s = Scratch::new();
+/// Tenant acme with a key that may start and read runs, and a plugin dir
+/// holding the roles and tools the runs here use.
+fn runner(s: &Scratch) -> (String, std::path::PathBuf) {
     assert_eq!(code(&s.run(&["tenants", "add", "acme"])), 0);
     let out = s.run(&[
         "keys",
@@ -110,6 +110,26 @@ fn a_run_cut_by_kill_9_finishes_when_the_server_starts_again() {
     for (from, name) in [(HELLO, "hello"), (CALLER, "caller"), (HOSTILE, "hostile")] {
         std::fs::copy(from, plugins.join(format!("{name}.wasm"))).unwrap();
     }
+    (key, plugins)
+}
+
+/// Submits `workflow` (TOML) with `key`; the run's id.
+fn submit(addr: &str, key: &str, workflow: &str) -> String {
+    let submitted = http(
+        addr,
+        &format!(
+            "POST /v1/runs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/toml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{workflow}",
+            workflow.len()
+        ),
+    );
+    assert!(submitted.starts_with("HTTP/1.1 202"), "{submitted}");
+    body(&submitted)["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_run_cut_by_kill_9_finishes_when_the_server_starts_again() {
+    let s = Scratch::new();
+    let (key, plugins) = runner(&s);
     let workflow = r#"
 version = 1
 name = "cut"
@@ -129,15 +149,7 @@ depends-on = ["a"]
 input = { calls = [{ tool = "hostile.sleep", arguments = { ms = 4000 } }] }
 "#;
     let (mut server, addr) = serve(&s, &plugins);
-    let submitted = http(
-        &addr,
-        &format!(
-            "POST /v1/runs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/toml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{workflow}",
-            workflow.len()
-        ),
-    );
-    assert!(submitted.starts_with("HTTP/1.1 202"), "{submitted}");
-    let run = body(&submitted)["id"].as_str().unwrap().to_string();
+    let run = submit(&addr, &key, workflow);
     wait_for(&addr, &key, &run, "task a done, b running", |r| {
         r["tasks"][0]["status"] == "done" && r["tasks"][1]["status"] == "running"
     });
@@ -181,21 +193,7 @@ input = { calls = [{ tool = "hostile.sleep", arguments = { ms = 4000 } }] }
 #[test]
 fn a_run_page_stays_current_across_a_server_restart() {
     let s = Scratch::new();
-    assert_eq!(code(&s.run(&["tenants", "add", "acme"])), 0);
-    let out = s.run(&[
-        "keys",
-        "create",
-        "--tenant",
-        "acme",
-        "--scope",
-        "runs:write,runs:read",
-    ]);
-    let key = stdout(&out).trim().to_string();
-    let plugins = s.cwd.path().join("plugins");
-    std::fs::create_dir(&plugins).unwrap();
-    for (from, name) in [(HELLO, "hello"), (CALLER, "caller"), (HOSTILE, "hostile")] {
-        std::fs::copy(from, plugins.join(format!("{name}.wasm"))).unwrap();
-    }
+    let (key, plugins) = runner(&s);
     let workflow = r#"
 version = 1
 name = "restart"
@@ -215,15 +213,7 @@ depends-on = ["a"]
 input = { calls = [{ tool = "hostile.sleep", arguments = { ms = 6000 } }] }
 "#;
     let (mut server, addr) = serve(&s, &plugins);
-    let submitted = http(
-        &addr,
-        &format!(
-            "POST /v1/runs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/toml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{workflow}",
-            workflow.len()
-        ),
-    );
-    assert!(submitted.starts_with("HTTP/1.1 202"), "{submitted}");
-    let run = body(&submitted)["id"].as_str().unwrap().to_string();
+    let run = submit(&addr, &key, workflow);
 
     let restarted = s.cwd.path().join("restarted");
     let python = std::env::var_os("WARDEN_PYTHON")

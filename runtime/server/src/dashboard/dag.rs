@@ -28,14 +28,17 @@ pub fn status_class(task: &TaskState) -> &'static str {
     }
 }
 
-/// Each task's column: the length of its longest chain of dependencies.
-fn columns(run: &RunState) -> Vec<usize> {
-    let index: HashMap<&str, usize> = run
-        .tasks
+/// Each task's position in the run, by id.
+fn index(run: &RunState) -> HashMap<&str, usize> {
+    run.tasks
         .iter()
         .enumerate()
         .map(|(i, t)| (t.spec.id.as_str(), i))
-        .collect();
+        .collect()
+}
+
+/// Each task's column: the length of its longest chain of dependencies.
+fn columns(run: &RunState, index: &HashMap<&str, usize>) -> Vec<usize> {
     let mut column: Vec<Option<usize>> = vec![None; run.tasks.len()];
     // Tasks arrive after what they depend on, so one pass in order is
     // enough; a reference to an unknown or later task counts as none.
@@ -56,7 +59,8 @@ fn columns(run: &RunState) -> Vec<usize> {
 
 /// The run's graph as an SVG element.
 pub fn render(run: &RunState) -> Markup {
-    let column = columns(run);
+    let index = index(run);
+    let column = columns(run, &index);
     let mut rows: HashMap<usize, i64> = HashMap::new();
     let mut at = Vec::with_capacity(run.tasks.len());
     for &c in &column {
@@ -71,12 +75,6 @@ pub fn render(run: &RunState) -> Markup {
     let rows_used = rows.values().copied().max().unwrap_or(0);
     let width = (2 * MARGIN + columns_used * (WIDTH + GAP_X) - GAP_X).max(WIDTH);
     let height = (2 * MARGIN + rows_used * (HEIGHT + GAP_Y) - GAP_Y).max(HEIGHT);
-    let index: HashMap<&str, usize> = run
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.spec.id.as_str(), i))
-        .collect();
     let mut edges = Vec::new();
     for (i, task) in run.tasks.iter().enumerate() {
         for (from, kind) in task

@@ -398,10 +398,7 @@ async fn a_run_started_from_the_page_shows_in_usage_and_audit() {
 async fn artifacts_are_shown_as_text_and_links_lead_nowhere() {
     let (server, keys) = start().await;
     let run = submit(&server, &keys[0]).await;
-    let workspace = server
-        .data
-        .path()
-        .join(format!("tenants/acme/runs/{run}/workspace"));
+    let workspace = workspace(&server, &run);
     std::fs::create_dir_all(workspace.join("out")).unwrap();
     std::fs::write(
         workspace.join("out/report.md"),
@@ -438,6 +435,14 @@ async fn artifacts_are_shown_as_text_and_links_lead_nowhere() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// Where acme's run `run` keeps its files.
+fn workspace(server: &TestServer, run: &str) -> std::path::PathBuf {
+    server
+        .data
+        .path()
+        .join(format!("tenants/acme/runs/{run}/workspace"))
+}
+
 /// Submits the hostile workflow for tenant `key`; its run id.
 async fn submit(server: &TestServer, key: &str) -> String {
     let (status, submitted) = crate::answer(
@@ -464,10 +469,7 @@ async fn submit(server: &TestServer, key: &str) -> String {
 async fn the_dashboard_works_in_chromium() {
     let (server, keys) = start().await;
     let run = submit(&server, &keys[0]).await;
-    let workspace = server
-        .data
-        .path()
-        .join(format!("tenants/acme/runs/{run}/workspace"));
+    let workspace = workspace(&server, &run);
     std::fs::create_dir_all(&workspace).unwrap();
     std::fs::write(workspace.join("notes.txt"), "written by the run\n").unwrap();
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
