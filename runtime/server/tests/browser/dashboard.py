@@ -34,6 +34,11 @@ def browser():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
+def wait(driver, seconds):
+    """A wait that retries when the live stream redraws what it reads."""
+    return WebDriverWait(driver, seconds, ignored_exceptions=(StaleElementReferenceException,))
+
+
 def click(driver, by, what):
     """Clicks an element the page may redraw under us; False to retry."""
     try:
@@ -48,7 +53,7 @@ def sign_in(driver, key):
     assert driver.current_url.endswith("/sign-in"), driver.current_url
     driver.find_element(By.ID, "key").send_keys(key)
     driver.find_element(By.CSS_SELECTOR, "form.sign-in button").click()
-    WebDriverWait(driver, 10).until(lambda d: not d.current_url.endswith("/sign-in"))
+    wait(driver, 10).until(lambda d: not d.current_url.endswith("/sign-in"))
 
 
 def main():
@@ -58,36 +63,36 @@ def main():
         sign_in(a, os.environ["WARDEN_KEY_A"])
         assert "Runs of" in a.page_source, a.page_source
         # The run the test submitted is listed and linked.
-        WebDriverWait(a, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, f'a[href="/runs/{RUN}"]'))
+        wait(a, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, f'a[href="/runs/{RUN}"]'))
         # Its page lists its artifacts; one opens as text.
         a.get(f"{BASE}/runs/{RUN}")
         # The live stream redraws the list as it (re)connects: click what
         # is there when it holds still.
-        WebDriverWait(a, 10).until(lambda d: click(d, By.LINK_TEXT, "notes.txt"))
-        WebDriverWait(a, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "pre.artifact"))
+        wait(a, 10).until(lambda d: click(d, By.LINK_TEXT, "notes.txt"))
+        wait(a, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "pre.artifact"))
         assert "written by the run" in a.find_element(By.CSS_SELECTOR, "pre.artifact").text
         # Start another from the page, as a user would.
         a.find_element(By.LINK_TEXT, "Start a run").click()
         a.find_element(By.ID, "workflow").send_keys(os.environ["WARDEN_WORKFLOW"])
         a.find_element(By.CSS_SELECTOR, "form.start button").click()
-        WebDriverWait(a, 10).until(lambda d: "/runs/" in d.current_url and not d.current_url.endswith("/new"))
+        wait(a, 10).until(lambda d: "/runs/" in d.current_url and not d.current_url.endswith("/new"))
         started = a.current_url.rsplit("/", 1)[1]
         # Every task reaches its final colour without a reload.
         def settled(d):
             nodes = d.find_elements(By.CSS_SELECTOR, "#dag g.task")
             return nodes and all(n.get_attribute("data-status") == "done" for n in nodes)
-        WebDriverWait(a, 60).until(settled)
-        WebDriverWait(a, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline li.run-finished"))
-        assert a.find_element(By.ID, "run-status").text == "succeeded"
+        wait(a, 60).until(settled)
+        wait(a, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline li.run-finished"))
+        wait(a, 10).until(lambda d: d.find_element(By.ID, "run-status").text == "succeeded")
         # The tool's output is on the page as text, and ran nothing.
-        text = a.find_element(By.ID, "timeline").text
+        text = wait(a, 10).until(lambda d: d.find_element(By.ID, "timeline").text)
         assert "<script>window.owned=1</script>" in text, text
         assert a.execute_script("return window.owned === undefined"), "a guest's markup ran"
         assert not a.find_elements(By.CSS_SELECTOR, "#timeline script, #timeline img")
         a.save_screenshot(os.path.join(SHOTS, "run.png"))
 
         a.find_element(By.LINK_TEXT, "Usage").click()
-        WebDriverWait(a, 10).until(lambda d: "Usage of" in d.page_source)
+        wait(a, 10).until(lambda d: "Usage of" in d.page_source)
         assert a.find_elements(By.CSS_SELECTOR, "figure.chart svg")
         a.save_screenshot(os.path.join(SHOTS, "usage.png"))
 
@@ -102,7 +107,7 @@ def main():
             w.name = 'goal'; w.value = 'forged';
             f.appendChild(w); document.body.appendChild(f); f.submit();
         """)
-        WebDriverWait(a, 10).until(lambda d: "Refused" in d.page_source)
+        wait(a, 10).until(lambda d: "Refused" in d.page_source)
         assert "not from this session" in a.page_source, a.page_source
     finally:
         a.quit()

@@ -13,10 +13,9 @@ import sys
 import time
 
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
 sys.path.insert(0, os.path.dirname(__file__))
-from dashboard import browser, sign_in  # noqa: E402
+from dashboard import browser, sign_in, wait  # noqa: E402
 
 BASE = os.environ["WARDEN_BASE"]
 RUN = os.environ["WARDEN_RUN"]
@@ -34,7 +33,7 @@ def main():
     try:
         sign_in(d, os.environ["WARDEN_KEY"])
         d.get(f"{BASE}/runs/{RUN}")
-        WebDriverWait(d, 30).until(lambda d: statuses(d) == {"a": "done", "b": "running"})
+        wait(d, 30).until(lambda d: statuses(d) == {"a": "done", "b": "running"})
         # A mark that a reload would wipe.
         d.execute_script("window.notReloaded = true")
         print("ready", flush=True)
@@ -42,10 +41,10 @@ def main():
         while not os.path.exists(os.environ["WARDEN_RESTARTED"]):
             assert time.time() < deadline, "the server did not come back"
             time.sleep(0.1)
-        WebDriverWait(d, 60).until(lambda d: statuses(d) == {"a": "done", "b": "done"})
-        WebDriverWait(d, 10).until(lambda d: d.find_element(By.ID, "run-status").text == "succeeded")
+        wait(d, 60).until(lambda d: statuses(d) == {"a": "done", "b": "done"})
+        wait(d, 10).until(lambda d: d.find_element(By.ID, "run-status").text == "succeeded")
         assert d.execute_script("return window.notReloaded === true"), "the page was reloaded"
-        events = d.find_element(By.ID, "timeline").text
+        events = wait(d, 10).until(lambda d: d.find_element(By.ID, "timeline").text)
         assert "taken up again" in events, events
         print("restart: ok", flush=True)
     finally:
