@@ -95,7 +95,7 @@ enum Command {
     /// Fetch or list the model files.
     #[command(subcommand)]
     Models(llm::ModelsCommand),
-    /// Run a workflow of role tasks (or a goal, or resume a stopped run).
+    /// Run a workflow of role tasks (or a goal, or resume a stopped run, or retry a failed one).
     Run(run_cmd::RunArgs),
     /// List runs, or show one's report.
     #[command(subcommand)]

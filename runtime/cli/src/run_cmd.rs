@@ -1,4 +1,4 @@
-//! `warden run` (a workflow, a goal, or `--resume RUN_ID`) and `warden runs
+//! `warden run` (a workflow, a goal, `--resume RUN_ID` or `--retry RUN_ID`) and `warden runs
 //! list|show`.
 
 use std::path::{Path, PathBuf};
@@ -34,6 +34,11 @@ pub struct RunArgs {
     /// Take up a stopped run again (see `warden runs list`).
     #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["workflow", "goal"])]
     resume: Option<String>,
+
+    /// Take up a failed run again: its dead tasks, and the tasks skipped
+    /// because of them, run once more (finished ones stay finished).
+    #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["workflow", "goal", "resume"])]
+    retry: Option<String>,
 
     /// Events as JSON lines on stdout, then the report as JSON.
     #[arg(long)]
@@ -85,9 +90,10 @@ pub async fn run(args: RunArgs, dirs: &Dirs) -> Result<ExitCode, Failure> {
     };
     let sinks = sinks(&args)?;
     let runs = Runs::new(data);
-    let finished = match &args.resume {
-        Some(id) => runs.resume(id, env_for, sinks).await,
-        None => {
+    let finished = match (&args.resume, &args.retry) {
+        (Some(id), _) => runs.resume(id, env_for, sinks).await,
+        (None, Some(id)) => runs.retry(id, env_for, sinks).await,
+        (None, None) => {
             let (workflow, base_dir) = workflow(&args)?;
             runs.start(workflow, args.goal.clone(), &env_for(&base_dir), sinks)
                 .await
@@ -211,7 +217,7 @@ fn workflow(args: &RunArgs) -> Result<(Workflow, PathBuf), Failure> {
             Ok((workflow, PathBuf::from(".")))
         }
         None => Err(Failure::bad_input(
-            "give a workflow file, --goal \"...\", or --resume RUN_ID",
+            "give a workflow file, --goal \"...\", --resume RUN_ID or --retry RUN_ID",
         )),
     }
 }
@@ -263,7 +269,10 @@ impl EventSink for Progress {
     fn event(&self, record: &Record, _state: &RunState) {
         let line = match &record.event {
             Event::RunStarted { run, .. } => format!("run {run} started"),
-            Event::RunResumed { run } => format!("run {run} resumed"),
+            Event::RunResumed { run, retry: false } => format!("run {run} resumed"),
+            Event::RunResumed { run, retry: true } => {
+                format!("run {run} resumed to retry its failed tasks")
+            }
             Event::TaskQueued { task } => {
                 if self.terminal {
                     let bar = self.bars.add(ProgressBar::new_spinner());

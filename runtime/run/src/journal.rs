@@ -30,9 +30,13 @@ pub enum Event {
         #[serde(default)]
         tenant: TenantId,
     },
-    /// A process took the run up again after a stop.
+    /// A process took the run up again after a stop, or (`retry`) after
+    /// it failed: then its dead and skipped tasks are pending again, each
+    /// with a fresh allowance of retries.
     RunResumed {
         run: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        retry: bool,
     },
     TaskQueued {
         task: TaskSpec,
@@ -261,7 +265,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.jsonl");
         let mut j = Journal::create(&path).unwrap();
-        j.append(Event::RunResumed { run: "r".into() }).unwrap();
+        j.append(Event::RunResumed {
+            run: "r".into(),
+            retry: false,
+        })
+        .unwrap();
         j.append(Event::TaskSkipped {
             task: "a".into(),
             because: "b".into(),
@@ -276,7 +284,11 @@ mod tests {
         let (mut j, records) = Journal::open(&path).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(records[1].seq, 1);
-        j.append(Event::RunResumed { run: "r".into() }).unwrap();
+        j.append(Event::RunResumed {
+            run: "r".into(),
+            retry: false,
+        })
+        .unwrap();
         let again = read(&path).unwrap();
         assert_eq!(again.len(), 3);
         assert_eq!(again[2].seq, 2);

@@ -198,6 +198,20 @@ impl Runs {
         }
     }
 
+    /// Takes a failed run up again and drives it to its end: what
+    /// [`Runs::reopen_to_retry`] queues again runs once more.
+    pub async fn retry(
+        &self,
+        run: &str,
+        env_for: impl FnOnce(&Path) -> RunEnv,
+        sinks: Vec<Box<dyn EventSink>>,
+    ) -> Result<Finished, RunError> {
+        match self.reopen_to_retry(run, env_for, sinks).await? {
+            Reopened::Settled(finished) => Ok(finished),
+            Reopened::Started(started) => started.drive().await,
+        }
+    }
+
     /// Takes a stopped run up again as [`Runs::resume`] does, but stops
     /// before driving it: [`Reopened::Settled`] when it had already ended.
     pub async fn reopen(
@@ -205,6 +219,30 @@ impl Runs {
         run: &str,
         env_for: impl FnOnce(&Path) -> RunEnv,
         sinks: Vec<Box<dyn EventSink>>,
+    ) -> Result<Reopened, RunError> {
+        self.reopen_as(run, env_for, sinks, false).await
+    }
+
+    /// Takes a failed (or stopped) run up again to try what did not work
+    /// once more: its dead tasks and the tasks skipped because of them are
+    /// queued again, each with its retries anew; finished tasks stay
+    /// finished. A run that succeeded, was not accepted or was cancelled
+    /// is [`Reopened::Settled`].
+    pub async fn reopen_to_retry(
+        &self,
+        run: &str,
+        env_for: impl FnOnce(&Path) -> RunEnv,
+        sinks: Vec<Box<dyn EventSink>>,
+    ) -> Result<Reopened, RunError> {
+        self.reopen_as(run, env_for, sinks, true).await
+    }
+
+    async fn reopen_as(
+        &self,
+        run: &str,
+        env_for: impl FnOnce(&Path) -> RunEnv,
+        sinks: Vec<Box<dyn EventSink>>,
+        retry: bool,
     ) -> Result<Reopened, RunError> {
         let path = self.existing_journal(run)?;
         let records = journal::read(&path)
@@ -224,7 +262,9 @@ impl Runs {
                 "the journal of run {run} does not start with the run"
             )));
         };
-        if let Some(status) = ended(&state) {
+        if let Some(status) = ended(&state)
+            && !(retry && status == RunStatus::Failed)
+        {
             return Ok(Reopened::Settled(Finished {
                 run: run.to_string(),
                 status,
@@ -245,6 +285,7 @@ impl Runs {
         let recorder = Arc::new(Recorder::new(journal, state, sinks));
         recorder.record(Event::RunResumed {
             run: run.to_string(),
+            retry,
         })?;
         Ok(Reopened::Started(Started::new(
             run.to_string(),

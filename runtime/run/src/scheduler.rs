@@ -462,12 +462,19 @@ impl<E: Executor> Scheduler<E> {
                 }
             }
             Err(error) => {
-                let (failures, max_retries) = self.recorder.state(|s| {
-                    s.task(id)
-                        .map_or((0, 0), |t| (t.failures + 1, t.spec.max_retries))
+                // Failures since the run was last retried count against the
+                // task's retries; `failures` is every attempt that failed.
+                let (failures, counted, max_retries) = self.recorder.state(|s| {
+                    s.task(id).map_or((0, 0, 0), |t| {
+                        (
+                            t.failures + 1,
+                            t.failures + 1 - t.failures_forgiven,
+                            t.spec.max_retries,
+                        )
+                    })
                 });
-                let retry = error.retryable && failures <= max_retries;
-                let delay = retry.then(|| self.backoff(failures));
+                let retry = error.retryable && counted <= max_retries;
+                let delay = retry.then(|| self.backoff(counted));
                 self.recorder.record(Event::TaskFailed {
                     task: id.to_string(),
                     attempt: number,
@@ -488,7 +495,7 @@ impl<E: Executor> Scheduler<E> {
                     }
                     None => {
                         let error = if error.retryable {
-                            format!("{} (gave up after {failures} attempts)", error.message)
+                            format!("{} (gave up after {counted} attempts)", error.message)
                         } else {
                             error.message
                         };
@@ -1049,6 +1056,81 @@ mod tests {
                     .contains("after")
             );
             assert_eq!(s.task("free").unwrap().status, TaskStatus::Done);
+        });
+    }
+
+    /// Retrying a failed run puts its dead task and the tasks skipped
+    /// because of it back in the queue; the dead task gets its retries
+    /// again, and its attempts go on counting from where they were.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_run_retried_runs_its_dead_and_skipped_tasks_again() {
+        let h = run(
+            vec![task("bad", 0, &[], 1), task("after", 0, &["bad"], 0)],
+            vec![
+                (
+                    "bad",
+                    vec![
+                        fail("down", true),
+                        fail("down", true),
+                        fail("still down", true),
+                        done("fixed"),
+                    ],
+                ),
+                ("after", vec![done("after it")]),
+            ],
+            one_at_a_time(),
+            Budget::default(),
+            1,
+        )
+        .await;
+        assert_eq!(h.status, RunStatus::Failed);
+        assert_eq!(order(&h), ["bad#1", "bad#2"]);
+
+        h.recorder
+            .record(Event::RunResumed {
+                run: String::new(),
+                retry: true,
+            })
+            .unwrap();
+        h.recorder.state(|s| {
+            assert_eq!(s.task("bad").unwrap().status, TaskStatus::Pending);
+            assert_eq!(s.task("after").unwrap().status, TaskStatus::Pending);
+            assert_eq!(s.task("after").unwrap().skipped_because, None);
+        });
+        let executor = Script {
+            results: [
+                (
+                    "bad".to_string(),
+                    vec![
+                        fail("down", true),
+                        fail("down", true),
+                        fail("still down", true),
+                        done("fixed"),
+                    ],
+                ),
+                ("after".to_string(), vec![done("after it")]),
+            ]
+            .into(),
+            fuel_per_attempt: 1,
+            started: h.started.clone(),
+        };
+        let status = Scheduler::new(
+            h.recorder.clone(),
+            Arc::new(executor),
+            one_at_a_time(),
+            Budget::default(),
+            ["worker".to_string()],
+        )
+        .drive()
+        .await
+        .unwrap();
+        assert_eq!(status, RunStatus::Succeeded);
+        // One retry again after the third attempt failed.
+        assert_eq!(order(&h), ["bad#1", "bad#2", "bad#3", "bad#4", "after#1"]);
+        h.recorder.state(|s| {
+            let bad = s.task("bad").unwrap();
+            assert_eq!((bad.failures, bad.failures_forgiven), (3, 2));
+            assert!(s.dead_letters().is_empty());
         });
     }
 

@@ -42,6 +42,9 @@ pub struct TaskState {
     pub status: TaskStatus,
     /// Attempts that ended in failure.
     pub failures: u32,
+    /// Failures before the run was retried, which no longer count against
+    /// the task's retries.
+    pub failures_forgiven: u32,
     /// The attempt running now (or last run).
     pub attempt: u32,
     pub last_error: Option<String>,
@@ -126,12 +129,18 @@ impl RunState {
                 self.started_ms = record.ts;
                 self.session_started_ms = Some(record.ts);
             }
-            Event::RunResumed { .. } => {
+            Event::RunResumed { retry, .. } => {
                 self.session_started_ms = Some(record.ts);
                 self.status = None;
                 for task in &mut self.tasks {
-                    if task.status == TaskStatus::Running {
-                        task.status = TaskStatus::Pending;
+                    match task.status {
+                        TaskStatus::Running => task.status = TaskStatus::Pending,
+                        TaskStatus::Dead | TaskStatus::Skipped if *retry => {
+                            task.status = TaskStatus::Pending;
+                            task.failures_forgiven = task.failures;
+                            task.skipped_because = None;
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -142,6 +151,7 @@ impl RunState {
                     spec: task.clone(),
                     status: TaskStatus::Pending,
                     failures: 0,
+                    failures_forgiven: 0,
                     attempt: 0,
                     last_error: None,
                     outcome: None,
