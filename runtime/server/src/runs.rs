@@ -102,6 +102,23 @@ struct Live {
 /// How long a cancel waits for the run's attempts to stop.
 const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The example workflows, built in: every server offers them.
+const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "python-module",
+        include_str!("../../../examples/workflows/python-module.toml"),
+    ),
+    (
+        "research",
+        include_str!("../../../examples/workflows/research.toml"),
+    ),
+];
+
+/// The most workflows read from `DATA_DIR/workflows`, and the most bytes
+/// of each.
+const MOST_WORKFLOWS: usize = 200;
+const MOST_WORKFLOW_BYTES: u64 = 256 * 1024;
+
 /// Why a run was not started.
 #[derive(Debug)]
 pub enum Submission {
@@ -207,6 +224,46 @@ impl RunHost {
                 fuel: self.meter.fuel_source(record),
             },
         })
+    }
+
+    /// The workflows a tenant may pick by name, in order: the built-in
+    /// examples, then the operator's `DATA_DIR/workflows/NAME.toml` (which
+    /// win over an example of the same name).
+    pub fn workflows(&self) -> Vec<(String, String)> {
+        let mut offered: Vec<(String, String)> = EXAMPLES
+            .iter()
+            .map(|(name, text)| (name.to_string(), text.to_string()))
+            .collect();
+        let dir = self.data_dir.join("workflows");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return offered;
+        };
+        let mut own: Vec<(String, String)> = entries
+            .filter_map(Result::ok)
+            .take(MOST_WORKFLOWS)
+            .filter_map(|entry| {
+                let path = entry.path();
+                let name = path
+                    .file_name()?
+                    .to_str()?
+                    .strip_suffix(".toml")?
+                    .to_string();
+                let plain = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                // A regular file (not a link out of the dir), not too big.
+                let meta = std::fs::symlink_metadata(&path).ok()?;
+                if !plain || !meta.is_file() || meta.len() > MOST_WORKFLOW_BYTES {
+                    return None;
+                }
+                Some((name, std::fs::read_to_string(&path).ok()?))
+            })
+            .collect();
+        own.sort();
+        offered.retain(|(name, _)| !own.iter().any(|(n, _)| n == name));
+        offered.extend(own);
+        offered
     }
 
     /// One submission at a time per tenant, so that two requests with the
@@ -319,6 +376,40 @@ impl RunHost {
         }
         let tenant = TenantId::new(&record.name).map_err(|e| RunError::Plugin(e.to_string()))?;
         self.runs(&record.name).cancel(run, &tenant, reason)
+    }
+
+    /// Takes `record`'s run `run` up again: one that failed runs its dead
+    /// tasks (and those skipped because of them) once more, one that
+    /// stopped without ending goes on. `Ok(Some(status))` when it had ended
+    /// otherwise, and there is nothing to do.
+    pub async fn resume(
+        self: &Arc<Self>,
+        record: &TenantRecord,
+        run: &str,
+    ) -> Result<Option<RunStatus>, Submission> {
+        if self.watch(&record.name, run).is_some() {
+            return Err(Submission::Refused(RunError::Busy(format!(
+                "run {run} is going on; only a run that failed or stopped can be resumed"
+            ))));
+        }
+        if self.live_runs(&record.name) >= record.quotas.runs_in_flight as usize {
+            return Err(Submission::Busy);
+        }
+        let env = self.env(record).await.map_err(Submission::Refused)?;
+        let (sender, _) = broadcast::channel(BACKLOG);
+        let sinks = self.sinks(&record.name, &sender);
+        match self
+            .runs(&record.name)
+            .reopen_to_retry(run, |_| env, sinks)
+            .await
+            .map_err(Submission::Refused)?
+        {
+            Reopened::Started(started) => {
+                self.drive(&record.name, started, sender);
+                Ok(None)
+            }
+            Reopened::Settled(finished) => Ok(Some(finished.status)),
+        }
     }
 
     /// How many of `tenant`'s runs are going on here.

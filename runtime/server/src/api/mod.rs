@@ -65,6 +65,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/runs/{id}", get(runs::show))
         .route("/v1/runs/{id}/events", get(runs::events))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/runs/{id}/resume", post(runs::resume))
         .route("/v1/memory/{namespace}", post(memory::store))
         .route("/v1/memory/{namespace}/search", post(memory::search))
         .route("/v1/memory/{namespace}/find", post(memory::find))

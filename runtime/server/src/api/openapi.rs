@@ -22,6 +22,7 @@ use super::{admin, audit, exec, memory, runs, tools, usage};
         runs::show,
         runs::events,
         runs::cancel,
+        runs::resume,
         memory::store,
         memory::get,
         memory::update,

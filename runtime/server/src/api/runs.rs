@@ -175,20 +175,7 @@ pub async fn submit(
     let run = runs
         .submit(&call.tenant, workflow, goal)
         .await
-        .map_err(|e| match e {
-            Submission::Busy => {
-                state.metrics.refused(&tenant, "runs");
-                ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "busy",
-                    format!(
-                        "this tenant has {} runs going, its quota; submit again when one ends",
-                        call.tenant.quotas.runs_in_flight
-                    ),
-                )
-            }
-            Submission::Refused(e) => run_error(e),
-        })?;
+        .map_err(|e| busy_or(&state, &call.tenant, e))?;
     if let Some(key) = idempotency {
         state
             .operator
@@ -364,6 +351,82 @@ pub async fn cancel(
         )
         .await;
     Ok(Json(view(&finished.state)))
+}
+
+/// Takes a run up again: one that `failed` runs its dead tasks, and the
+/// tasks skipped because of them, once more (each with its retries anew;
+/// finished tasks stay finished); one that stopped without ending goes on.
+/// A run going on, or one that ended otherwise, is 409.
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/resume", tag = "runs", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 202, description = "The run is going on again", body = Submitted),
+        (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody),
+        (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody),
+        (status = 429, body = super::ErrorBody))
+)]
+pub async fn resume(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let call = TenantCall::admit(&state, auth, Scope::RunsWrite).await?;
+    load(&state, &call.tenant.name, &id)?;
+    let runs = state.runs.clone();
+    let tenant = call.tenant.name.clone();
+    // With submissions: two runs cannot both take the quota's last place.
+    let lock = runs.submission_lock(&tenant);
+    let _one_at_a_time = lock.lock().await;
+    let settled = runs
+        .resume(&call.tenant, &id)
+        .await
+        .map_err(|e| busy_or(&state, &call.tenant, e))?;
+    if let Some(ended) = settled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "run {id} ended {}; only a run that failed or stopped can be resumed",
+                status_name(ended)
+            ),
+        ));
+    }
+    state
+        .operator
+        .record(
+            &tenant,
+            AuditEvent::new(
+                "run.resume",
+                Some(&call.caller.key_id),
+                "ok",
+                json!({ "run": id }),
+            ),
+        )
+        .await;
+    let answer = Submitted {
+        events: format!("/v1/runs/{id}/events"),
+        status: "running".into(),
+        id,
+    };
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+/// The API's answer to a run that could not start or go on.
+fn busy_or(state: &AppState, tenant: &crate::tenant::TenantRecord, e: Submission) -> ApiError {
+    match e {
+        Submission::Busy => {
+            state.metrics.refused(&tenant.name, "runs");
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                format!(
+                    "this tenant has {} runs going, its quota; try again when one ends",
+                    tenant.quotas.runs_in_flight
+                ),
+            )
+        }
+        Submission::Refused(e) => run_error(e),
+    }
 }
 
 /// A run's report as the API shows it: with its status, without where it

@@ -47,6 +47,7 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{id}", get(runs::show))
         .route("/runs/{id}/live", get(runs::live))
         .route("/runs/{id}/cancel", post(runs::cancel))
+        .route("/runs/{id}/resume", post(runs::resume))
         .route("/runs/{id}/files/{*path}", get(runs::file))
         .route("/tools", get(pages::tools))
         .route("/parts/runs", get(runs::rows))
@@ -180,6 +181,16 @@ pub fn page(title: &str, signed: Option<(&Signed, &str)>, body: Markup) -> Html<
         }
     };
     Html(markup.into_string())
+}
+
+/// The API's view of the signed-in key, for calling its handlers.
+fn auth(signed: &Signed) -> crate::api::Auth {
+    crate::api::Auth(signed.caller.clone())
+}
+
+/// The API's refusal as a page.
+fn failed(e: &crate::api::ApiError) -> Response {
+    refused(e.status(), e.message()).into_response()
 }
 
 /// Why a request was refused: a page that says so, with its status.

@@ -10,19 +10,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{Signed, dag, page, refused};
+use super::{Signed, auth, dag, failed, page, refused};
+use crate::api::AppState;
 use crate::api::audit::{self, Page};
 use crate::api::usage::{self, UsageReport, Window};
-use crate::api::{ApiError, AppState, Auth};
 use crate::control::Counts;
-
-fn auth(signed: &Signed) -> Auth {
-    Auth(signed.caller.clone())
-}
-
-fn failed(e: &ApiError) -> Response {
-    refused(e.status(), e.message()).into_response()
-}
 
 /// `GET /runs/new`: a goal, or a workflow as TOML.
 pub async fn new_run(State(state): State<AppState>, signed: Signed) -> Response {
@@ -33,7 +25,14 @@ pub async fn new_run(State(state): State<AppState>, signed: Signed) -> Response 
             input type="hidden" name="csrf" value=(csrf);
             label for="goal" { "Goal (the built-in planner → workers → reviewer workflow)" }
             textarea #goal name="goal" rows="3" placeholder="What should the agents do?" {}
-            label for="workflow" { "…or a workflow (TOML), which wins when given" }
+            label for="pick" { "…or a workflow this server offers" }
+            select #pick name="pick" {
+                option value="" { "(none)" }
+                @for (name, _) in state.runs.workflows() {
+                    option value=(name) { (name) }
+                }
+            }
+            label for="workflow" { "…or a workflow of your own (TOML), which wins when given" }
             textarea #workflow name="workflow" rows="14" placeholder="version = 1\nname = \"…\"\n[[tasks]]\n…" {}
             button type="submit" { "Start" }
         }
@@ -49,6 +48,9 @@ pub struct Start {
     goal: String,
     #[serde(default)]
     workflow: String,
+    /// The name of a workflow the server offers.
+    #[serde(default)]
+    pick: String,
 }
 
 /// `POST /runs/new`: submits as `POST /v1/runs` does, then shows the run.
@@ -61,6 +63,24 @@ pub async fn start(
         return refusal.into_response();
     }
     let mut headers = HeaderMap::new();
+    let mut form = form;
+    if form.workflow.trim().is_empty() && !form.pick.is_empty() {
+        match state
+            .runs
+            .workflows()
+            .into_iter()
+            .find(|(name, _)| *name == form.pick)
+        {
+            Some((_, text)) => form.workflow = text,
+            None => {
+                return refused(
+                    StatusCode::BAD_REQUEST,
+                    "This server offers no workflow of that name; pick one from the list.",
+                )
+                .into_response();
+            }
+        }
+    }
     let body = if form.workflow.trim().is_empty() {
         headers.insert(
             header::CONTENT_TYPE,

@@ -11,9 +11,9 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use futures::Stream;
 use maud::{Markup, html};
-use warden_run::{Event, Record, RunState, check_run_id};
+use warden_run::{Event, Record, RunState, RunStatus, check_run_id};
 
-use super::{Refused, Signed, dag, page, refused};
+use super::{Refused, Signed, auth, dag, failed, page, refused};
 use crate::api::AppState;
 use crate::api::runs::{status, status_name};
 use crate::audit::AuditEvent;
@@ -120,17 +120,58 @@ fn load(state: &AppState, signed: &Signed, id: &str) -> Result<(String, RunState
     Ok((tenant.to_string(), run))
 }
 
-pub async fn page_of(state: &AppState, signed: &Signed, run: &RunState) -> Response {
-    let csrf = signed.csrf(state);
-    let running = warden_run::ended(run).is_none();
-    let body = html! {
-        div #head { (head(run)) }
-        @if running && signed.caller.may(Scope::RunsWrite) {
-            form.cancel method="post" action=(format!("/runs/{}/cancel", run.run)) {
+/// Where a run stands, for what can be done to it.
+#[derive(Clone, Copy)]
+enum Standing {
+    /// Going on here.
+    Going,
+    /// Not going on and not ended: the server stopped mid-run.
+    Stopped,
+    Ended(RunStatus),
+}
+
+impl Standing {
+    fn of(state: &AppState, tenant: &str, run: &RunState) -> Standing {
+        match warden_run::ended(run) {
+            Some(status) => Standing::Ended(status),
+            None if state.runs.watch(tenant, &run.run).is_some() => Standing::Going,
+            None => Standing::Stopped,
+        }
+    }
+}
+
+/// The run's buttons: cancel one that has not ended, resume one that
+/// failed or stopped (for a key that may change runs).
+fn actions(run: &str, standing: Standing, csrf: &str, may_write: bool) -> Markup {
+    let cancel = matches!(standing, Standing::Going | Standing::Stopped);
+    let resume = matches!(
+        standing,
+        Standing::Stopped | Standing::Ended(RunStatus::Failed)
+    );
+    html! {
+        @if may_write && cancel {
+            form.cancel method="post" action=(format!("/runs/{run}/cancel")) {
                 input type="hidden" name="csrf" value=(csrf);
                 button type="submit" { "Cancel run" }
             }
         }
+        @if may_write && resume {
+            form.resume method="post" action=(format!("/runs/{run}/resume")) {
+                input type="hidden" name="csrf" value=(csrf);
+                button type="submit" {
+                    @if matches!(standing, Standing::Stopped) { "Resume run" } @else { "Resume: retry failed tasks" }
+                }
+            }
+        }
+    }
+}
+
+pub async fn page_of(state: &AppState, signed: &Signed, tenant: &str, run: &RunState) -> Response {
+    let csrf = signed.csrf(state);
+    let standing = Standing::of(state, tenant, run);
+    let body = html! {
+        div #head { (head(run)) }
+        div #actions { (actions(&run.run, standing, &csrf, signed.caller.may(Scope::RunsWrite))) }
         // The stream replaces the graph and the heading and adds to the
         // timeline (out-of-band swaps); on every (re)connect it sends the
         // whole of them, so a reconnect after a restart misses nothing.
@@ -159,7 +200,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Response {
     match load(&state, &signed, &id) {
-        Ok((_, run)) => page_of(&state, &signed, &run).await,
+        Ok((tenant, run)) => page_of(&state, &signed, &tenant, &run).await,
         Err(refusal) => refusal.into_response(),
     }
 }
@@ -196,7 +237,11 @@ fn describe(event: &Event) -> (&'static str, String) {
     match event {
         Event::RunStarted { goal, .. } if goal.is_empty() => ("run-started", "started".into()),
         Event::RunStarted { goal, .. } => ("run-started", format!("started: {goal}")),
-        Event::RunResumed { .. } => ("run-resumed", "taken up again".into()),
+        Event::RunResumed { retry: false, .. } => ("run-resumed", "taken up again".into()),
+        Event::RunResumed { retry: true, .. } => (
+            "run-resumed",
+            "taken up again to retry its failed tasks".into(),
+        ),
         Event::TaskQueued { task } => (
             "task-queued",
             match &task.parent {
@@ -295,10 +340,14 @@ fn describe(event: &Event) -> (&'static str, String) {
     }
 }
 
-/// The parts of the run page to replace after `records` (OOB swaps).
-fn update(run: &RunState, records: &[Record], whole: bool) -> String {
+/// The parts of the run page to replace after `records` (OOB swaps), and
+/// its buttons when they change.
+fn update(run: &RunState, records: &[Record], whole: bool, buttons: Option<Markup>) -> String {
     html! {
         div #head hx-swap-oob="true" { (head(run)) }
+        @if let Some(buttons) = buttons {
+            div #actions hx-swap-oob="true" { (buttons) }
+        }
         div #dag hx-swap-oob="true" { (dag::render(run)) }
         div #files hx-swap-oob="true" { (files_of(run)) }
         @if whole {
@@ -319,7 +368,14 @@ pub async fn live(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Refused> {
     let (tenant, _) = load(&state, &signed, &id)?;
     let followed = state.runs.follow(&tenant, &id, 0);
-    struct Follow {
+    let buttons = {
+        let csrf = signed.csrf(&state);
+        let may_write = signed.caller.may(Scope::RunsWrite);
+        let id = id.clone();
+        move |standing| actions(&id, standing, &csrf, may_write)
+    };
+    struct Follow<B> {
+        buttons: B,
         followed: tokio::sync::mpsc::Receiver<Followed>,
         /// Every record so far, and the run they make.
         records: Vec<Record>,
@@ -328,6 +384,7 @@ pub async fn live(
         done: bool,
     }
     let start = Follow {
+        buttons,
         followed,
         records: Vec::new(),
         run: RunState::default(),
@@ -359,10 +416,12 @@ pub async fn live(
         f.records.extend(fresh.iter().cloned());
         let event = if let Some(status) = end {
             f.done = true;
+            let standing = status.map_or(Standing::Stopped, Standing::Ended);
+            let buttons = Some((f.buttons)(standing));
             let data = if f.sent {
-                update(&f.run, &fresh, false)
+                update(&f.run, &fresh, false, buttons)
             } else {
-                update(&f.run, &f.records, true)
+                update(&f.run, &f.records, true, buttons)
             };
             vec![
                 SseEvent::default().event("update").data(data),
@@ -372,9 +431,10 @@ pub async fn live(
             ]
         } else {
             let (name, data) = if f.sent {
-                ("update", update(&f.run, &fresh, false))
+                ("update", update(&f.run, &fresh, false, None))
             } else {
-                ("reset", update(&f.run, &f.records, true))
+                let buttons = Some((f.buttons)(Standing::Going));
+                ("reset", update(&f.run, &f.records, true, buttons))
             };
             f.sent = true;
             vec![SseEvent::default().event(name).data(data)]
@@ -434,6 +494,23 @@ pub async fn cancel(
             Redirect::to(&format!("/runs/{id}")).into_response()
         }
         Err(e) => refused(StatusCode::CONFLICT, &e.to_string()).into_response(),
+    }
+}
+
+/// `POST /runs/{id}/resume`: as `POST /v1/runs/{id}/resume`, then back
+/// to the run.
+pub async fn resume(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    axum::Form(form): axum::Form<Csrf>,
+) -> Response {
+    if let Err(refusal) = signed.check(&state, &form.csrf) {
+        return refusal.into_response();
+    }
+    match crate::api::runs::resume(State(state.clone()), auth(&signed), Path(id.clone())).await {
+        Ok(_) => Redirect::to(&format!("/runs/{id}")).into_response(),
+        Err(e) => failed(&e),
     }
 }
 

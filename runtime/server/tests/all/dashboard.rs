@@ -435,6 +435,111 @@ async fn artifacts_are_shown_as_text_and_links_lead_nowhere() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// Polls acme's run `run` until the API says it has `status`.
+async fn wait_for(server: &TestServer, key: &str, run: &str, status: &str) {
+    for _ in 0..600 {
+        let (_, report) = server.get(&format!("/v1/runs/{run}"), Some(key)).await;
+        if report["status"] == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("run {run} never became {status}");
+}
+
+/// A failed run's page offers to resume it; the button (with the
+/// session's token, never without) retries its dead task, and the run
+/// succeeds. The form that starts runs offers the server's workflows by
+/// name, and only those.
+#[tokio::test]
+async fn a_failed_run_is_resumed_from_its_page() {
+    let (server, keys) = start().await;
+    let (status, body) = crate::answer(
+        server
+            .client
+            .post(format!("{}/v1/runs", server.base))
+            .bearer_auth(&keys[0])
+            .header("content-type", "application/toml")
+            .body(crate::runs::FLAKY)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let run = body["id"].as_str().unwrap().to_string();
+    wait_for(&server, &keys[0], &run, "failed").await;
+
+    let acme = sign_in(&server, &keys[0]).await;
+    let (_, page) = get(&server, &format!("/runs/{run}"), &acme).await;
+    let action = format!("action=\"/runs/{run}/resume\"");
+    assert!(page.contains(&action), "{page}");
+    assert!(
+        !page.contains("/cancel\""),
+        "an ended run has no cancel: {page}"
+    );
+    let resume = |token: &'static str| {
+        let url = format!("{}/runs/{run}/resume", server.base);
+        let acme = acme.clone();
+        let token = if token.is_empty() {
+            csrf(&page)
+        } else {
+            token.to_string()
+        };
+        async move {
+            browser()
+                .post(url)
+                .header("cookie", acme)
+                .form_body(&[("csrf", token.as_str())])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(resume("guess").await.status(), StatusCode::FORBIDDEN);
+    let (_, report) = server.get(&format!("/v1/runs/{run}"), Some(&keys[0])).await;
+    assert_eq!(report["status"], "failed", "nothing was resumed: {report}");
+    let resumed = resume("").await;
+    assert_eq!(resumed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resumed.headers()[LOCATION], format!("/runs/{run}").as_str());
+    wait_for(&server, &keys[0], &run, "succeeded").await;
+    let (_, page) = get(&server, &format!("/runs/{run}"), &acme).await;
+    assert!(!page.contains(&action), "{page}");
+    // Resuming what succeeded is refused, with the reason.
+    let late = resume("").await;
+    assert_eq!(late.status(), StatusCode::CONFLICT);
+    assert!(late.text().await.unwrap().contains("ended succeeded"));
+    // Bolt cannot resume acme's run: it does not exist for bolt.
+    let bolt = sign_in(&server, &keys[1]).await;
+    let (_, bolt_page) = get(&server, "/runs/new", &bolt).await;
+    let theirs = browser()
+        .post(format!("{}/runs/{run}/resume", server.base))
+        .header("cookie", &bolt)
+        .form_body(&[("csrf", csrf(&bolt_page).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
+
+    let (_, form) = get(&server, "/runs/new", &acme).await;
+    assert!(form.contains("<option value=\"python-module\">"), "{form}");
+    let unknown = browser()
+        .post(format!("{}/runs/new", server.base))
+        .header("cookie", &acme)
+        .form_body(&[("csrf", csrf(&form).as_str()), ("pick", "../../etc/passwd")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        unknown
+            .text()
+            .await
+            .unwrap()
+            .contains("no workflow of that name")
+    );
+}
+
 /// Where acme's run `run` keeps its files.
 fn workspace(server: &TestServer, run: &str) -> std::path::PathBuf {
     server

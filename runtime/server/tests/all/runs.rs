@@ -36,6 +36,28 @@ input = {{ calls = [{{ tool = "hello.greet", arguments = {{ name = "Bob" }} }}],
     )
 }
 
+/// Task `a` fails its first attempt and has no retries, so the run fails;
+/// `b` waits for it.
+pub const FLAKY: &str = r#"
+version = 1
+name = "flaky"
+[roles.caller]
+plugin = "caller"
+tools = ["hello"]
+[[tasks]]
+id = "a"
+role = "caller"
+prompt = "greet, failing the first time"
+max-retries = 0
+input = { calls = [{ tool = "hello.greet", arguments = { name = "Ada" } }], fail_attempts = 1 }
+[[tasks]]
+id = "b"
+role = "caller"
+prompt = "greet after a"
+depends-on = ["a"]
+input = { calls = [{ tool = "hello.greet", arguments = { name = "Bob" } }] }
+"#;
+
 async fn start() -> (TestServer, Vec<String>) {
     let acme = Tenant {
         scopes: RUNNER,
@@ -268,6 +290,57 @@ async fn a_run_cancelled_mid_task_stops_there_and_its_events_say_so() {
         "conflict",
         "already ended (succeeded)",
     );
+}
+
+/// A run whose first task fails once (no retries) fails; resumed, that
+/// task runs again (attempt 2), its dependent runs, and it succeeds. Only
+/// a failed or stopped run can be resumed, and only by its tenant.
+#[tokio::test]
+async fn a_failed_run_resumed_retries_its_dead_task_and_finishes() {
+    let (server, keys) = start().await;
+    let (acme, bolt) = (&keys[0], &keys[1]);
+    let (status, body) = submit(&server, acme, FLAKY, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let run = body["id"].as_str().unwrap().to_string();
+    let first = events(&server, acme, &run, None, |e| e.event == "end").await;
+    assert_eq!(first.last().unwrap().data["status"], json!("failed"));
+    let last = first.iter().rev().find_map(|e| e.id);
+
+    let resume = format!("/v1/runs/{run}/resume");
+    let theirs = server.post(&resume, Some(bolt), &Value::Null).await;
+    let nobodys = server
+        .post(
+            "/v1/runs/20260101-000000-0000/resume",
+            Some(bolt),
+            &Value::Null,
+        )
+        .await;
+    assert_error(&theirs, StatusCode::NOT_FOUND, "not-found", "no such run");
+    assert_eq!(theirs, nobodys, "another tenant's run looks like none");
+
+    let (status, body) = server.post(&resume, Some(acme), &Value::Null).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["events"], json!(format!("/v1/runs/{run}/events")));
+    let second = events(&server, acme, &run, last, |e| e.event == "end").await;
+    assert_eq!(
+        second.last().unwrap().data["status"],
+        json!("succeeded"),
+        "{second:?}"
+    );
+    let resumed = &second[0].data;
+    assert_eq!(
+        (&resumed["event"], &resumed["retry"]),
+        (&json!("run-resumed"), &json!(true)),
+        "{resumed}"
+    );
+    let (_, report) = server.get(&format!("/v1/runs/{run}"), Some(acme)).await;
+    let tasks = report["tasks"].as_array().unwrap();
+    assert_eq!(tasks[0]["attempts"], json!(2), "{report}");
+    assert_eq!(tasks[1]["status"], json!("done"), "{report}");
+
+    // A run that succeeded has nothing to resume.
+    let again = server.post(&resume, Some(acme), &Value::Null).await;
+    assert_error(&again, StatusCode::CONFLICT, "conflict", "ended succeeded");
 }
 
 #[tokio::test]
