@@ -15,7 +15,7 @@ use warden_run::journal::{self, Event};
 use warden_run::workflow::Workflow;
 use warden_run::{Finished, RunEnv, RunStatus, Runs, TaskStatus};
 use warden_tests::artifacts::{CACHE_DIR, CALLER, PLUGIN_DIR, RUNTIME_DIR};
-use warden_tests::fake_llm::{FakeLlm, Reply};
+use warden_tests::fake_llm::{FakeLlm, Reply, python_module_coder_answer};
 use warden_tests::server::{RecordingServer, Reply as Page};
 
 struct Setup {
@@ -541,19 +541,6 @@ async fn unknown_roles_and_plugins_are_rejected_before_anything_starts() {
     assert!(s.runs().list().is_empty(), "nothing was journaled");
 }
 
-/// The coder's answer for the python-module example: a correct module and
-/// its tests.
-fn coder_answer() -> String {
-    json!({
-        "files": [
-            {"path": "stats.py", "content": "def mean(xs):\n    return sum(xs) / len(xs)\n\n\ndef median(xs):\n    s = sorted(xs)\n    n = len(s)\n    mid = n // 2\n    return s[mid] if n % 2 else (s[mid - 1] + s[mid]) / 2\n\n\ndef mode(xs):\n    return max(set(xs), key=xs.count)\n"},
-            {"path": "test_stats.py", "content": "import unittest\nfrom stats import mean, median, mode\n\n\nclass StatsTest(unittest.TestCase):\n    def test_mean(self):\n        self.assertEqual(mean([1, 2, 3]), 2)\n\n    def test_median(self):\n        self.assertEqual(median([3, 1, 2]), 2)\n        self.assertEqual(median([1, 2, 3, 4]), 2.5)\n\n    def test_mode(self):\n        self.assertEqual(mode([1, 2, 2, 3]), 2)\n\n\nif __name__ == '__main__':\n    unittest.main()\n"}
-        ],
-        "summary": "stats.py with mean, median and mode, and its tests"
-    })
-    .to_string()
-}
-
 fn example(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../examples/workflows")
@@ -599,7 +586,7 @@ pub(crate) async fn the_python_module_example_runs_end_to_end_and_replays() {
 
     // Recorded against the loopback model...
     let fake = FakeLlm::start();
-    fake.push(Reply::openai_text(&coder_answer()));
+    fake.push(Reply::openai_text(&python_module_coder_answer()));
     let s = setup_with(&record_config(&fake, &cassette), None);
     let finished = s.run(&example("python-module.toml")).await;
     check(&finished);

@@ -358,3 +358,16 @@ fn embeddings_echo(body: &Value) -> Value {
         .collect();
     json!({"object": "list", "model": body["model"], "data": data, "usage": {"prompt_tokens": inputs.len(), "total_tokens": inputs.len()}})
 }
+
+/// The coder's answer for the python-module example: a correct module and
+/// its tests.
+pub fn python_module_coder_answer() -> String {
+    json!({
+        "files": [
+            {"path": "stats.py", "content": "def mean(xs):\n    return sum(xs) / len(xs)\n\n\ndef median(xs):\n    s = sorted(xs)\n    n = len(s)\n    mid = n // 2\n    return s[mid] if n % 2 else (s[mid - 1] + s[mid]) / 2\n\n\ndef mode(xs):\n    return max(set(xs), key=xs.count)\n"},
+            {"path": "test_stats.py", "content": "import unittest\nfrom stats import mean, median, mode\n\n\nclass StatsTest(unittest.TestCase):\n    def test_mean(self):\n        self.assertEqual(mean([1, 2, 3]), 2)\n\n    def test_median(self):\n        self.assertEqual(median([3, 1, 2]), 2)\n        self.assertEqual(median([1, 2, 3, 4]), 2.5)\n\n    def test_mode(self):\n        self.assertEqual(mode([1, 2, 2, 3]), 2)\n\n\nif __name__ == '__main__':\n    unittest.main()\n"}
+        ],
+        "summary": "stats.py with mean, median and mode, and its tests"
+    })
+    .to_string()
+}

@@ -6,7 +6,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
-use warden_tests::artifacts::{CALLER, HELLO, HOSTILE};
+use warden_tests::artifacts::{
+    CALLER, CODER, DATA_DIR, EXEC, FS, HELLO, HOSTILE, REVIEWER, TESTER,
+};
+use warden_tests::fake_llm::{FakeLlm, Reply, python_module_coder_answer};
 
 use crate::{Scratch, assert_exit, code, stdout};
 
@@ -36,9 +39,20 @@ fn serve(s: &Scratch, plugins: &std::path::Path) -> (std::process::Child, String
 
 /// The same, listening on `listen`.
 fn serve_at(s: &Scratch, plugins: &std::path::Path, listen: &str) -> (std::process::Child, String) {
+    serve_with(s, plugins, listen, &[])
+}
+
+/// The same, with options before `serve` (`--llm-config FILE`).
+fn serve_with(
+    s: &Scratch,
+    plugins: &std::path::Path,
+    listen: &str,
+    options: &[&str],
+) -> (std::process::Child, String) {
     let mut server = Command::new(env!("CARGO_BIN_EXE_warden"))
         .env("WARDEN_DATA_DIR", s.data.path())
         .env_remove("RUST_LOG")
+        .args(options)
         .args(["serve", "--listen", listen, "--plugin-dir"])
         .arg(plugins)
         .stderr(Stdio::piped())
@@ -111,6 +125,24 @@ fn runner(s: &Scratch) -> (String, std::path::PathBuf) {
         std::fs::copy(from, plugins.join(format!("{name}.wasm"))).unwrap();
     }
     (key, plugins)
+}
+
+/// The Python that runs the browser suites (selenium and Debian's
+/// chromium; `scripts/dev setup` installs them).
+fn python() -> std::path::PathBuf {
+    std::env::var_os("WARDEN_PYTHON")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".cache/warden/venv/bin/python"))
+        })
+        .expect("HOME or WARDEN_PYTHON is set")
+}
+
+fn browser_script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../server/tests/browser")
+        .join(name)
 }
 
 /// Submits `workflow` (TOML) with `key`; the run's id.
@@ -216,17 +248,8 @@ input = { calls = [{ tool = "hostile.sleep", arguments = { ms = 6000 } }] }
     let run = submit(&addr, &key, workflow);
 
     let restarted = s.cwd.path().join("restarted");
-    let python = std::env::var_os("WARDEN_PYTHON")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| std::path::PathBuf::from(h).join(".cache/warden/venv/bin/python"))
-        })
-        .expect("HOME or WARDEN_PYTHON is set");
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/tests/browser/restart.py");
-    let mut browser = Command::new(python)
-        .arg(script)
+    let mut browser = Command::new(python())
+        .arg(browser_script("restart.py"))
         .env("WARDEN_BASE", format!("http://{addr}"))
         .env("WARDEN_KEY", &key)
         .env("WARDEN_RUN", &run)
@@ -264,6 +287,119 @@ input = { calls = [{ tool = "hostile.sleep", arguments = { ms = 6000 } }] }
         "{rest:?} {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The python-module example started from the dashboard in Chromium, on
+/// the replay model: its one model answer is recorded first (from a
+/// loopback server speaking the OpenAI API) by `warden run`, then `warden
+/// serve` answers from the cassette with no model at all. The page shows
+/// every task reach its final colour live, and the module it wrote
+/// (`runtime/server/tests/browser/example.py`).
+#[test]
+fn the_example_workflow_runs_from_the_dashboard_on_the_replay_model() {
+    let s = Scratch::new();
+    // The compiled Python runtime the exec suites share (seconds to build).
+    std::fs::create_dir_all(s.data.path().join("cache")).unwrap();
+    std::os::unix::fs::symlink(
+        std::path::Path::new(DATA_DIR).join("cache/compiled"),
+        s.data.path().join("cache/compiled"),
+    )
+    .unwrap();
+    let plugins = s.cwd.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    for (from, name) in [
+        (CODER, "coder"),
+        (TESTER, "tester"),
+        (REVIEWER, "reviewer"),
+        (FS, "fs"),
+        (EXEC, "exec"),
+    ] {
+        std::fs::copy(from, plugins.join(format!("{name}.wasm"))).unwrap();
+    }
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/workflows/python-module.toml");
+    let cassette = s.cwd.path().join("python-module.jsonl");
+    let fake = FakeLlm::start();
+    fake.push(Reply::openai_text(&python_module_coder_answer()));
+    let record = s.cwd.path().join("record.toml");
+    std::fs::write(
+        &record,
+        format!(
+            "version = 1\ndefault = \"tape/m\"\n[providers.fake]\nkind = \"openai\"\nbase-url = \"{}/v1\"\n[providers.tape]\nkind = \"record\"\ninner = \"fake\"\ncassette = \"{}\"\n",
+            fake.origin(),
+            cassette.display()
+        ),
+    )
+    .unwrap();
+    let recorded = s.run(&[
+        "--llm-config",
+        record.to_str().unwrap(),
+        "run",
+        example.to_str().unwrap(),
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+    ]);
+    assert_exit(&recorded, 0, "", &"recording the example");
+    drop(fake);
+    let replay = s.cwd.path().join("replay.toml");
+    std::fs::write(
+        &replay,
+        format!(
+            "version = 1\ndefault = \"tape/m\"\n[providers.tape]\nkind = \"replay\"\ncassette = \"{}\"\n",
+            cassette.display()
+        ),
+    )
+    .unwrap();
+
+    let policy = s.cwd.path().join("acme.toml");
+    std::fs::write(&policy, "version = 1\n[grant]\nmodels = [\"*\"]\n").unwrap();
+    let added = s.run(&[
+        "tenants",
+        "add",
+        "acme",
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert_exit(&added, 0, "", &"tenants add");
+    let out = s.run(&[
+        "keys",
+        "create",
+        "--tenant",
+        "acme",
+        "--scope",
+        "runs:write,runs:read",
+    ]);
+    let key = stdout(&out).trim().to_string();
+    let (server, addr) = serve_with(
+        &s,
+        &plugins,
+        "127.0.0.1:0",
+        &["--llm-config", replay.to_str().unwrap()],
+    );
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new(python())
+        .arg(browser_script("example.py"))
+        .env("WARDEN_BASE", format!("http://{addr}"))
+        .env("WARDEN_KEY", &key)
+        .env("WARDEN_SHOTS", &shots)
+        .output()
+        .expect("run the browser suite (scripts/dev setup installs selenium and chromium)");
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let mut server = server;
+    server.wait().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.contains("example: ok"),
+        "{said}"
+    );
+    assert!(shots.join("example-run.png").is_file());
 }
 
 #[test]

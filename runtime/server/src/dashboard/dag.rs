@@ -107,6 +107,7 @@ pub fn render(run: &RunState) -> Markup {
             }
             @for (task, (x, y)) in run.tasks.iter().zip(&at) {
                 g class=(format!("task {}", status_class(task))) data-task=(task.spec.id) data-status=(status_class(task)) {
+                    title { (about(task)) }
                     rect x=(x) y=(y) width=(WIDTH) height=(HEIGHT) rx="6" {}
                     text x=(x + 8) y=(y + 19) class="name" { (clip(&task.spec.id, 22)) }
                     text x=(x + 8) y=(y + 36) class="role" {
@@ -117,6 +118,19 @@ pub fn render(run: &RunState) -> Markup {
             }
         }
     }
+}
+
+/// What a task's box says on hover: its task, then how it ended (the
+/// summary, the last error or why it was skipped) or what it was asked.
+fn about(task: &TaskState) -> String {
+    let said = task
+        .outcome
+        .as_ref()
+        .map(|o| o.summary.as_str())
+        .or(task.skipped_because.as_deref())
+        .or(task.last_error.as_deref())
+        .unwrap_or(&task.spec.instructions);
+    format!("{} ({}): {}", task.spec.id, task.spec.role, clip(said, 400))
 }
 
 /// `text` cut to `most` characters, with an ellipsis when cut.

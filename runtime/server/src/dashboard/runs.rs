@@ -299,10 +299,17 @@ fn describe(event: &Event) -> (&'static str, String) {
             ),
         ),
         Event::TaskFinished {
-            task, attempt, ms, ..
+            task,
+            attempt,
+            ms,
+            outcome,
+            ..
         } => (
             "task-finished",
-            format!("{task} finished (attempt {attempt}, {ms} ms)"),
+            format!(
+                "{task} finished (attempt {attempt}, {ms} ms): {}",
+                dag::clip(&outcome.summary, 400)
+            ),
         ),
         Event::TaskFailed {
             task,

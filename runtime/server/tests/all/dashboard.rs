@@ -22,6 +22,9 @@ const RUNNER: &[Scope] = &[
 
 /// A tool result no page may run: the name is greeted back.
 const HOSTILE_NAME: &str = "<script>window.owned=1</script><img src=x onerror=\"window.owned=2\">";
+/// A task summary no page may run.
+const HOSTILE_SUMMARY: &str =
+    "<script>window.owned=4</script><img src=x onerror=\"window.owned=5\"> greeted";
 
 fn workflow() -> String {
     format!(
@@ -35,9 +38,10 @@ tools = ["hello"]
 id = "a"
 role = "caller"
 prompt = "greet"
-input = {{ calls = [{{ tool = "hello.greet", arguments = {{ name = {name:?} }} }}] }}
+input = {{ calls = [{{ tool = "hello.greet", arguments = {{ name = {name:?} }} }}], summary = {summary:?} }}
 "#,
-        name = HOSTILE_NAME
+        name = HOSTILE_NAME,
+        summary = HOSTILE_SUMMARY
     )
 }
 
@@ -297,6 +301,18 @@ async fn a_run_page_shows_what_guests_wrote_as_text_and_only_to_its_tenant() {
     assert!(!timeline.contains("<script>window"), "{timeline}");
     assert!(!timeline.contains("<img src=x"), "{timeline}");
     assert!(timeline.contains("data-status=\"done\""), "{timeline}");
+    // So is the task's summary, on the timeline and on its box.
+    assert!(
+        timeline.contains("a finished (attempt 1, ")
+            && timeline
+                .contains("&lt;script&gt;window.owned=4&lt;/script&gt;&lt;img src=x onerror="),
+        "{timeline}"
+    );
+    assert!(
+        timeline.contains("<title>a (caller): &lt;script&gt;window.owned=4"),
+        "{timeline}"
+    );
+    assert!(!timeline.contains("<script>window.owned=4"), "{timeline}");
     // The call's arguments are on the timeline too, escaped.
     assert!(
         timeline.contains("hello.greet({&quot;name&quot;:&quot;&lt;script&gt;"),

@@ -3,8 +3,8 @@ driven by selenium (PyPI), against a warden serve the Rust test started.
 
 Environment: WARDEN_BASE (http://127.0.0.1:PORT), WARDEN_KEY_A and
 WARDEN_KEY_B (two tenants' keys), WARDEN_RUN (a run of tenant A),
-WARDEN_WORKFLOW (a workflow whose tool result holds markup that must not
-run), WARDEN_SHOTS (where screenshots go). Exits non-zero, saying what failed, on the first failure.
+WARDEN_WORKFLOW (a workflow whose tool result and task summary hold
+markup that must not run), WARDEN_SHOTS (where screenshots go). Exits non-zero, saying what failed, on the first failure.
 """
 
 import os
@@ -87,8 +87,12 @@ def main():
         # The tool's output is on the page as text, and ran nothing.
         text = wait(a, 10).until(lambda d: d.find_element(By.ID, "timeline").text)
         assert "<script>window.owned=1</script>" in text, text
+        # The task's summary too, on the timeline and as its box's title.
+        assert '<script>window.owned=4</script><img src=x onerror="window.owned=5"> greeted' in text, text
+        title = a.execute_script("return document.querySelector('#dag g.task title').textContent")
+        assert "<script>window.owned=4</script>" in title, title
         assert a.execute_script("return window.owned === undefined"), "a guest's markup ran"
-        assert not a.find_elements(By.CSS_SELECTOR, "#timeline script, #timeline img")
+        assert not a.find_elements(By.CSS_SELECTOR, "#timeline script, #timeline img, #dag script, #dag img")
         a.save_screenshot(os.path.join(SHOTS, "run.png"))
 
         a.find_element(By.LINK_TEXT, "Usage").click()

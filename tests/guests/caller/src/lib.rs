@@ -5,7 +5,7 @@
 //!  "agent": "a prompt for the SDK's agent loop",
 //!  "fail_attempts": 1, "fail_kind": "failed",
 //!  "follow_ups": [{"id": "b", "role": "caller", "instructions": "..."}],
-//!  "artifacts": ["a.txt"], "spin": 1000000}
+//!  "artifacts": ["a.txt"], "spin": 1000000, "summary": "what it says it did"}
 //! ```
 //!
 //! It makes each call through `warden:plugin/tools` and reports every result
@@ -29,6 +29,8 @@ struct Input {
     artifacts: Vec<String>,
     /// Burn this many loop iterations of guest fuel.
     spin: u64,
+    /// The outcome's summary (default: how many calls it made).
+    summary: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -89,7 +91,11 @@ impl Role for Caller {
                 _ => RoleError::Failed(message),
             });
         }
-        let mut outcome = Outcome::new(format!("{} call(s) made", results.len())).output(&json!({
+        let summary = input
+            .summary
+            .clone()
+            .unwrap_or_else(|| format!("{} call(s) made", results.len()));
+        let mut outcome = Outcome::new(summary).output(&json!({
             "results": results,
             "agent": agent,
             "tools": tools::list().iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
