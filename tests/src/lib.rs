@@ -10,4 +10,5 @@ pub mod artifacts {
 }
 
 pub mod fake_llm;
+pub mod nats;
 pub mod server;

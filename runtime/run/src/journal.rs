@@ -131,6 +131,20 @@ pub struct Record {
     pub event: Event,
 }
 
+/// Where a run's records go, in order, each durable before `append`
+/// returns: the journal file on one node; in a cluster, a journal that
+/// refuses the appends of a node that lost its claim on the task. A
+/// failed append is final for the writer: the run stops there, resumable.
+pub trait JournalWriter: Send {
+    fn append(&mut self, event: Event) -> std::io::Result<Record>;
+}
+
+impl JournalWriter for Journal {
+    fn append(&mut self, event: Event) -> std::io::Result<Record> {
+        Journal::append(self, event)
+    }
+}
+
 /// The journal file of one run, open for appending.
 #[derive(Debug)]
 pub struct Journal {

@@ -34,7 +34,7 @@ use tokio::sync::watch;
 
 pub use error::RunError;
 pub use executor::{Ceiling, FuelSource, HeldFuel, Quota, RunEnv, WasmExecutor};
-pub use journal::{Event, Record, RunStatus};
+pub use journal::{Event, JournalWriter, Record, RunStatus};
 pub use scheduler::{Canceller, EventSink, JsonLines, Recorder, Scheduler};
 pub use state::{RunState, TaskStatus};
 use warden_api::budget::Totals;

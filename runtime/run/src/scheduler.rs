@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use warden_core::{Dependency, NewTask, Outcome, ToolCallKey};
 
 use crate::error::RunError;
-use crate::journal::{Event, Journal, Record, RunStatus};
+use crate::journal::{Event, JournalWriter, Record, RunStatus};
 use crate::state::{RunState, TaskStatus};
 use crate::workflow::{Budget, RunSettings, TaskSpec, check_tasks, is_name};
 
@@ -31,7 +31,7 @@ pub trait EventSink: Send + Sync {
 /// The journal and the state it describes, behind one lock: recording an
 /// event appends it, folds it in and tells the sinks, in that order.
 pub struct Recorder {
-    inner: Mutex<(Journal, RunState)>,
+    inner: Mutex<(Box<dyn JournalWriter>, RunState)>,
     sinks: Vec<Box<dyn EventSink>>,
     /// The first write that failed. From then on nothing more is written
     /// (a half-written line must stay the journal's last) and the
@@ -46,9 +46,13 @@ impl std::fmt::Debug for Recorder {
 }
 
 impl Recorder {
-    pub fn new(journal: Journal, state: RunState, sinks: Vec<Box<dyn EventSink>>) -> Recorder {
+    pub fn new(
+        journal: impl JournalWriter + 'static,
+        state: RunState,
+        sinks: Vec<Box<dyn EventSink>>,
+    ) -> Recorder {
         Recorder {
-            inner: Mutex::new((journal, state)),
+            inner: Mutex::new((Box::new(journal), state)),
             sinks,
             broken: Mutex::new(None),
         }
@@ -648,7 +652,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::journal;
+    use crate::journal::{self, Journal};
     use crate::workflow::Budget;
 
     /// An executor that plays a script: per task, the results of its
