@@ -226,44 +226,58 @@ impl RunHost {
         })
     }
 
-    /// The workflows a tenant may pick by name, in order: the built-in
-    /// examples, then the operator's `DATA_DIR/workflows/NAME.toml` (which
-    /// win over an example of the same name).
-    pub fn workflows(&self) -> Vec<(String, String)> {
-        let mut offered: Vec<(String, String)> = EXAMPLES
-            .iter()
-            .map(|(name, text)| (name.to_string(), text.to_string()))
-            .collect();
-        let dir = self.data_dir.join("workflows");
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return offered;
-        };
-        let mut own: Vec<(String, String)> = entries
+    /// The names of the workflows a tenant may pick, in order: the
+    /// built-in examples, then the operator's `DATA_DIR/workflows/NAME.toml`
+    /// (one of which wins over an example of the same name).
+    pub fn workflows(&self) -> Vec<String> {
+        let mut own: Vec<String> = std::fs::read_dir(self.data_dir.join("workflows"))
+            .into_iter()
+            .flatten()
             .filter_map(Result::ok)
             .take(MOST_WORKFLOWS)
             .filter_map(|entry| {
-                let path = entry.path();
-                let name = path
-                    .file_name()?
+                let name = entry
+                    .file_name()
                     .to_str()?
                     .strip_suffix(".toml")?
                     .to_string();
-                let plain = !name.is_empty()
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-                // A regular file (not a link out of the dir), not too big.
-                let meta = std::fs::symlink_metadata(&path).ok()?;
-                if !plain || !meta.is_file() || meta.len() > MOST_WORKFLOW_BYTES {
-                    return None;
-                }
-                Some((name, std::fs::read_to_string(&path).ok()?))
+                self.own_workflow(&name).map(|_| name)
             })
             .collect();
         own.sort();
-        offered.retain(|(name, _)| !own.iter().any(|(n, _)| n == name));
-        offered.extend(own);
-        offered
+        let mut names: Vec<String> = EXAMPLES
+            .iter()
+            .map(|(name, _)| name.to_string())
+            .filter(|name| !own.contains(name))
+            .collect();
+        names.extend(own);
+        names
+    }
+
+    /// The workflow (TOML) offered as `name`, if there is one.
+    pub fn workflow(&self, name: &str) -> Option<String> {
+        match self.own_workflow(name) {
+            Some(path) => std::fs::read_to_string(path).ok(),
+            None => EXAMPLES
+                .iter()
+                .find(|(example, _)| *example == name)
+                .map(|(_, text)| text.to_string()),
+        }
+    }
+
+    /// `DATA_DIR/workflows/NAME.toml` when `name` is a plain name and that
+    /// is a regular file (not a link out of the dir) of a sane size.
+    fn own_workflow(&self, name: &str) -> Option<PathBuf> {
+        let plain = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !plain {
+            return None;
+        }
+        let path = self.data_dir.join("workflows").join(format!("{name}.toml"));
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        (meta.is_file() && meta.len() <= MOST_WORKFLOW_BYTES).then_some(path)
     }
 
     /// One submission at a time per tenant, so that two requests with the

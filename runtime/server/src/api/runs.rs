@@ -361,6 +361,7 @@ pub async fn cancel(
     post, path = "/v1/runs/{id}/resume", tag = "runs", security(("bearer" = [])),
     params(("id" = String, Path)),
     responses((status = 202, description = "The run is going on again", body = Submitted),
+        (status = 400, description = "The run can no longer start as it was (a plugin or grant it needs was taken away)", body = super::ErrorBody),
         (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody),
         (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody),
         (status = 429, body = super::ErrorBody))

@@ -16,7 +16,7 @@ use crate::api::audit::{self, Page};
 use crate::api::usage::{self, UsageReport, Window};
 use crate::control::Counts;
 
-/// `GET /runs/new`: a goal, or a workflow as TOML.
+/// `GET /runs/new`: a goal, a workflow the server offers, or one as TOML.
 pub async fn new_run(State(state): State<AppState>, signed: Signed) -> Response {
     let csrf = signed.csrf(&state);
     let body = html! {
@@ -28,7 +28,7 @@ pub async fn new_run(State(state): State<AppState>, signed: Signed) -> Response 
             label for="pick" { "…or a workflow this server offers" }
             select #pick name="pick" {
                 option value="" { "(none)" }
-                @for (name, _) in state.runs.workflows() {
+                @for name in state.runs.workflows() {
                     option value=(name) { (name) }
                 }
             }
@@ -57,21 +57,15 @@ pub struct Start {
 pub async fn start(
     State(state): State<AppState>,
     signed: Signed,
-    axum::Form(form): axum::Form<Start>,
+    axum::Form(mut form): axum::Form<Start>,
 ) -> Response {
     if let Err(refusal) = signed.check(&state, &form.csrf) {
         return refusal.into_response();
     }
     let mut headers = HeaderMap::new();
-    let mut form = form;
     if form.workflow.trim().is_empty() && !form.pick.is_empty() {
-        match state
-            .runs
-            .workflows()
-            .into_iter()
-            .find(|(name, _)| *name == form.pick)
-        {
-            Some((_, text)) => form.workflow = text,
+        match state.runs.workflow(&form.pick) {
+            Some(text) => form.workflow = text,
             None => {
                 return refused(
                     StatusCode::BAD_REQUEST,

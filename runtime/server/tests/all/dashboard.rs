@@ -537,8 +537,41 @@ async fn a_failed_run_is_resumed_from_its_page() {
         .unwrap();
     assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
 
+    // The operator's own workflows are offered beside the examples; a link
+    // in that dir is not followed.
+    let offered = server.data.path().join("workflows");
+    std::fs::create_dir_all(&offered).unwrap();
+    std::fs::write(offered.join("greetings.toml"), workflow()).unwrap();
+    let secret = server.data.path().join("host-secret.toml");
+    std::fs::write(&secret, "version = 1\n").unwrap();
+    std::os::unix::fs::symlink(&secret, offered.join("leak.toml")).unwrap();
     let (_, form) = get(&server, "/runs/new", &acme).await;
     assert!(form.contains("<option value=\"python-module\">"), "{form}");
+    assert!(form.contains("<option value=\"greetings\">"), "{form}");
+    assert!(!form.contains("leak"), "{form}");
+    let picked = browser()
+        .post(format!("{}/runs/new", server.base))
+        .header("cookie", &acme)
+        .form_body(&[("csrf", csrf(&form).as_str()), ("pick", "greetings")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(picked.status(), StatusCode::SEE_OTHER);
+    let started = picked.headers()[LOCATION]
+        .to_str()
+        .unwrap()
+        .replace("/runs/", "");
+    wait_for(&server, &keys[0], &started, "succeeded").await;
+    for name in ["leak", "../host-secret"] {
+        let refused = browser()
+            .post(format!("{}/runs/new", server.base))
+            .header("cookie", &acme)
+            .form_body(&[("csrf", csrf(&form).as_str()), ("pick", name)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{name}");
+    }
     let unknown = browser()
         .post(format!("{}/runs/new", server.base))
         .header("cookie", &acme)
