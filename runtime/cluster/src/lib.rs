@@ -1,7 +1,8 @@
 //! What the nodes of a warden cluster share, kept in NATS JetStream
-//! (Debian's nats-server 2.9): so far the run journal, one subject per task,
-//! each append fenced by the subject's last sequence so that a node that
-//! lost its claim on a task cannot write to it.
+//! (Debian's nats-server 2.9): the run journal, one subject per task, each
+//! append fenced by the subject's last sequence so that a node that lost
+//! its claim on a task cannot write to it; and key-value buckets (the
+//! server's control state), made the way a 2.9 server takes them.
 //!
 //! The connection runs on a thread of its own ([`Nats`]): a run's journal
 //! is written synchronously (the scheduler, and the observers of tool and
@@ -10,6 +11,7 @@
 //! connection.
 
 pub mod journal;
+pub mod kv;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -155,3 +155,185 @@ pub trait ControlStore: Send + Sync {
         run: &'a IdempotentRun,
     ) -> BoxFuture<'a, ControlResult<()>>;
 }
+
+/// What every [`ControlStore`] must do, checked on each of them.
+#[cfg(test)]
+pub(crate) mod contract {
+    use super::*;
+    use crate::tenant::Quotas;
+
+    pub fn tenant(name: &str) -> TenantRecord {
+        TenantRecord {
+            name: name.into(),
+            policy: None,
+            plugins: vec!["*".into()],
+            quotas: Quotas::default(),
+            created: 1,
+        }
+    }
+
+    pub fn key(id: &str, tenant: Option<&str>) -> KeyRecord {
+        KeyRecord {
+            id: id.into(),
+            tenant: tenant.map(String::from),
+            hash: "h".into(),
+            scopes: vec![],
+            created: 2,
+            expires: None,
+            revoked: None,
+            label: None,
+        }
+    }
+
+    fn usage(day: &str, model: &str, calls: u64) -> UsageRow {
+        UsageRow {
+            day: day.into(),
+            kind: "llm".into(),
+            model: model.into(),
+            counts: Counts {
+                calls,
+                input_tokens: 10 * calls,
+                cost: 0.5 * calls as f64,
+                ..Counts::default()
+            },
+        }
+    }
+
+    /// Every method, and the steps that must hold when several callers
+    /// (other nodes) race: one of two adds of a tenant wins, concurrent
+    /// usage adds all count, the first run of an idempotency key stays.
+    pub async fn holds(store: &dyn ControlStore) {
+        // Tenants and keys.
+        let acme = tenant("acme");
+        let tries = futures::future::join_all((0..4).map(|_| store.add_tenant(&acme))).await;
+        assert_eq!(tries.iter().filter(|t| t.is_ok()).count(), 1, "{tries:?}");
+        assert!(
+            tries
+                .iter()
+                .any(|t| matches!(t, Err(ControlError::Conflict(m)) if m.contains("exists")))
+        );
+        store.add_tenant(&tenant("bolt")).await.unwrap();
+        assert_eq!(store.tenant("acme").await.unwrap(), Some(tenant("acme")));
+        assert_eq!(store.tenant("nobody").await.unwrap(), None);
+        let names: Vec<String> = store
+            .tenants()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, ["acme", "bolt"]);
+        store.add_key(&key("k1", Some("acme"))).await.unwrap();
+        store.add_key(&key("k2", None)).await.unwrap();
+        store.add_key(&key("k3", Some("bolt"))).await.unwrap();
+        assert!(matches!(
+            store.add_key(&key("k1", Some("bolt"))).await,
+            Err(ControlError::Conflict(_))
+        ));
+        assert_eq!(
+            store.keys(Some("acme")).await.unwrap(),
+            [key("k1", Some("acme"))]
+        );
+        assert_eq!(store.keys(None).await.unwrap().len(), 3);
+
+        // Usage adds up, however many add at once.
+        let rows: Vec<UsageRow> = (0..8).map(|_| usage("2026-12-05", "tape/m", 1)).collect();
+        futures::future::join_all(rows.iter().map(|row| store.add_usage("acme", row)))
+            .await
+            .into_iter()
+            .for_each(|r| r.unwrap());
+        store
+            .add_usage("acme", &usage("2026-12-06", "tape/m.2", 2))
+            .await
+            .unwrap();
+        store
+            .add_usage("acme", &usage("2026-12-01", "", 1))
+            .await
+            .unwrap();
+        store
+            .add_usage("bolt", &usage("2026-12-05", "tape/m", 5))
+            .await
+            .unwrap();
+        let used = store.usage("acme", "2026-12-05").await.unwrap();
+        assert_eq!(used.len(), 2, "{used:?}");
+        assert_eq!(used[0].model, "tape/m");
+        assert_eq!(used[0].counts.calls, 8);
+        assert_eq!(used[0].counts.input_tokens, 80);
+        assert!((used[0].counts.cost - 4.0).abs() < 1e-9);
+        assert_eq!(
+            (used[1].day.as_str(), used[1].counts.calls),
+            ("2026-12-06", 2)
+        );
+
+        // The first run of an idempotency key stays.
+        let runs: Vec<IdempotentRun> = (0..4)
+            .map(|i| IdempotentRun {
+                run: format!("run-{i}"),
+                body_hash: "b".into(),
+            })
+            .collect();
+        let weird = "order 7/*.>";
+        futures::future::join_all(
+            runs.iter()
+                .map(|r| store.set_idempotent_run("acme", weird, r)),
+        )
+        .await
+        .into_iter()
+        .for_each(|r| r.unwrap());
+        let first = store.idempotent_run("acme", weird).await.unwrap().unwrap();
+        assert!(runs.contains(&first));
+        store
+            .set_idempotent_run("acme", weird, &runs[0])
+            .await
+            .unwrap();
+        store
+            .set_idempotent_run("acme", weird, &runs[1])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.idempotent_run("acme", weird).await.unwrap(),
+            Some(first)
+        );
+        assert_eq!(store.idempotent_run("bolt", weird).await.unwrap(), None);
+
+        // Audit heads and sessions.
+        let head = AuditHead {
+            seq: 3,
+            hash: "abc".into(),
+        };
+        store.set_audit_head("acme", &head).await.unwrap();
+        assert_eq!(store.audit_head("acme").await.unwrap(), Some(head));
+        let session = |id: &str, expires| SessionRecord {
+            id: id.into(),
+            hash: "h".into(),
+            key_id: "k1".into(),
+            expires,
+        };
+        store.add_session(&session("s1", 100)).await.unwrap();
+        store.add_session(&session("s2", 5)).await.unwrap();
+        store.add_session(&session("s3", 100)).await.unwrap();
+        assert_eq!(store.session("s1").await.unwrap(), Some(session("s1", 100)));
+        store.remove_session("s1", 10).await.unwrap();
+        assert_eq!(store.session("s1").await.unwrap(), None);
+        assert_eq!(store.session("s2").await.unwrap(), None, "expired by then");
+        assert!(store.session("s3").await.unwrap().is_some());
+
+        // Revoking keeps the first time; removing a tenant revokes its
+        // keys and forgets its usage, heads and idempotency keys.
+        assert!(store.revoke_key("k2", 10).await.unwrap());
+        assert!(store.revoke_key("k2", 11).await.unwrap());
+        assert_eq!(store.key("k2").await.unwrap().unwrap().revoked, Some(10));
+        assert!(!store.revoke_key("nope", 10).await.unwrap());
+        assert!(store.remove_tenant("acme", 9).await.unwrap());
+        assert!(!store.remove_tenant("acme", 9).await.unwrap());
+        assert_eq!(store.tenant("acme").await.unwrap(), None);
+        assert_eq!(store.key("k1").await.unwrap().unwrap().revoked, Some(9));
+        assert_eq!(store.key("k3").await.unwrap().unwrap().revoked, None);
+        assert!(store.usage("acme", "2026-01-01").await.unwrap().is_empty());
+        assert_eq!(store.usage("bolt", "2026-01-01").await.unwrap().len(), 1);
+        assert_eq!(store.audit_head("acme").await.unwrap(), None);
+        assert_eq!(store.idempotent_run("acme", weird).await.unwrap(), None);
+        // The name can be taken again, afresh.
+        store.add_tenant(&tenant("acme")).await.unwrap();
+    }
+}

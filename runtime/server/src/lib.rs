@@ -47,6 +47,7 @@ pub mod control;
 mod dashboard;
 pub mod hosting;
 pub mod key;
+pub mod kv;
 pub mod memories;
 pub mod metrics;
 pub mod operator;

@@ -432,29 +432,13 @@ impl ControlStore for SqliteControl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tenant::Quotas;
+    use crate::control::contract::{self, key, tenant};
 
-    fn tenant(name: &str) -> TenantRecord {
-        TenantRecord {
-            name: name.into(),
-            policy: None,
-            plugins: vec!["*".into()],
-            quotas: Quotas::default(),
-            created: 1,
-        }
-    }
-
-    fn key(id: &str, tenant: Option<&str>) -> KeyRecord {
-        KeyRecord {
-            id: id.into(),
-            tenant: tenant.map(String::from),
-            hash: "h".into(),
-            scopes: vec![],
-            created: 2,
-            expires: None,
-            revoked: None,
-            label: None,
-        }
+    #[tokio::test]
+    async fn holds_the_control_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteControl::open(&dir.path().join("control.sqlite")).unwrap();
+        contract::holds(&store).await;
     }
 
     #[tokio::test]
