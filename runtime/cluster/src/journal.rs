@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use warden_run::journal::now_ms;
 use warden_run::{Event, JournalWriter, Record};
 
-use crate::{ClusterError, Nats};
+use crate::nats::{ClusterError, Nats};
 
 /// The stream every run's journal is on.
 pub const STREAM: &str = "WARDEN_JOURNAL";

@@ -11,7 +11,7 @@ use async_nats::jetstream::{kv, stream};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::{ClusterError, Nats};
+use crate::nats::{ClusterError, Nats};
 
 fn jetstream_error(e: impl std::fmt::Display) -> ClusterError {
     ClusterError::JetStream(e.to_string())

@@ -1,0 +1,138 @@
+//! The connection to NATS, driven on a thread of its own: a run's journal
+//! is written synchronously (the scheduler, and the observers of tool and
+//! model calls, record an event and go on only once it is durable), and a
+//! synchronous wait for JetStream must not hold the thread that drives the
+//! connection.
+
+use std::future::Future;
+use std::sync::Arc;
+
+/// What went wrong talking to the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot reach NATS at {url}: {error}; is nats-server running with JetStream (-js)?")]
+    Connect { url: String, error: String },
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    /// Another node wrote to the task since this one last read it: this
+    /// node no longer holds the task and must stop working on it.
+    #[error(
+        "{subject}: another node has taken this task over (its journal moved past sequence {expected}); this node stops working on it"
+    )]
+    Fenced { subject: String, expected: u64 },
+    #[error("the NATS connection's thread has stopped")]
+    Stopped,
+}
+
+/// A connection to NATS with JetStream, driven on its own thread.
+#[derive(Clone)]
+pub struct Nats {
+    handle: tokio::runtime::Handle,
+    client: async_nats::Client,
+    jetstream: async_nats::jetstream::Context,
+    /// Stops the connection's thread when the last clone goes.
+    _stop: Arc<Stop>,
+}
+
+impl std::fmt::Debug for Nats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nats").finish_non_exhaustive()
+    }
+}
+
+struct Stop(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Nats {
+    /// Connects to `url` (`nats://HOST:PORT`) on a new thread, and waits
+    /// until connected.
+    pub fn connect(url: &str) -> Result<Nats, ClusterError> {
+        let (ready, connected) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let address = url.to_string();
+        std::thread::Builder::new()
+            .name("warden-nats".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let client = async_nats::ConnectOptions::new()
+                        .name("warden")
+                        .connect(address.as_str())
+                        .await;
+                    let sent = match client {
+                        Ok(client) => ready.send(Ok((tokio::runtime::Handle::current(), client))),
+                        Err(e) => ready.send(Err(e.to_string())),
+                    };
+                    if sent.is_ok() {
+                        let _ = stopped.await;
+                    }
+                });
+            })
+            .map_err(|e| ClusterError::Connect {
+                url: url.to_string(),
+                error: e.to_string(),
+            })?;
+        let (handle, client) = connected
+            .recv()
+            .map_err(|_| ClusterError::Stopped)?
+            .map_err(|error| ClusterError::Connect {
+                url: url.to_string(),
+                error,
+            })?;
+        let jetstream = async_nats::jetstream::new(client.clone());
+        Ok(Nats {
+            handle,
+            client,
+            jetstream,
+            _stop: Arc::new(Stop(Some(stop))),
+        })
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub fn jetstream(&self) -> &async_nats::jetstream::Context {
+        &self.jetstream
+    }
+
+    /// Runs `work` on the connection's thread and waits for it here.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, ClusterError> {
+        self.handle
+            .spawn(work)
+            .await
+            .map_err(|_| ClusterError::Stopped)
+    }
+
+    /// Runs `work` on the connection's thread and blocks this thread until
+    /// it is done. Never call it on the connection's own thread.
+    pub fn block_on<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, ClusterError> {
+        let (done, result) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = done.send(work.await);
+        });
+        result.recv().map_err(|_| ClusterError::Stopped)
+    }
+}
