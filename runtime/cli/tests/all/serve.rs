@@ -370,7 +370,7 @@ fn the_example_workflow_runs_from_the_dashboard_on_the_replay_model() {
         "runs:write,runs:read",
     ]);
     let key = stdout(&out).trim().to_string();
-    let (server, addr) = serve_with(
+    let (mut server, addr) = serve_with(
         &s,
         &plugins,
         "127.0.0.1:0",
@@ -388,7 +388,6 @@ fn the_example_workflow_runs_from_the_dashboard_on_the_replay_model() {
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status();
-    let mut server = server;
     server.wait().unwrap();
     let said = format!(
         "{}{}",
