@@ -16,16 +16,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use warden_run::journal::now_ms;
 use warden_run::{Event, JournalWriter, Record};
 
-use crate::nats::{ClusterError, Nats};
+use crate::nats::{ClusterError, Nats, jetstream_error, read_stream};
 
 /// The stream every run's journal is on.
 pub const STREAM: &str = "WARDEN_JOURNAL";
@@ -43,10 +41,6 @@ struct Entry {
     ts: u64,
     #[serde(flatten)]
     event: Event,
-}
-
-fn jetstream_error(e: impl std::fmt::Display) -> ClusterError {
-    ClusterError::JetStream(e.to_string())
 }
 
 /// Creates the journal stream if it is missing: `replicas` copies (1 on a
@@ -110,23 +104,8 @@ async fn read_entries(
             .get_stream(STREAM)
             .await
             .map_err(jetstream_error)?;
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                filter_subject: filter,
-                deliver_policy: DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(jetstream_error)?;
         let mut entries = Vec::new();
-        if consumer.cached_info().num_pending == 0 {
-            return Ok(entries);
-        }
-        let mut messages = consumer.messages().await.map_err(jetstream_error)?;
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(jetstream_error)?;
-            let info = message.info().map_err(jetstream_error)?;
-            let (seq, pending) = (info.stream_sequence, info.pending);
+        for (seq, message) in read_stream(&stream, filter, DeliverPolicy::All).await? {
             let entry: Entry = serde_json::from_slice(&message.payload).map_err(|e| {
                 ClusterError::JetStream(format!(
                     "{} sequence {seq} is not a journal record: {e}",
@@ -141,9 +120,6 @@ async fn read_entries(
                     event: entry.event,
                 },
             ));
-            if pending == 0 {
-                break;
-            }
         }
         Ok(entries)
     })

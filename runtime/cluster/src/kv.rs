@@ -6,16 +6,10 @@
 //! writers can both win (nats-server #4320, fixed in 2.9.21).
 
 use async_nats::jetstream::consumer::DeliverPolicy;
-use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::{kv, stream};
 use bytes::Bytes;
-use futures::StreamExt;
 
-use crate::nats::{ClusterError, Nats};
-
-fn jetstream_error(e: impl std::fmt::Display) -> ClusterError {
-    ClusterError::JetStream(e.to_string())
-}
+use crate::nats::{ClusterError, Nats, jetstream_error, read_stream};
 
 /// A bucket and the stream under it (for reading many keys at once).
 #[derive(Clone)]
@@ -71,23 +65,10 @@ impl Bucket {
     /// Every live key starting with `prefix`, with its value, in key order.
     pub async fn scan(&self, prefix: &str) -> Result<Vec<(String, Bytes)>, ClusterError> {
         let subjects = format!("$KV.{}.", self.name);
-        let consumer = self
-            .stream
-            .create_consumer(OrderedConfig {
-                filter_subject: format!("{subjects}{prefix}>"),
-                deliver_policy: DeliverPolicy::LastPerSubject,
-                ..Default::default()
-            })
-            .await
-            .map_err(jetstream_error)?;
+        let filter = format!("{subjects}{prefix}>");
         let mut found = Vec::new();
-        if consumer.cached_info().num_pending == 0 {
-            return Ok(found);
-        }
-        let mut messages = consumer.messages().await.map_err(jetstream_error)?;
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(jetstream_error)?;
-            let pending = message.info().map_err(jetstream_error)?.pending;
+        for (_, message) in read_stream(&self.stream, filter, DeliverPolicy::LastPerSubject).await?
+        {
             let removed = message
                 .headers
                 .as_ref()
@@ -95,9 +76,6 @@ impl Bucket {
                 .is_some_and(|op| op.as_str() != "PUT");
             if !removed && let Some(key) = message.subject.strip_prefix(subjects.as_str()) {
                 found.push((key.to_string(), message.payload.clone()));
-            }
-            if pending == 0 {
-                break;
             }
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));

@@ -7,6 +7,11 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use async_nats::jetstream;
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use futures::StreamExt;
+
 /// What went wrong talking to the cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -135,4 +140,42 @@ impl Nats {
         });
         result.recv().map_err(|_| ClusterError::Stopped)
     }
+}
+
+pub(crate) fn jetstream_error(e: impl std::fmt::Display) -> ClusterError {
+    ClusterError::JetStream(e.to_string())
+}
+
+/// The messages of `stream` on subjects matching `filter` as they are now
+/// (all of them, or the last of each subject, as `deliver` says), in
+/// stream order, each with its stream sequence.
+pub(crate) async fn read_stream(
+    stream: &jetstream::stream::Stream,
+    filter: String,
+    deliver: DeliverPolicy,
+) -> Result<Vec<(u64, jetstream::Message)>, ClusterError> {
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: filter,
+            deliver_policy: deliver,
+            ..Default::default()
+        })
+        .await
+        .map_err(jetstream_error)?;
+    let mut found = Vec::new();
+    // An empty read would wait for a message forever.
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(found);
+    }
+    let mut messages = consumer.messages().await.map_err(jetstream_error)?;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(jetstream_error)?;
+        let info = message.info().map_err(jetstream_error)?;
+        let (seq, pending) = (info.stream_sequence, info.pending);
+        found.push((seq, message));
+        if pending == 0 {
+            break;
+        }
+    }
+    Ok(found)
 }

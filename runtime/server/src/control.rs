@@ -199,6 +199,12 @@ pub(crate) mod contract {
         }
     }
 
+    /// The names of the tenants `store` holds.
+    pub async fn names(store: &dyn ControlStore) -> Vec<String> {
+        let tenants = store.tenants().await.unwrap();
+        tenants.into_iter().map(|t| t.name).collect()
+    }
+
     /// Every method, and the steps that must hold when several callers
     /// (other nodes) race: one of two adds of a tenant wins, concurrent
     /// usage adds all count, the first run of an idempotency key stays.
@@ -215,14 +221,7 @@ pub(crate) mod contract {
         store.add_tenant(&tenant("bolt")).await.unwrap();
         assert_eq!(store.tenant("acme").await.unwrap(), Some(tenant("acme")));
         assert_eq!(store.tenant("nobody").await.unwrap(), None);
-        let names: Vec<String> = store
-            .tenants()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.name)
-            .collect();
-        assert_eq!(names, ["acme", "bolt"]);
+        assert_eq!(names(store).await, ["acme", "bolt"]);
         store.add_key(&key("k1", Some("acme"))).await.unwrap();
         store.add_key(&key("k2", None)).await.unwrap();
         store.add_key(&key("k3", Some("bolt"))).await.unwrap();

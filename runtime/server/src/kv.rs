@@ -430,14 +430,7 @@ mod tests {
         let other = KvControl::open(&connect(&server.url).await, 1)
             .await
             .unwrap();
-        let names: Vec<String> = other
-            .tenants()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.name)
-            .collect();
-        assert_eq!(names, ["acme", "bolt"]);
+        assert_eq!(contract::names(&other).await, ["acme", "bolt"]);
         assert_eq!(
             other.key("k1").await.unwrap().unwrap().revoked,
             Some(9),
