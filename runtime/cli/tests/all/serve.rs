@@ -106,10 +106,8 @@ fn wait_for(
     panic!("run {run}: {what} did not happen in 60 s");
 }
 
-/// Tenant acme with a key that may start and read runs, and a plugin dir
-/// holding the roles and tools the runs here use.
-fn runner(s: &Scratch) -> (String, std::path::PathBuf) {
-    assert_eq!(code(&s.run(&["tenants", "add", "acme"])), 0);
+/// A key of tenant acme that may start and read runs.
+fn runs_key(s: &Scratch) -> String {
     let out = s.run(&[
         "keys",
         "create",
@@ -118,7 +116,15 @@ fn runner(s: &Scratch) -> (String, std::path::PathBuf) {
         "--scope",
         "runs:write,runs:read",
     ]);
-    let key = stdout(&out).trim().to_string();
+    assert_exit(&out, 0, "", &"keys create");
+    stdout(&out).trim().to_string()
+}
+
+/// Tenant acme with a key that may start and read runs, and a plugin dir
+/// holding the roles and tools the runs here use.
+fn runner(s: &Scratch) -> (String, std::path::PathBuf) {
+    assert_eq!(code(&s.run(&["tenants", "add", "acme"])), 0);
+    let key = runs_key(s);
     let plugins = s.cwd.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
     for (from, name) in [(HELLO, "hello"), (CALLER, "caller"), (HOSTILE, "hostile")] {
@@ -361,15 +367,7 @@ fn the_example_workflow_runs_from_the_dashboard_on_the_replay_model() {
         policy.to_str().unwrap(),
     ]);
     assert_exit(&added, 0, "", &"tenants add");
-    let out = s.run(&[
-        "keys",
-        "create",
-        "--tenant",
-        "acme",
-        "--scope",
-        "runs:write,runs:read",
-    ]);
-    let key = stdout(&out).trim().to_string();
+    let key = runs_key(&s);
     let (mut server, addr) = serve_with(
         &s,
         &plugins,

@@ -48,6 +48,14 @@ def click(driver, by, what):
         return False
 
 
+def statuses(driver):
+    """Each task of the run page's graph, with its status."""
+    return {
+        n.get_attribute("data-task"): n.get_attribute("data-status")
+        for n in driver.find_elements(By.CSS_SELECTOR, "#dag g.task")
+    }
+
+
 def sign_in(driver, key):
     driver.get(BASE + "/")
     assert driver.current_url.endswith("/sign-in"), driver.current_url

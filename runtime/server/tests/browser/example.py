@@ -15,17 +15,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 sys.path.insert(0, os.path.dirname(__file__))
-from dashboard import browser, click, sign_in, wait  # noqa: E402
+from dashboard import browser, click, sign_in, statuses, wait  # noqa: E402
 
 BASE = os.environ["WARDEN_BASE"]
 TASKS = {"write", "test", "review"}
-
-
-def statuses(driver):
-    return {
-        n.get_attribute("data-task"): n.get_attribute("data-status")
-        for n in driver.find_elements(By.CSS_SELECTOR, "#dag g.task")
-    }
 
 
 def fill(driver, task):
