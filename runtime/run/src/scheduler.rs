@@ -188,7 +188,24 @@ pub fn record_cancelled(recorder: &Recorder, reason: &str) -> Result<RunStatus, 
     Ok(RunStatus::Cancelled)
 }
 
-pub struct Scheduler<E> {
+/// Skips the tasks that wait on a task that will never finish, until
+/// nothing changes (skipping a task blocks its dependents).
+pub fn skip_blocked(recorder: &Recorder) -> Result<(), RunError> {
+    loop {
+        let blocked = recorder.state(|s| s.blocked());
+        if blocked.is_empty() {
+            return Ok(());
+        }
+        for (task, because) in blocked {
+            recorder.record(Event::TaskSkipped {
+                task,
+                because: format!("it depends on {because}, which did not finish"),
+            })?;
+        }
+    }
+}
+
+pub struct Scheduler<E: ?Sized> {
     recorder: Arc<Recorder>,
     executor: Arc<E>,
     settings: RunSettings,
@@ -197,7 +214,7 @@ pub struct Scheduler<E> {
     stop: Option<watch::Receiver<Option<String>>>,
 }
 
-impl<E: Executor> Scheduler<E> {
+impl<E: Executor + ?Sized> Scheduler<E> {
     pub fn new(
         recorder: Arc<Recorder>,
         executor: Arc<E>,
@@ -253,19 +270,7 @@ impl<E: Executor> Scheduler<E> {
         let mut running_ids: HashMap<tokio::task::Id, (String, u32)> = HashMap::new();
         let mut not_before: HashMap<String, Instant> = HashMap::new();
         loop {
-            // Until nothing changes: skipping a task blocks its dependents.
-            loop {
-                let blocked = self.recorder.state(|s| s.blocked());
-                if blocked.is_empty() {
-                    break;
-                }
-                for (task, because) in blocked {
-                    self.recorder.record(Event::TaskSkipped {
-                        task,
-                        because: format!("it depends on {because}, which did not finish"),
-                    })?;
-                }
-            }
+            self.skip_blocked()?;
             let now = Instant::now();
             let ready: Vec<String> = self.recorder.state(|s| {
                 s.ready()
@@ -278,15 +283,7 @@ impl<E: Executor> Scheduler<E> {
                 if running.len() >= self.settings.concurrency.max(1) {
                     break;
                 }
-                if let Some(spent) = self.spent_budget() {
-                    let attempts = self
-                        .recorder
-                        .state(|s| s.task(&id).map_or(0, |t| t.failures));
-                    self.recorder.record(Event::TaskDead {
-                        task: id,
-                        attempts,
-                        error: spent,
-                    })?;
+                if self.dead_of_spent_budget(&id)? {
                     continue;
                 }
                 let attempt = self.start(&id)?;
@@ -337,14 +334,38 @@ impl<E: Executor> Scheduler<E> {
             // A step of the attempt (a tool call, a model call) that could
             // not be journaled stops the run here.
             self.recorder.check()?;
-            if let Some((id, number)) = id {
-                self.finish(&id, number, end, &mut not_before)?;
+            if let Some((id, number)) = id
+                && let Some(delay) = self.finish(&id, number, end)?
+            {
+                not_before.insert(id, Instant::now() + delay);
             }
         }
         // Anything still pending can never run (its dependencies are gone).
         let status = self.recorder.state(|s| s.outcome_status());
         self.recorder.record(Event::RunFinished { status })?;
         Ok(status)
+    }
+
+    /// Skips the tasks that wait on a task that will never finish.
+    pub fn skip_blocked(&self) -> Result<(), RunError> {
+        skip_blocked(&self.recorder)
+    }
+
+    /// Sends task `id` to the dead letters if a budget of the run is
+    /// spent (no attempt may start then); whether it did.
+    pub fn dead_of_spent_budget(&self, id: &str) -> Result<bool, RunError> {
+        let Some(spent) = self.spent_budget() else {
+            return Ok(false);
+        };
+        let attempts = self
+            .recorder
+            .state(|s| s.task(id).map_or(0, |t| t.failures));
+        self.recorder.record(Event::TaskDead {
+            task: id.to_string(),
+            attempts,
+            error: spent,
+        })?;
+        Ok(true)
     }
 
     /// The first budget of the run that is used up, named.
@@ -386,7 +407,9 @@ impl<E: Executor> Scheduler<E> {
         None
     }
 
-    fn start(&self, id: &str) -> Result<Attempt, RunError> {
+    /// Records the start of the next attempt of ready task `id`, and
+    /// returns it for the executor.
+    pub fn start(&self, id: &str) -> Result<Attempt, RunError> {
         let (spec, number, last_error, dependencies, recorded, run, goal, usage, active_ms) =
             self.recorder.state(|s| {
                 let t = s.task(id).expect("a ready task exists");
@@ -439,13 +462,15 @@ impl<E: Executor> Scheduler<E> {
         })
     }
 
-    fn finish(
+    /// Records how attempt `number` of task `id` ended: finished (with its
+    /// follow-ups queued), failed, dead or declined. `Some(delay)` when the
+    /// task is to be tried again after `delay`.
+    pub fn finish(
         &self,
         id: &str,
         number: u32,
         end: AttemptEnd,
-        not_before: &mut HashMap<String, Instant>,
-    ) -> Result<(), RunError> {
+    ) -> Result<Option<Duration>, RunError> {
         let fuel_used = end.fuel_used;
         let ms = end.duration.as_millis() as u64;
         let result = end.result.and_then(|outcome| {
@@ -488,9 +513,7 @@ impl<E: Executor> Scheduler<E> {
                     ms,
                 })?;
                 match delay {
-                    Some(delay) => {
-                        not_before.insert(id.to_string(), Instant::now() + delay);
-                    }
+                    Some(delay) => return Ok(Some(delay)),
                     None if error.declined => {
                         self.recorder.record(Event::TaskSkipped {
                             task: id.to_string(),
@@ -512,7 +535,7 @@ impl<E: Executor> Scheduler<E> {
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// How long to wait before the attempt after the `failures`-th failure:
