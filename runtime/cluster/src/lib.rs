@@ -10,6 +10,7 @@
 pub mod journal;
 pub mod kv;
 mod nats;
+pub mod work;
 
 pub use journal::{JetStreamJournal, read_run};
 pub use nats::{ClusterError, Nats};

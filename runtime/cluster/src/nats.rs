@@ -100,7 +100,11 @@ impl Nats {
                 url: url.to_string(),
                 error,
             })?;
-        let jetstream = async_nats::jetstream::new(client.clone());
+        // The context starts a timer: on the connection's runtime.
+        let jetstream = {
+            let _on = handle.enter();
+            async_nats::jetstream::new(client.clone())
+        };
         Ok(Nats {
             handle,
             client,
