@@ -190,6 +190,7 @@ async fn start(data: &Path) -> (String, Vec<String>) {
         plugins: vec![hello],
         plugin_dirs: Vec::new(),
         memory: None,
+        cluster: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

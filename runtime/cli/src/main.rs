@@ -58,6 +58,12 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     llm_config: Option<PathBuf>,
 
+    /// A cluster's NATS server (`nats://HOST:PORT`, JetStream on): `serve`
+    /// joins the cluster, and `tenants`, `keys` and `audit` act on its
+    /// shared control state. Default: $WARDEN_CLUSTER, else one node.
+    #[arg(long, global = true, value_name = "URL", env = "WARDEN_CLUSTER")]
+    cluster: Option<String>,
+
     /// Write the trace as JSON lines instead of text.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -151,6 +157,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         runtimes: datadir::runtime_dir(cli.runtime_dir, data_dir.as_deref()),
         llm_config: cli.llm_config,
         data: data_dir,
+        cluster: cli.cluster,
     };
     match cli.command {
         Command::Tool(cmd) => {
@@ -191,6 +198,8 @@ pub(crate) struct Dirs {
     data: Option<PathBuf>,
     runtimes: Option<PathBuf>,
     llm_config: Option<PathBuf>,
+    /// The cluster's NATS URL, when not one node.
+    cluster: Option<String>,
 }
 
 impl Dirs {

@@ -291,6 +291,7 @@ impl EventSink for Progress {
                 task,
                 role,
                 attempt,
+                ..
             } => {
                 if let Some(bar) = self.bar(task) {
                     bar.enable_steady_tick(std::time::Duration::from_millis(120));

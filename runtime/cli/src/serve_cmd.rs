@@ -31,6 +31,21 @@ pub struct ServeArgs {
     /// Sandboxes that may run at once across all tenants.
     #[arg(long, value_name = "N", default_value_t = 64)]
     max_concurrent: u32,
+
+    /// This node's name in a cluster's logs (default: the host name and
+    /// the listening port).
+    #[arg(long, value_name = "NAME")]
+    node_id: Option<String>,
+
+    /// In a cluster: how long a task may go without word from its node
+    /// before another node takes it over (30s, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = warden_server::key::parse_duration)]
+    ack_wait: i64,
+
+    /// In a cluster: copies JetStream keeps of each stream and bucket (3
+    /// on a three-server NATS cluster).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    replicas: usize,
 }
 
 #[derive(Subcommand)]
@@ -143,13 +158,44 @@ pub enum AuditCommand {
     },
 }
 
-fn operator(dirs: &crate::Dirs) -> Result<Operator, Failure> {
+async fn operator(dirs: &crate::Dirs) -> Result<Operator, Failure> {
+    Ok(open(dirs, 1).await?.0)
+}
+
+/// The operator over the control state (SQLite in the data dir, or the
+/// cluster's bucket), and the cluster's connection if there is one.
+async fn open(
+    dirs: &crate::Dirs,
+    replicas: usize,
+) -> Result<(Operator, Option<warden_cluster::Nats>), Failure> {
     let data = dirs.data.as_deref().ok_or_else(|| {
         Failure::bad_input(
             "the server's state lives in the data dir: set --data-dir or $WARDEN_DATA_DIR",
         )
     })?;
-    Operator::open(data).map_err(failure)
+    let Some(url) = &dirs.cluster else {
+        return Ok((Operator::open(data).map_err(failure)?, None));
+    };
+    let address = url.clone();
+    let nats = tokio::task::spawn_blocking(move || warden_cluster::Nats::connect(&address))
+        .await
+        .map_err(Failure::internal)?
+        .map_err(|e| Failure::bad_input(format!("--cluster {url}: {e}")))?;
+    let shared = |e: warden_cluster::ClusterError| {
+        Failure::bad_input(format!(
+            "--cluster {url}: cannot set up the cluster's streams: {e}"
+        ))
+    };
+    warden_cluster::journal::ensure_stream(&nats, replicas)
+        .await
+        .map_err(shared)?;
+    warden_cluster::work::ensure_dead_letters(&nats, replicas)
+        .await
+        .map_err(shared)?;
+    let operator = Operator::open_cluster(data, &nats, replicas)
+        .await
+        .map_err(failure)?;
+    Ok((operator, Some(nats)))
 }
 
 fn failure(e: OperatorError) -> Failure {
@@ -166,7 +212,8 @@ fn json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
 }
 
 pub async fn serve(args: ServeArgs, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
-    let operator = Arc::new(operator(dirs)?);
+    let (operator, nats) = open(dirs, args.replicas).await?;
+    let operator = Arc::new(operator);
     let data = operator.data_dir().to_path_buf();
     // Every way a tenant reaches memory (the API, MCP, its runs' roles)
     // counts against its memory-entries quota.
@@ -201,15 +248,40 @@ pub async fn serve(args: ServeArgs, dirs: &crate::Dirs) -> Result<ExitCode, Fail
         );
     }
     let tenants = operator.tenants().await.map_err(failure)?.len();
-    eprintln!(
-        "warden: serving {} plugin(s) for {tenants} tenant(s) at http://{local}",
-        plugins.len()
-    );
+    let cluster = nats.map(|nats| {
+        let node = args.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            format!("{}:{}", host.trim(), local.port())
+        });
+        warden_server::cluster::ClusterConfig {
+            nats,
+            node,
+            queue: warden_cluster::work::QueueSettings {
+                ack_wait: std::time::Duration::from_secs(args.ack_wait.max(1) as u64),
+                replicas: args.replicas.max(1),
+                ..Default::default()
+            },
+            slots: args.max_concurrent.max(1) as usize,
+        }
+    });
+    match &cluster {
+        Some(cluster) => eprintln!(
+            "warden: node {} of the cluster at {}: serving {} plugin(s) for {tenants} tenant(s) at http://{local}",
+            cluster.node,
+            dirs.cluster.as_deref().unwrap_or_default(),
+            plugins.len()
+        ),
+        None => eprintln!(
+            "warden: serving {} plugin(s) for {tenants} tenant(s) at http://{local}",
+            plugins.len()
+        ),
+    }
     let hosted = Hosted {
         engine,
         plugins,
         plugin_dirs,
         memory,
+        cluster,
     };
     Server::new(operator, hosted)
         .serve(listener, crate::shutdown::signal())
@@ -219,7 +291,7 @@ pub async fn serve(args: ServeArgs, dirs: &crate::Dirs) -> Result<ExitCode, Fail
 }
 
 pub async fn tenants(cmd: TenantsCommand, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
-    let operator = operator(dirs)?;
+    let operator = operator(dirs).await?;
     match cmd {
         TenantsCommand::Add {
             name,
@@ -386,7 +458,7 @@ fn utc(secs: i64) -> String {
 }
 
 pub async fn keys(cmd: KeysCommand, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
-    let operator = operator(dirs)?;
+    let operator = operator(dirs).await?;
     match cmd {
         KeysCommand::Create {
             tenant,
@@ -442,7 +514,7 @@ pub async fn keys(cmd: KeysCommand, dirs: &crate::Dirs) -> Result<ExitCode, Fail
 }
 
 pub async fn audit(cmd: AuditCommand, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
-    let operator = operator(dirs)?;
+    let operator = operator(dirs).await?;
     match cmd {
         AuditCommand::Verify { tenant } => {
             let logs = match tenant {

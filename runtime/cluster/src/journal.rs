@@ -256,3 +256,86 @@ impl JournalWriter for JetStreamJournal {
         }
     }
 }
+
+/// The ids of `tenant`'s runs, oldest first (by their last run-level
+/// record: start, resume or end).
+pub async fn run_ids(nats: &Nats, tenant: &str) -> Result<Vec<String>, ClusterError> {
+    let jetstream = nats.jetstream().clone();
+    let filter = format!("journal.{tenant}.*.run");
+    nats.run(async move {
+        let stream = jetstream
+            .get_stream(STREAM)
+            .await
+            .map_err(jetstream_error)?;
+        let found = read_stream(&stream, filter, DeliverPolicy::LastPerSubject).await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|(_, message)| message.subject.split('.').nth(2).map(str::to_string))
+            .collect())
+    })
+    .await?
+}
+
+/// `tenant`'s run `run`'s records from stream sequence `from` on, as they
+/// are written, until the run's end has been sent or the receiver is
+/// dropped. Any node follows any run: a client that reconnects elsewhere
+/// with the last sequence it saw goes on with no gap and no repeat.
+pub fn follow(
+    nats: &Nats,
+    tenant: &str,
+    run: &str,
+    from: u64,
+) -> tokio::sync::mpsc::Receiver<Result<Record, ClusterError>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let jetstream = nats.jetstream().clone();
+    let filter = format!("{}.>", run_prefix(tenant, run));
+    let keep = nats.clone();
+    nats.spawn(async move {
+        let _connection = keep;
+        let sent = async {
+            let stream = jetstream
+                .get_stream(STREAM)
+                .await
+                .map_err(jetstream_error)?;
+            let consumer = stream
+                .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                    filter_subject: filter,
+                    deliver_policy: DeliverPolicy::ByStartSequence {
+                        start_sequence: from.max(1),
+                    },
+                    ..Default::default()
+                })
+                .await
+                .map_err(jetstream_error)?;
+            let mut messages = consumer.messages().await.map_err(jetstream_error)?;
+            while let Some(message) = futures::StreamExt::next(&mut messages).await {
+                let message = message.map_err(jetstream_error)?;
+                let seq = message.info().map_err(jetstream_error)?.stream_sequence;
+                let entry: Entry = serde_json::from_slice(&message.payload).map_err(|e| {
+                    ClusterError::JetStream(format!(
+                        "{} sequence {seq} is not a journal record: {e}",
+                        message.subject
+                    ))
+                })?;
+                let last = matches!(entry.event, Event::RunFinished { .. });
+                let record = Record {
+                    seq,
+                    ts: entry.ts,
+                    event: entry.event,
+                };
+                if tx.send(Ok(record)).await.is_err() || last {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        };
+        let ended = tokio::select! {
+            ended = sent => ended,
+            () = tx.closed() => Ok(()),
+        };
+        if let Err(e) = ended {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    rx
+}

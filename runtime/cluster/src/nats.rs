@@ -132,6 +132,11 @@ impl Nats {
             .map_err(|_| ClusterError::Stopped)
     }
 
+    /// Starts `work` on the connection's thread, to run on its own.
+    pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        self.handle.spawn(work);
+    }
+
     /// Runs `work` on the connection's thread and blocks this thread until
     /// it is done. Never call it on the connection's own thread.
     pub fn block_on<T: Send + 'static>(

@@ -126,7 +126,7 @@ pub async fn ensure_dead_letters(nats: &Nats, replicas: usize) -> Result<(), Clu
 /// Makes `tenant`'s queue and its consumer if missing, and sets the
 /// consumer's max-ack-pending to `concurrency`: the tenant's tasks at once
 /// across the cluster.
-async fn ensure_queue(
+pub async fn ensure_queue(
     nats: &Nats,
     tenant: &str,
     concurrency: u32,
@@ -257,6 +257,8 @@ fn decide(recorder: &Recorder) -> Result<Vec<(String, u32)>, RunError> {
 /// at most `slots` at once on this node.
 pub struct Worker {
     nats: Nats,
+    /// This node's name, in the starts of the attempts it works.
+    node: String,
     runner: Arc<dyn Runner>,
     settings: QueueSettings,
     slots: Arc<Semaphore>,
@@ -292,12 +294,14 @@ pub enum Handled {
 impl Worker {
     pub fn new(
         nats: Nats,
+        node: impl Into<String>,
         runner: Arc<dyn Runner>,
         settings: QueueSettings,
         slots: usize,
     ) -> Worker {
         Worker {
             nats,
+            node: node.into(),
             runner,
             settings,
             slots: Arc::new(Semaphore::new(slots.max(1))),
@@ -307,6 +311,13 @@ impl Worker {
     /// Makes `tenant`'s queue (its concurrency quota the consumer's
     /// max-ack-pending) and works its tasks until the returned handle is
     /// aborted.
+    /// Makes `tenant`'s queue if missing (see [`ensure_queue`]).
+    pub async fn ensure_queue(&self, tenant: &str, concurrency: u32) -> Result<(), ClusterError> {
+        ensure_queue(&self.nats, tenant, concurrency, &self.settings)
+            .await
+            .map(drop)
+    }
+
     pub async fn serve_tenant(
         self: &Arc<Self>,
         tenant: &str,
@@ -468,7 +479,8 @@ impl Worker {
             workflow.run.clone(),
             workflow.budget.clone(),
             workflow.roles.keys().cloned(),
-        );
+        )
+        .on_node(self.node.clone());
         let started = match scheduler.dead_of_spent_budget(&job.task) {
             Ok(true) => Ok(None),
             Ok(false) => scheduler.start(&job.task).map(Some),

@@ -66,6 +66,7 @@ fn events(run: &str) -> Vec<Event> {
             task: "a".into(),
             role: "worker".into(),
             attempt: 1,
+            node: None,
         },
         Event::ToolCall {
             task: "a".into(),
@@ -102,6 +103,7 @@ fn events(run: &str) -> Vec<Event> {
             task: "b".into(),
             role: "worker".into(),
             attempt: 1,
+            node: None,
         },
         Event::TaskFailed {
             task: "b".into(),
@@ -115,6 +117,7 @@ fn events(run: &str) -> Vec<Event> {
             task: "b".into(),
             role: "worker".into(),
             attempt: 2,
+            node: None,
         },
         Event::TaskFinished {
             task: "b".into(),
@@ -226,6 +229,7 @@ async fn a_node_whose_task_was_taken_over_cannot_write_to_it() {
         task: "a".into(),
         role: "worker".into(),
         attempt: 2,
+        node: None,
     }];
     let (_, errors) = append(node_b, takeover).await;
     assert!(errors.is_empty(), "{errors:?}");

@@ -207,7 +207,13 @@ impl Node {
                 .build()
                 .unwrap();
             let nats = Nats::connect(&url).unwrap();
-            let worker = Arc::new(Worker::new(nats, Arc::new(TestRunner(script)), settings, 4));
+            let worker = Arc::new(Worker::new(
+                nats,
+                "test",
+                Arc::new(TestRunner(script)),
+                settings,
+                4,
+            ));
             runtime.block_on(async {
                 worker.serve_tenant(TENANT, concurrency).await.unwrap();
             });

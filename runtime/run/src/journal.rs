@@ -45,6 +45,9 @@ pub enum Event {
         task: String,
         role: String,
         attempt: u32,
+        /// The cluster node that works the attempt (none on one node).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
     },
     ToolCall {
         task: String,

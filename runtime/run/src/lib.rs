@@ -110,38 +110,7 @@ impl Runs {
         env: &RunEnv,
         sinks: Vec<Box<dyn EventSink>>,
     ) -> Result<Started, RunError> {
-        if let Some(goal) = goal {
-            workflow.goal = goal;
-        }
-        let mut tasks: Vec<TaskSpec> = workflow.tasks.iter().map(TaskSpec::from).collect();
-        if tasks.is_empty() {
-            let planner = workflow.run.planner.clone();
-            if !workflow.roles.contains_key(&planner) {
-                return Err(WorkflowError::Invalid(format!(
-                    "the workflow has no tasks and no `{planner}` role to plan them; add `[[tasks]]` or a `[roles.{planner}]`"
-                ))
-                .into());
-            }
-            if workflow.goal.trim().is_empty() {
-                return Err(WorkflowError::Invalid(
-                    "the workflow has no tasks and no goal; give one with --goal".into(),
-                )
-                .into());
-            }
-            tasks.push(TaskSpec {
-                id: "plan".into(),
-                role: planner,
-                instructions: "Break the goal into tasks for the roles of this run.".into(),
-                depends_on: Vec::new(),
-                priority: 100,
-                max_retries: 2,
-                timeout: None,
-                tokens: None,
-                input: serde_json::Value::Null,
-                parent: None,
-            });
-        }
-        workflow.check()?;
+        let tasks = first_tasks(&mut workflow, goal)?;
 
         let run = new_run_id();
         let dir = self.dir(&run);
@@ -430,6 +399,48 @@ pub enum Reopened {
     /// The run had ended; nothing to do.
     Settled(Finished),
     Started(Started),
+}
+
+/// The tasks a new run of `workflow` starts with, the workflow checked:
+/// its own, or (with none) its planner's task for the goal. `goal`, when
+/// given, replaces the workflow's.
+pub fn first_tasks(
+    workflow: &mut Workflow,
+    goal: Option<String>,
+) -> Result<Vec<TaskSpec>, RunError> {
+    if let Some(goal) = goal {
+        workflow.goal = goal;
+    }
+    let mut tasks: Vec<TaskSpec> = workflow.tasks.iter().map(TaskSpec::from).collect();
+    if tasks.is_empty() {
+        let planner = workflow.run.planner.clone();
+        if !workflow.roles.contains_key(&planner) {
+            return Err(WorkflowError::Invalid(format!(
+                "the workflow has no tasks and no `{planner}` role to plan them; add `[[tasks]]` or a `[roles.{planner}]`"
+            ))
+            .into());
+        }
+        if workflow.goal.trim().is_empty() {
+            return Err(WorkflowError::Invalid(
+                "the workflow has no tasks and no goal; give one with --goal".into(),
+            )
+            .into());
+        }
+        tasks.push(TaskSpec {
+            id: "plan".into(),
+            role: planner,
+            instructions: "Break the goal into tasks for the roles of this run.".into(),
+            depends_on: Vec::new(),
+            priority: 100,
+            max_retries: 2,
+            timeout: None,
+            tokens: None,
+            input: serde_json::Value::Null,
+            parent: None,
+        });
+    }
+    workflow.check()?;
+    Ok(tasks)
 }
 
 /// How `state`'s run ended, if it has: cancelled as recorded, otherwise

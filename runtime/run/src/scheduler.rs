@@ -212,6 +212,8 @@ pub struct Scheduler<E: ?Sized> {
     budget: Budget,
     roles: BTreeSet<String>,
     stop: Option<watch::Receiver<Option<String>>>,
+    /// The cluster node the attempts run on, for the journal.
+    node: Option<String>,
 }
 
 impl<E: Executor + ?Sized> Scheduler<E> {
@@ -229,7 +231,14 @@ impl<E: Executor + ?Sized> Scheduler<E> {
             budget,
             roles: roles.into_iter().collect(),
             stop: None,
+            node: None,
         }
+    }
+
+    /// Names the cluster node that runs the attempts, in their start.
+    pub fn on_node(mut self, node: impl Into<String>) -> Self {
+        self.node = Some(node.into());
+        self
     }
 
     /// Stops the run when `stop` (a [`Canceller`]'s) says so.
@@ -444,6 +453,7 @@ impl<E: Executor + ?Sized> Scheduler<E> {
             task: id.to_string(),
             role: spec.role.clone(),
             attempt: number,
+            node: self.node.clone(),
         })?;
         Ok(Attempt {
             run,

@@ -29,6 +29,9 @@ use crate::tenant::TenantRecord;
 /// The bucket's name.
 pub const BUCKET: &str = "WARDEN_CONTROL";
 
+/// Where the cluster's secret is.
+const SECRET_KEY: &str = "server.secret";
+
 /// Tries of a compare-and-set that keeps losing to other writers.
 const CAS_TRIES: u32 = 64;
 
@@ -81,6 +84,28 @@ impl KvControl {
             bucket,
             _nats: nats.clone(),
         })
+    }
+
+    /// The cluster's secret (what API keys are hashed and the audit log is
+    /// chained with): made by the first node to ask, the same for every
+    /// node after.
+    pub async fn secret(&self) -> ControlResult<[u8; 32]> {
+        let fresh: [u8; 32] = rand::random();
+        let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+        self.create(SECRET_KEY, &hex).await?;
+        let Some((stored, _)) = self.get::<String>(SECRET_KEY).await? else {
+            return Err(store_error(format!(
+                "{SECRET_KEY} vanished after it was made"
+            )));
+        };
+        let bytes: Vec<u8> = (0..stored.len())
+            .step_by(2)
+            .filter_map(|at| stored.get(at..at + 2))
+            .filter_map(|pair| u8::from_str_radix(pair, 16).ok())
+            .collect();
+        bytes
+            .try_into()
+            .map_err(|_| store_error(format!("{SECRET_KEY} is not 32 bytes in hex")))
     }
 
     fn store(&self) -> &kv::Store {

@@ -28,6 +28,7 @@
 //!     plugins: vec![fs],
 //!     plugin_dirs: vec!["target/plugins".into()],
 //!     memory: None,
+//!     cluster: None,
 //! };
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! Server::new(operator, hosted).serve(listener, std::future::pending()).await?;
@@ -43,6 +44,7 @@
 
 mod api;
 pub mod audit;
+pub mod cluster;
 pub mod control;
 mod dashboard;
 pub mod hosting;

@@ -194,6 +194,18 @@ impl Operator {
         Ok(Operator::with_store(data_dir, &secret, control))
     }
 
+    /// A cluster node's: the control state and the secret in the
+    /// cluster's JetStream bucket, so that every node checks the same keys.
+    pub async fn open_cluster(
+        data_dir: &Path,
+        nats: &warden_cluster::Nats,
+        replicas: usize,
+    ) -> Result<Operator, OperatorError> {
+        let control = crate::kv::KvControl::open(nats, replicas).await?;
+        let secret = control.secret().await?;
+        Ok(Operator::with_store(data_dir, &secret, Arc::new(control)))
+    }
+
     /// An operator over any control store (a cluster's).
     pub fn with_store(
         data_dir: &Path,

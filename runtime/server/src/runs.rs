@@ -14,8 +14,10 @@ use warden_run::{
     RunState, RunStatus, Runs, Started, journal,
 };
 
+use crate::cluster::{ClusterConfig, ClusterRuns};
 use crate::control::Counts;
 use crate::metrics::Metrics;
+use crate::operator::Operator;
 use crate::tenant::{self, TenantRecord};
 use crate::usage::Meter;
 
@@ -139,6 +141,9 @@ pub struct RunHost {
     submitting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     metrics: Arc<Metrics>,
     meter: Arc<Meter>,
+    operator: Arc<Operator>,
+    /// On a cluster: runs live on JetStream, not on this node.
+    cluster: Option<Arc<ClusterRuns>>,
 }
 
 impl std::fmt::Debug for RunHost {
@@ -150,6 +155,7 @@ impl std::fmt::Debug for RunHost {
 }
 
 impl RunHost {
+    #[allow(clippy::too_many_arguments)] // the server's parts, named
     pub fn new(
         data_dir: &Path,
         engine: Engine,
@@ -157,8 +163,10 @@ impl RunHost {
         hosted: Vec<String>,
         metrics: Arc<Metrics>,
         meter: Arc<Meter>,
-    ) -> RunHost {
-        RunHost {
+        operator: Arc<Operator>,
+        cluster: Option<ClusterConfig>,
+    ) -> Arc<RunHost> {
+        Arc::new_cyclic(|host| RunHost {
             engine,
             plugin_dirs,
             hosted,
@@ -167,20 +175,79 @@ impl RunHost {
             submitting: Mutex::default(),
             metrics,
             meter,
+            operator,
+            cluster: cluster.map(|config| Arc::new(ClusterRuns::new(config, host.clone()))),
+        })
+    }
+
+    pub(crate) fn operator(&self) -> &Arc<Operator> {
+        &self.operator
+    }
+
+    /// Whether runs live on a cluster.
+    pub fn clustered(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// On a cluster, starts working the tasks of every tenant.
+    pub fn join_cluster(self: &Arc<Self>) {
+        if let Some(cluster) = &self.cluster {
+            cluster.serve_tenants(self);
+        }
+    }
+
+    /// What counts a run's use in its tenant's usage and the metrics.
+    pub(crate) fn meters(&self, tenant: &str) -> Vec<Box<dyn EventSink>> {
+        vec![Box::new(Metered {
+            tenant: tenant.to_string(),
+            metrics: self.metrics.clone(),
+            meter: self.meter.clone(),
+        })]
+    }
+
+    /// The workspace of `tenant`'s run `run` on this node, made if missing.
+    pub(crate) fn workspace(&self, tenant: &str, run: &str) -> Result<PathBuf, RunError> {
+        warden_run::check_run_id(run)?;
+        let workspace = self.runs(tenant).dir(run).join("workspace");
+        std::fs::create_dir_all(&workspace)
+            .map_err(|e| RunError::Files(format!("cannot create {}: {e}", workspace.display())))?;
+        Ok(workspace)
+    }
+
+    /// `tenant`'s run `run`.
+    pub async fn load(&self, tenant: &str, run: &str) -> Result<RunState, RunError> {
+        match &self.cluster {
+            Some(cluster) => cluster.load(tenant, run).await,
+            None => self.runs(tenant).load(run),
+        }
+    }
+
+    /// Every run of `tenant`, oldest first.
+    pub async fn list(&self, tenant: &str) -> Vec<RunState> {
+        match &self.cluster {
+            Some(cluster) => cluster.list(tenant).await.unwrap_or_else(|e| {
+                tracing::warn!(%tenant, error = %e, "cannot list the tenant's runs");
+                Vec::new()
+            }),
+            None => self.runs(tenant).list(),
+        }
+    }
+
+    /// Whether `state`'s run is going on: on a cluster, until it ends; on
+    /// one node, while this node drives it.
+    pub fn going(&self, tenant: &str, state: &RunState) -> bool {
+        match &self.cluster {
+            Some(_) => warden_run::ended(state).is_none(),
+            None => self.watch(tenant, &state.run).is_some(),
         }
     }
 
     /// What a run of `tenant` tells besides its journal: its watchers, the
     /// metrics.
     fn sinks(&self, tenant: &str, watchers: &broadcast::Sender<Record>) -> Vec<Box<dyn EventSink>> {
-        vec![
-            Box::new(Broadcast(watchers.clone())),
-            Box::new(Metered {
-                tenant: tenant.to_string(),
-                metrics: self.metrics.clone(),
-                meter: self.meter.clone(),
-            }),
-        ]
+        let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(Broadcast(watchers.clone()))];
+        sinks.extend(self.meters(tenant));
+        sinks
     }
 
     /// The engine every sandbox of this server runs on.
@@ -196,7 +263,7 @@ impl RunHost {
     /// What a run of `record`'s tenant runs with: its identity, the
     /// server's plugins by name only, and its policy's grant as the ceiling
     /// of what a workflow may grant.
-    async fn env(self: &Arc<Self>, record: &TenantRecord) -> Result<RunEnv, RunError> {
+    pub(crate) async fn env(&self, record: &TenantRecord) -> Result<RunEnv, RunError> {
         let root = tenant::root(&self.data_dir, &record.name);
         let policy = match &record.policy {
             Some(text) => {
@@ -295,14 +362,17 @@ impl RunHost {
         mut workflow: Workflow,
         goal: Option<String>,
     ) -> Result<String, Submission> {
-        if self.live_runs(&record.name) >= record.quotas.runs_in_flight as usize {
-            return Err(Submission::Busy);
-        }
         // A run's tasks are the tenant's sandboxes too.
         workflow.run.concurrency = workflow
             .run
             .concurrency
             .min(record.quotas.concurrent_calls as usize);
+        if let Some(cluster) = &self.cluster {
+            return cluster.submit(self, record, workflow, goal).await;
+        }
+        if self.live_runs(&record.name) >= record.quotas.runs_in_flight as usize {
+            return Err(Submission::Busy);
+        }
         let env = self.env(record).await.map_err(Submission::Refused)?;
         let (sender, _) = broadcast::channel(BACKLOG);
         let started = self
@@ -355,6 +425,9 @@ impl RunHost {
     /// Stops every run of `tenant` going on here, where it is (a removed
     /// tenant's).
     pub fn stop_tenant(&self, tenant: &str) {
+        if let Some(cluster) = &self.cluster {
+            cluster.stop_tenant(tenant);
+        }
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.retain(|(t, _), run| {
             if t == tenant {
@@ -368,8 +441,15 @@ impl RunHost {
     /// (its attempts stopped, unfinished tasks skipped) and ends cancelled;
     /// one that had stopped is marked so. A run that had ended keeps how it
     /// ended.
-    pub async fn cancel(&self, record: &TenantRecord, run: &str) -> Result<Finished, RunError> {
+    pub async fn cancel(
+        self: &Arc<Self>,
+        record: &TenantRecord,
+        run: &str,
+    ) -> Result<Finished, RunError> {
         let reason = "cancelled through the API";
+        if let Some(cluster) = &self.cluster {
+            return cluster.cancel(self, &record.name, run, reason).await;
+        }
         let live = {
             let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
             live.get(&(record.name.clone(), run.to_string()))
@@ -401,6 +481,9 @@ impl RunHost {
         record: &TenantRecord,
         run: &str,
     ) -> Result<Option<RunStatus>, Submission> {
+        if let Some(cluster) = &self.cluster {
+            return cluster.retry(self, record, run).await;
+        }
         if self.watch(&record.name, run).is_some() {
             return Err(Submission::Refused(RunError::Busy(format!(
                 "run {run} is going on; only a run that failed or stopped can be resumed"
@@ -453,6 +536,9 @@ impl RunHost {
     /// order: what the journal holds, then live ones while it runs here,
     /// then how it ended. Stops when the receiver is dropped.
     pub fn follow(&self, tenant: &str, run: &str, next: u64) -> mpsc::Receiver<Followed> {
+        if let Some(cluster) = &self.cluster {
+            return cluster.follow(tenant, run, next);
+        }
         // Watch first, then read the journal: nothing written in between
         // is missed, and what both see is sent once (by sequence number).
         let live = self.watch(tenant, run);
@@ -465,6 +551,10 @@ impl RunHost {
     /// Takes up every run of `tenants` that had not ended (the server was
     /// stopped or killed mid-run): finished tasks stay finished.
     pub async fn resume_all(self: &Arc<Self>, tenants: &[TenantRecord]) {
+        // On a cluster, the queue hands a stopped node's tasks to others.
+        if self.cluster.is_some() {
+            return;
+        }
         for record in tenants {
             let runs = self.runs(&record.name);
             for state in runs.list() {

@@ -40,6 +40,8 @@ pub struct Hosted {
     pub plugin_dirs: Vec<PathBuf>,
     /// The memory store behind `/v1/memory` (the engine's, for plugins).
     pub memory: Option<Arc<dyn warden_api::memory::Memories>>,
+    /// Join a cluster: runs on its JetStream, tasks from its queues.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl std::fmt::Debug for Hosted {
@@ -88,14 +90,16 @@ impl Server {
         );
         let memory = hosted.memory;
         let workspaces = Workspaces::new(hosted.engine.clone(), operator.data_dir());
-        let runs = Arc::new(RunHost::new(
+        let runs = RunHost::new(
             operator.data_dir(),
             hosted.engine,
             hosted.plugin_dirs,
             names,
             metrics.clone(),
             meter.clone(),
-        ));
+            operator.clone(),
+            hosted.cluster,
+        );
         Server {
             shared: Arc::new(Shared {
                 operator,
@@ -139,6 +143,7 @@ impl Server {
             Ok(tenants) => self.shared.runs.resume_all(&tenants).await,
             Err(e) => tracing::error!(error = %e, "cannot list tenants to resume their runs"),
         }
+        self.shared.runs.join_cluster();
         let meter = self.shared.meter.clone();
         let flusher = tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(1));

@@ -14,7 +14,7 @@ use warden_tests::fake_llm::{FakeLlm, Reply, python_module_coder_answer};
 use crate::{Scratch, assert_exit, code, stdout};
 
 /// One HTTP/1.1 request; the whole response as text.
-fn http(addr: &str, request: &str) -> String {
+pub(crate) fn http(addr: &str, request: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.write_all(request.as_bytes()).unwrap();
     let mut response = String::new();
@@ -49,12 +49,19 @@ fn serve_with(
     listen: &str,
     options: &[&str],
 ) -> (std::process::Child, String) {
+    let plugins = plugins.to_str().unwrap();
+    let mut args = options.to_vec();
+    args.extend(["serve", "--listen", listen, "--plugin-dir", plugins]);
+    start_server(s, &args)
+}
+
+/// `warden ARGS…` (a `serve`) in `s`'s data dir, and the address it says
+/// it listens at.
+pub(crate) fn start_server(s: &Scratch, args: &[&str]) -> (std::process::Child, String) {
     let mut server = Command::new(env!("CARGO_BIN_EXE_warden"))
         .env("WARDEN_DATA_DIR", s.data.path())
         .env_remove("RUST_LOG")
-        .args(options)
-        .args(["serve", "--listen", listen, "--plugin-dir"])
-        .arg(plugins)
+        .args(args)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -74,12 +81,12 @@ fn serve_with(
 }
 
 /// The JSON body of a response.
-fn body(response: &str) -> serde_json::Value {
+pub(crate) fn body(response: &str) -> serde_json::Value {
     let (_, body) = response.split_once("\r\n\r\n").expect("a body");
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"))
 }
 
-fn get(addr: &str, key: &str, path: &str) -> String {
+pub(crate) fn get(addr: &str, key: &str, path: &str) -> String {
     http(
         addr,
         &format!(
@@ -89,7 +96,7 @@ fn get(addr: &str, key: &str, path: &str) -> String {
 }
 
 /// Polls run `run` until `done` holds of its report.
-fn wait_for(
+pub(crate) fn wait_for(
     addr: &str,
     key: &str,
     run: &str,
@@ -107,7 +114,7 @@ fn wait_for(
 }
 
 /// A key of tenant acme that may start and read runs.
-fn runs_key(s: &Scratch) -> String {
+pub(crate) fn runs_key(s: &Scratch) -> String {
     let out = s.run(&[
         "keys",
         "create",
@@ -152,7 +159,7 @@ fn browser_script(name: &str) -> std::path::PathBuf {
 }
 
 /// Submits `workflow` (TOML) with `key`; the run's id.
-fn submit(addr: &str, key: &str, workflow: &str) -> String {
+pub(crate) fn submit(addr: &str, key: &str, workflow: &str) -> String {
     let submitted = http(
         addr,
         &format!(

@@ -159,8 +159,8 @@ pub async fn submit(
         let answer = Submitted {
             events: format!("/v1/runs/{}/events", earlier.run),
             status: runs
-                .runs(&tenant)
-                .load(&earlier.run)
+                .load(&tenant, &earlier.run)
+                .await
                 .map(|s| status(&s))
                 .unwrap_or_else(|_| "running".into()),
             id: earlier.run,
@@ -273,7 +273,7 @@ pub async fn list(
     auth: Auth,
 ) -> Result<Json<Vec<RunSummary>>, ApiError> {
     let call = TenantCall::admit(&state, auth, Scope::RunsRead).await?;
-    let runs = state.runs.runs(&call.tenant.name).list();
+    let runs = state.runs.list(&call.tenant.name).await;
     Ok(Json(
         runs.iter()
             .map(|s| RunSummary {
@@ -301,7 +301,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let call = TenantCall::admit(&state, auth, Scope::RunsRead).await?;
-    let run = load(&state, &call.tenant.name, &id)?;
+    let run = load(&state, &call.tenant.name, &id).await?;
     Ok(Json(view(&run)))
 }
 
@@ -322,7 +322,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let call = TenantCall::admit(&state, auth, Scope::RunsWrite).await?;
-    load(&state, &call.tenant.name, &id)?;
+    load(&state, &call.tenant.name, &id).await?;
     let finished = state
         .runs
         .cancel(&call.tenant, &id)
@@ -372,7 +372,7 @@ pub async fn resume(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let call = TenantCall::admit(&state, auth, Scope::RunsWrite).await?;
-    load(&state, &call.tenant.name, &id)?;
+    load(&state, &call.tenant.name, &id).await?;
     let runs = state.runs.clone();
     let tenant = call.tenant.name.clone();
     // With submissions: two runs cannot both take the quota's last place.
@@ -441,9 +441,9 @@ fn view(run: &RunState) -> Value {
     report
 }
 
-fn load(state: &AppState, tenant: &str, id: &str) -> Result<RunState, ApiError> {
+async fn load(state: &AppState, tenant: &str, id: &str) -> Result<RunState, ApiError> {
     check_run_id(id).map_err(|_| no_run())?;
-    let run = state.runs.runs(tenant).load(id).map_err(|_| no_run())?;
+    let run = state.runs.load(tenant, id).await.map_err(|_| no_run())?;
     // Belt and braces: a run under this tenant's root is its own.
     if run.tenant.as_str() != tenant {
         return Err(no_run());
@@ -485,7 +485,7 @@ pub async fn events(
                 )
             })?,
     };
-    load(&state, &call.tenant.name, &id)?;
+    load(&state, &call.tenant.name, &id).await?;
     let followed = state.runs.follow(&call.tenant.name, &id, next);
     let stream = futures::stream::unfold(followed, |mut followed| async move {
         let event = match followed.recv().await? {

@@ -65,20 +65,21 @@ pub async fn list(state: &AppState, signed: &Signed) -> Response {
         };
         return page("Runs", Some((signed, &csrf)), body).into_response();
     };
+    let rows = rows_of(state, tenant).await;
     let body = html! {
         h1 { "Runs of " (tenant) }
         table.runs {
             thead { tr { th { "Run" } th { "Status" } th { "Goal" } th { "Age" } th { "Tokens" } th { "Cost" } } }
             tbody #runs hx-get="/parts/runs" hx-trigger="every 2s" hx-swap="innerHTML" {
-                (rows_of(state, tenant))
+                (rows)
             }
         }
     };
     page("Runs", Some((signed, &csrf)), body).into_response()
 }
 
-fn rows_of(state: &AppState, tenant: &str) -> Markup {
-    let mut runs = state.runs.runs(tenant).list();
+async fn rows_of(state: &AppState, tenant: &str) -> Markup {
+    let mut runs = state.runs.list(tenant).await;
     runs.sort_by_key(|run| std::cmp::Reverse(run.started_ms));
     html! {
         @if runs.is_empty() {
@@ -102,18 +103,18 @@ fn rows_of(state: &AppState, tenant: &str) -> Markup {
 /// The rows of the runs table, for its refresh.
 pub async fn rows(State(state): State<AppState>, signed: Signed) -> Response {
     match tenant_of(&signed) {
-        Some(tenant) => Html(rows_of(&state, tenant).into_string()).into_response(),
+        Some(tenant) => Html(rows_of(&state, tenant).await.into_string()).into_response(),
         None => StatusCode::FORBIDDEN.into_response(),
     }
 }
 
 /// The signed-in tenant's run `id`, or the same "no such run" for another
 /// tenant's run as for one that does not exist.
-fn load(state: &AppState, signed: &Signed, id: &str) -> Result<(String, RunState), Refused> {
+async fn load(state: &AppState, signed: &Signed, id: &str) -> Result<(String, RunState), Refused> {
     let missing = || refused(StatusCode::NOT_FOUND, "There is no such run.");
     let tenant = tenant_of(signed).ok_or_else(missing)?;
     check_run_id(id).map_err(|_| missing())?;
-    let run = state.runs.runs(tenant).load(id).map_err(|_| missing())?;
+    let run = state.runs.load(tenant, id).await.map_err(|_| missing())?;
     if run.tenant.as_str() != tenant {
         return Err(missing());
     }
@@ -134,7 +135,7 @@ impl Standing {
     fn of(state: &AppState, tenant: &str, run: &RunState) -> Standing {
         match warden_run::ended(run) {
             Some(status) => Standing::Ended(status),
-            None if state.runs.watch(tenant, &run.run).is_some() => Standing::Going,
+            None if state.runs.going(tenant, run) => Standing::Going,
             None => Standing::Stopped,
         }
     }
@@ -199,7 +200,7 @@ pub async fn show(
     signed: Signed,
     Path(id): Path<String>,
 ) -> Response {
-    match load(&state, &signed, &id) {
+    match load(&state, &signed, &id).await {
         Ok((tenant, run)) => page_of(&state, &signed, &tenant, &run).await,
         Err(refusal) => refusal.into_response(),
     }
@@ -253,7 +254,14 @@ fn describe(event: &Event) -> (&'static str, String) {
             task,
             role,
             attempt,
-        } => ("task-started", format!("{task} ({role}) attempt {attempt}")),
+            node,
+        } => (
+            "task-started",
+            match node {
+                Some(node) => format!("{task} ({role}) attempt {attempt} on node {node}"),
+                None => format!("{task} ({role}) attempt {attempt}"),
+            },
+        ),
         Event::ToolCall {
             task,
             key,
@@ -373,7 +381,7 @@ pub async fn live(
     signed: Signed,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Refused> {
-    let (tenant, _) = load(&state, &signed, &id)?;
+    let (tenant, _) = load(&state, &signed, &id).await?;
     let followed = state.runs.follow(&tenant, &id, 0);
     let buttons = {
         let csrf = signed.csrf(&state);
@@ -470,7 +478,7 @@ pub async fn cancel(
     if let Err(refusal) = signed.check(&state, &form.csrf) {
         return refusal.into_response();
     }
-    let (tenant, _) = match load(&state, &signed, &id) {
+    let (tenant, _) = match load(&state, &signed, &id).await {
         Ok(found) => found,
         Err(refusal) => return refusal.into_response(),
     };
@@ -578,7 +586,7 @@ pub async fn file(
     signed: Signed,
     Path((id, path)): Path<(String, String)>,
 ) -> Response {
-    let (_, run) = match load(&state, &signed, &id) {
+    let (_, run) = match load(&state, &signed, &id).await {
         Ok(found) => found,
         Err(refusal) => return refusal.into_response(),
     };

@@ -121,6 +121,7 @@ impl TestServer {
             .map(|p| engine.load_file(Path::new(p)).unwrap())
             .collect();
         let hosted = Hosted {
+            cluster: None,
             engine,
             plugins: loaded,
             plugin_dirs,

@@ -1,0 +1,244 @@
+//! `warden serve --cluster`: three real server processes and one real
+//! nats-server on loopback, sharing the data dir (the tenants' files and
+//! run workspaces) and nothing else but NATS.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use warden_tests::artifacts::{CALLER, HELLO, HOSTILE};
+use warden_tests::nats::NatsServer;
+
+use crate::serve::{body, get, start_server, submit, wait_for};
+use crate::{Scratch, assert_exit, code, stdout};
+
+/// The first task greets (a side effect the journal records) and then
+/// sleeps, long enough to be killed in; the second runs after it.
+const WORKFLOW: &str = r#"
+version = 1
+name = "cluster"
+[roles.caller]
+plugin = "caller"
+tools = ["hello", "hostile"]
+[[tasks]]
+id = "a"
+role = "caller"
+prompt = "greet, then wait"
+input = { calls = [{ tool = "hello.greet", arguments = { name = "Ada" } }, { tool = "hostile.sleep", arguments = { ms = 2500 } }] }
+[[tasks]]
+id = "b"
+role = "caller"
+prompt = "greet again"
+depends-on = ["a"]
+input = { calls = [{ tool = "hello.greet", arguments = { name = "Grace" } }] }
+"#;
+
+/// Tenant acme (in `cluster`'s control state when given), a key for its
+/// runs, and a plugin dir with the roles and tools of [`WORKFLOW`].
+fn tenant(s: &Scratch, cluster: Option<&str>) -> (String, std::path::PathBuf) {
+    let on = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = cluster
+            .map(|url| vec!["--cluster".to_string(), url.to_string()])
+            .unwrap_or_default();
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    };
+    let add = on(&["tenants", "add", "acme"]);
+    let add: Vec<&str> = add.iter().map(String::as_str).collect();
+    assert_eq!(code(&s.run(&add)), 0);
+    let create = on(&[
+        "keys",
+        "create",
+        "--tenant",
+        "acme",
+        "--scope",
+        "runs:write,runs:read",
+    ]);
+    let create: Vec<&str> = create.iter().map(String::as_str).collect();
+    let out = s.run(&create);
+    assert_exit(&out, 0, "", &"keys create");
+    let plugins = s.cwd.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for (from, name) in [(HELLO, "hello"), (CALLER, "caller"), (HOSTILE, "hostile")] {
+        std::fs::copy(from, plugins.join(format!("{name}.wasm"))).unwrap();
+    }
+    (stdout(&out).trim().to_string(), plugins)
+}
+
+/// A node of the cluster at `url`, named `name`.
+fn node(s: &Scratch, url: &str, name: &str, plugins: &std::path::Path) -> Node {
+    let plugins = plugins.to_str().unwrap();
+    let (child, addr) = start_server(
+        s,
+        &[
+            "--cluster",
+            url,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--plugin-dir",
+            plugins,
+            "--node-id",
+            name,
+            "--ack-wait",
+            "2s",
+        ],
+    );
+    Node {
+        name: name.to_string(),
+        child,
+        addr,
+    }
+}
+
+struct Node {
+    name: String,
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The run's journal records as `addr`'s event stream sends them, until
+/// `enough` holds of those so far (or the stream ends).
+fn records(
+    addr: &str,
+    key: &str,
+    run: &str,
+    enough: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /v1/runs/{run}/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { break };
+        if let Some(data) = line.strip_prefix("data: ")
+            && let Ok(record) = serde_json::from_str::<serde_json::Value>(data)
+            && record.get("event").is_some()
+        {
+            seen.push(record);
+            if enough(&seen) {
+                break;
+            }
+        }
+    }
+    seen
+}
+
+/// What two runs of one workflow must agree on, wherever they ran.
+fn outcome(report: &serde_json::Value) -> serde_json::Value {
+    let tasks: Vec<serde_json::Value> = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "id": t["id"], "status": t["status"], "attempts": t["attempts"],
+                "outcome": t["outcome"], "error": t["error"],
+                "tool_calls": t["usage"]["tool_calls"],
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "status": report["status"], "verdict": report["verdict"],
+        "dead_letters": report["dead_letters"], "tasks": tasks,
+    })
+}
+
+#[test]
+fn a_node_killed_mid_task_is_taken_over_without_repeating_its_tool_call() {
+    let nats = NatsServer::start();
+    let s = Scratch::new();
+    let (key, plugins) = tenant(&s, Some(&nats.url));
+    let mut nodes: Vec<Node> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|name| node(&s, &nats.url, name, &plugins))
+        .collect();
+
+    let run = submit(&nodes[0].addr, &key, WORKFLOW);
+    // Task a has started somewhere and made its first tool call.
+    let seen = records(&nodes[1].addr, &key, &run, |seen| {
+        seen.iter()
+            .any(|r| r["event"] == "tool-call" && r["task"] == "a")
+    });
+    let started = seen
+        .iter()
+        .find(|r| r["event"] == "task-started" && r["task"] == "a")
+        .expect("task a started");
+    let owner = started["node"]
+        .as_str()
+        .expect("the node is named")
+        .to_string();
+    let at = nodes.iter().position(|n| n.name == owner).unwrap();
+    let victim = nodes.remove(at);
+    let killed = Instant::now();
+    drop(victim); // SIGKILL
+
+    // Any other node answers for the run, which finishes elsewhere.
+    let report = wait_for(&nodes[0].addr, &key, &run, "the run's end", |r| {
+        r["status"] != "running"
+    });
+    let took = killed.elapsed();
+    assert_eq!(report["status"], "succeeded", "{report}");
+    let all = records(&nodes[1].addr, &key, &run, |_| false);
+    let starts: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|r| r["event"] == "task-started" && r["task"] == "a")
+        .collect();
+    assert_eq!(starts.len(), 2, "taken up once more: {starts:?}");
+    assert_ne!(starts[1]["node"], owner.as_str(), "on another node");
+    let greetings: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|r| {
+            r["event"] == "tool-call" && r["task"] == "a" && r["key"]["tool"] == "hello.greet"
+        })
+        .collect();
+    assert_eq!(greetings.len(), 2, "{greetings:?}");
+    assert_eq!(greetings[0]["replayed"], false, "greeted once…");
+    assert_eq!(
+        greetings[1]["replayed"], true,
+        "…and the second attempt got the answer from the journal"
+    );
+    eprintln!("kill -9 to the end of the run on another node: {took:?}");
+
+    // The same workflow on one node ends the same way.
+    let single = Scratch::new();
+    let (single_key, plugins) = tenant(&single, None);
+    let (mut server, addr) = start_server(
+        &single,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+        ],
+    );
+    let alone = submit(&addr, &single_key, WORKFLOW);
+    let alone = wait_for(&addr, &single_key, &alone, "the run's end", |r| {
+        r["status"] != "running"
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(outcome(&report), outcome(&alone));
+    // Listing and reading go through any node.
+    let listed = body(&get(&nodes[1].addr, &key, "/v1/runs"));
+    assert!(
+        listed
+            .as_array()
+            .is_some_and(|runs| runs.iter().any(|r| r["id"] == run)),
+        "{listed}"
+    );
+}
