@@ -105,16 +105,45 @@ impl Runs {
     /// server answers with [`Started::run`] while the run goes on.
     pub async fn open(
         &self,
+        workflow: Workflow,
+        goal: Option<String>,
+        env: &RunEnv,
+        sinks: Vec<Box<dyn EventSink>>,
+    ) -> Result<Started, RunError> {
+        self.open_as(new_run_id(), workflow, goal, env, sinks).await
+    }
+
+    /// [`Runs::open`] with the id `run` (one [`new_run_id`] made, chosen
+    /// before, e.g. to claim an idempotency key): `Busy` when a run of
+    /// that id exists, which is left alone.
+    pub async fn open_as(
+        &self,
+        run: String,
         mut workflow: Workflow,
         goal: Option<String>,
         env: &RunEnv,
         sinks: Vec<Box<dyn EventSink>>,
     ) -> Result<Started, RunError> {
+        check_run_id(&run)?;
         let tasks = first_tasks(&mut workflow, goal)?;
 
-        let run = new_run_id();
         let dir = self.dir(&run);
         let workspace = dir.join("workspace");
+        let made = std::fs::create_dir_all(&self.dir).and_then(|()| std::fs::create_dir(&dir));
+        match made {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(RunError::Busy(format!(
+                    "a run {run} exists already; start the run again for a new id"
+                )));
+            }
+            Err(e) => {
+                return Err(RunError::Files(format!(
+                    "cannot create {}: {e}",
+                    dir.display()
+                )));
+            }
+        }
         std::fs::create_dir_all(&workspace)
             .map_err(|e| RunError::Files(format!("cannot create {}: {e}", workspace.display())))?;
         let lock = lock(&dir)?;

@@ -207,9 +207,11 @@ impl ClusterRuns {
         &self,
         host: &Arc<RunHost>,
         record: &TenantRecord,
+        run: String,
         mut workflow: Workflow,
         goal: Option<String>,
     ) -> Result<String, Submission> {
+        warden_run::check_run_id(&run).map_err(Submission::Refused)?;
         let going = self
             .list(&record.name)
             .await
@@ -227,7 +229,6 @@ impl ClusterRuns {
             .await
             .map_err(|e| Submission::Refused(cluster_error(e)))?;
         let env = host.env(record).await.map_err(Submission::Refused)?;
-        let run = warden_run::new_run_id();
         let workspace = host
             .workspace(&record.name, &run)
             .map_err(Submission::Refused)?;

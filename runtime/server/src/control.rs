@@ -154,6 +154,15 @@ pub trait ControlStore: Send + Sync {
         key: &'a str,
         run: &'a IdempotentRun,
     ) -> BoxFuture<'a, ControlResult<()>>;
+
+    /// Forgets `key`'s record if it still names `run` (a run claimed for
+    /// the key that then did not start).
+    fn forget_idempotent_run<'a>(
+        &'a self,
+        tenant: &'a str,
+        key: &'a str,
+        run: &'a str,
+    ) -> BoxFuture<'a, ControlResult<()>>;
 }
 
 /// What every [`ControlStore`] must do, checked on each of them.
@@ -290,10 +299,34 @@ pub(crate) mod contract {
             .await
             .unwrap();
         assert_eq!(
-            store.idempotent_run("acme", weird).await.unwrap(),
-            Some(first)
+            store.idempotent_run("acme", weird).await.unwrap().as_ref(),
+            Some(&first)
         );
         assert_eq!(store.idempotent_run("bolt", weird).await.unwrap(), None);
+        // Forgotten only by the run it names (one that did not start);
+        // then the key is free for the next.
+        let other = runs.iter().find(|r| **r != first).unwrap();
+        store
+            .forget_idempotent_run("acme", weird, &other.run)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.idempotent_run("acme", weird).await.unwrap(),
+            Some(first.clone())
+        );
+        store
+            .forget_idempotent_run("acme", weird, &first.run)
+            .await
+            .unwrap();
+        assert_eq!(store.idempotent_run("acme", weird).await.unwrap(), None);
+        store
+            .set_idempotent_run("acme", weird, other)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.idempotent_run("acme", weird).await.unwrap().as_ref(),
+            Some(other)
+        );
 
         // Audit heads and sessions.
         let head = AuditHead {

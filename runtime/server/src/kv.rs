@@ -362,6 +362,32 @@ impl ControlStore for KvControl {
         })
     }
 
+    fn forget_idempotent_run<'a>(
+        &'a self,
+        tenant: &'a str,
+        key: &'a str,
+        run: &'a str,
+    ) -> BoxFuture<'a, ControlResult<()>> {
+        Box::pin(async move {
+            let at = idempotency_key(tenant, key);
+            if let Some((found, revision)) = self.get::<IdempotentRun>(&at).await?
+                && found.run == run
+            {
+                // At the revision read: a record made since stays.
+                match self
+                    .store()
+                    .purge_expect_revision(&at, Some(revision))
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == kv::PurgeErrorKind::WrongLastRevision => {}
+                    Err(e) => return Err(store_error(e)),
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn add_usage<'a>(
         &'a self,
         tenant: &'a str,

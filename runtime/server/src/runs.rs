@@ -359,6 +359,7 @@ impl RunHost {
     pub async fn submit(
         self: &Arc<Self>,
         record: &TenantRecord,
+        run: String,
         mut workflow: Workflow,
         goal: Option<String>,
     ) -> Result<String, Submission> {
@@ -368,7 +369,7 @@ impl RunHost {
             .concurrency
             .min(record.quotas.concurrent_calls as usize);
         if let Some(cluster) = &self.cluster {
-            return cluster.submit(self, record, workflow, goal).await;
+            return cluster.submit(self, record, run, workflow, goal).await;
         }
         if self.live_runs(&record.name) >= record.quotas.runs_in_flight as usize {
             return Err(Submission::Busy);
@@ -377,7 +378,7 @@ impl RunHost {
         let (sender, _) = broadcast::channel(BACKLOG);
         let started = self
             .runs(&record.name)
-            .open(workflow, goal, &env, self.sinks(&record.name, &sender))
+            .open_as(run, workflow, goal, &env, self.sinks(&record.name, &sender))
             .await
             .map_err(Submission::Refused)?;
         let run = started.run().to_string();

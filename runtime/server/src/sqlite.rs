@@ -410,6 +410,21 @@ impl ControlStore for SqliteControl {
         }))
     }
 
+    fn forget_idempotent_run<'a>(
+        &'a self,
+        tenant: &'a str,
+        key: &'a str,
+        run: &'a str,
+    ) -> BoxFuture<'a, ControlResult<()>> {
+        ready(self.with(|db| {
+            db.prepare_cached(
+                "DELETE FROM idempotency WHERE tenant = ?1 AND key = ?2 AND run = ?3",
+            )?
+            .execute(params![tenant, key, run])
+            .map(|_| ())
+        }))
+    }
+
     fn set_audit_head<'a>(
         &'a self,
         tenant: &'a str,

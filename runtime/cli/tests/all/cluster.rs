@@ -112,13 +112,25 @@ fn records(
     run: &str,
     enough: impl Fn(&[serde_json::Value]) -> bool,
 ) -> Vec<serde_json::Value> {
+    records_after(addr, key, run, None, enough)
+}
+
+/// The same, after the record with sequence `last` (`Last-Event-ID`).
+fn records_after(
+    addr: &str,
+    key: &str,
+    run: &str,
+    last: Option<u64>,
+    enough: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    let after = last.map_or(String::new(), |seq| format!("Last-Event-ID: {seq}\r\n"));
     write!(
         stream,
-        "GET /v1/runs/{run}/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+        "GET /v1/runs/{run}/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n{after}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut seen = Vec::new();
@@ -213,6 +225,10 @@ fn a_node_killed_mid_task_is_taken_over_without_repeating_its_tool_call() {
     );
     eprintln!("kill -9 to the end of the run on another node: {took:?}");
 
+    followed_across_nodes(&nodes, &key, &run, &all);
+    one_run_per_idempotency_key(&nodes, &key);
+    a_paused_owner_is_fenced(&nodes, &key);
+
     // The same workflow on one node ends the same way.
     let single = Scratch::new();
     let (single_key, plugins) = tenant(&single, None);
@@ -241,4 +257,120 @@ fn a_node_killed_mid_task_is_taken_over_without_repeating_its_tool_call() {
             .is_some_and(|runs| runs.iter().any(|r| r["id"] == run)),
         "{listed}"
     );
+}
+
+/// A client that reads part of a run's events from one node and reconnects
+/// to another with `Last-Event-ID` gets the rest: no gap, no repeat.
+fn followed_across_nodes(nodes: &[Node], key: &str, run: &str, all: &[serde_json::Value]) {
+    let first = records(&nodes[0].addr, key, run, |seen| seen.len() == 3);
+    let last = first[2]["seq"].as_u64().unwrap();
+    let rest = records_after(&nodes[1].addr, key, run, Some(last), |_| false);
+    let seqs = |records: &[serde_json::Value]| -> Vec<u64> {
+        records.iter().map(|r| r["seq"].as_u64().unwrap()).collect()
+    };
+    let mut joined = seqs(&first);
+    joined.extend(seqs(&rest));
+    assert_eq!(joined, seqs(all), "the same records, each once, in order");
+}
+
+/// One Idempotency-Key sent to two nodes at once starts one run.
+fn one_run_per_idempotency_key(nodes: &[Node], key: &str) {
+    let workflow = WORKFLOW.replace("ms = 2500", "ms = 10");
+    let answers: Vec<String> = std::thread::scope(|scope| {
+        let sent: Vec<_> = nodes[..2]
+            .iter()
+            .map(|node| {
+                let workflow = workflow.clone();
+                scope.spawn(move || {
+                    crate::serve::http(
+                        &node.addr,
+                        &format!(
+                            "POST /v1/runs HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\nIdempotency-Key: order-7\r\nContent-Type: application/toml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{workflow}",
+                            node.addr,
+                            workflow.len()
+                        ),
+                    )
+                })
+            })
+            .collect();
+        sent.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    let ids: Vec<String> = answers
+        .iter()
+        .map(|a| {
+            body(a)["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{a}"))
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids[0], ids[1], "{answers:?}");
+    let fresh = answers
+        .iter()
+        .filter(|a| a.starts_with("HTTP/1.1 202"))
+        .count();
+    assert_eq!(
+        fresh, 1,
+        "one started it, the other answered with it: {answers:?}"
+    );
+    wait_for(&nodes[0].addr, key, &ids[0], "the run's end", |r| {
+        r["status"] != "running"
+    });
+}
+
+/// The owner of a task, paused (SIGSTOP) until another node has taken the
+/// task over and woken (SIGCONT), has its writes refused: the task's steps
+/// are recorded once.
+fn a_paused_owner_is_fenced(nodes: &[Node], key: &str) {
+    let run = submit(&nodes[0].addr, key, WORKFLOW);
+    let seen = records(&nodes[0].addr, key, &run, |seen| {
+        seen.iter()
+            .any(|r| r["event"] == "tool-call" && r["task"] == "a")
+    });
+    let owner = seen
+        .iter()
+        .find(|r| r["event"] == "task-started" && r["task"] == "a")
+        .and_then(|r| r["node"].as_str())
+        .unwrap()
+        .to_string();
+    let paused = nodes.iter().find(|n| n.name == owner).unwrap();
+    let other = nodes.iter().find(|n| n.name != owner).unwrap();
+    let signal = |name: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([name, &paused.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    signal("-STOP");
+    let taken = records(&other.addr, key, &run, |seen| {
+        seen.iter()
+            .filter(|r| r["event"] == "task-started" && r["task"] == "a")
+            .count()
+            == 2
+    });
+    signal("-CONT");
+    let taker = taken
+        .iter()
+        .filter(|r| r["event"] == "task-started" && r["task"] == "a")
+        .nth(1)
+        .unwrap();
+    assert_ne!(taker["node"], owner.as_str());
+    let report = wait_for(&other.addr, key, &run, "the run's end", |r| {
+        r["status"] != "running"
+    });
+    assert_eq!(report["status"], "succeeded", "{report}");
+    // The woken owner's sleep ends and it tries to record it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let all = records(&other.addr, key, &run, |_| false);
+    let sleeps = all
+        .iter()
+        .filter(|r| r["event"] == "tool-call" && r["key"]["tool"] == "hostile.sleep")
+        .count();
+    assert_eq!(sleeps, 1, "only the new owner's sleep is recorded: {all:?}");
+    let finished = all
+        .iter()
+        .filter(|r| r["event"] == "task-finished" && r["task"] == "a")
+        .count();
+    assert_eq!(finished, 1);
 }

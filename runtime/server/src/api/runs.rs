@@ -141,55 +141,67 @@ pub async fn submit(
     // place its quota leaves.
     let lock = runs.submission_lock(&tenant);
     let _one_at_a_time = lock.lock().await;
-    if let Some(key) = idempotency
-        && let Some(earlier) = state
-            .operator
-            .control()
-            .idempotent_run(&tenant, key)
-            .await
-            .map_err(|e| super::internal("idempotency lookup", e))?
-    {
-        if earlier.body_hash != body_hash {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "this Idempotency-Key was used for another request; use a new key for a new run",
-            ));
-        }
-        let answer = Submitted {
-            events: format!("/v1/runs/{}/events", earlier.run),
-            status: runs
-                .load(&tenant, &earlier.run)
-                .await
-                .map(|s| status(&s))
-                .unwrap_or_else(|_| "running".into()),
-            id: earlier.run,
-        };
-        return Ok((
-            StatusCode::OK,
-            [("idempotent-replayed", "true")],
-            Json(answer),
-        )
-            .into_response());
-    }
-    let run = runs
-        .submit(&call.tenant, workflow, goal)
-        .await
-        .map_err(|e| busy_or(&state, &call.tenant, e))?;
+    let run = warden_run::new_run_id();
     if let Some(key) = idempotency {
-        state
-            .operator
-            .control()
+        // The key is claimed for this run before it starts: of two
+        // requests with one key, on this node or two, one claims it and
+        // the other answers with its run.
+        let control = state.operator.control();
+        control
             .set_idempotent_run(
                 &tenant,
                 key,
                 &crate::control::IdempotentRun {
                     run: run.clone(),
-                    body_hash,
+                    body_hash: body_hash.clone(),
                 },
             )
             .await
             .map_err(|e| super::internal("idempotency record", e))?;
+        let earlier = control
+            .idempotent_run(&tenant, key)
+            .await
+            .map_err(|e| super::internal("idempotency lookup", e))?;
+        if let Some(earlier) = earlier
+            && earlier.run != run
+        {
+            if earlier.body_hash != body_hash {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "this Idempotency-Key was used for another request; use a new key for a new run",
+                ));
+            }
+            let answer = Submitted {
+                events: format!("/v1/runs/{}/events", earlier.run),
+                status: runs
+                    .load(&tenant, &earlier.run)
+                    .await
+                    .map(|s| status(&s))
+                    .unwrap_or_else(|_| "running".into()),
+                id: earlier.run,
+            };
+            return Ok((
+                StatusCode::OK,
+                [("idempotent-replayed", "true")],
+                Json(answer),
+            )
+                .into_response());
+        }
+    }
+    let submitted = runs.submit(&call.tenant, run.clone(), workflow, goal).await;
+    if let Err(e) = submitted {
+        // The run did not start: the key is free for the next try.
+        if let Some(key) = idempotency
+            && let Err(forget) = state
+                .operator
+                .control()
+                .forget_idempotent_run(&tenant, key, &run)
+                .await
+        {
+            tracing::warn!(%tenant, error = %forget, "cannot free an idempotency key");
+        }
+        return Err(busy_or(&state, &call.tenant, e));
     }
     state
         .operator
