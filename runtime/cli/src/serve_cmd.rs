@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -554,16 +554,18 @@ pub async fn audit(cmd: AuditCommand, dirs: &crate::Dirs) -> Result<ExitCode, Fa
         }
         AuditCommand::Export { tenant } => {
             operator.tenant(&tenant).await.map_err(failure)?;
-            export(operator.data_dir(), &tenant)?;
+            export(&operator, &tenant).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn export(data: &Path, tenant: &str) -> Result<(), Failure> {
+async fn export(operator: &Operator, tenant: &str) -> Result<(), Failure> {
     use std::io::Write;
-    let lines = warden_server::audit::read(data, tenant)
-        .map_err(|e| Failure::internal(format!("cannot read the audit log of {tenant}: {e}")))?;
+    let lines =
+        operator.audit().entries(tenant).await.map_err(|e| {
+            Failure::internal(format!("cannot read the audit log of {tenant}: {e}"))
+        })?;
     let mut out = std::io::stdout().lock();
     for (line, entry) in lines {
         let entry = entry.map_err(|e| {

@@ -9,6 +9,7 @@
 
 pub mod journal;
 pub mod kv;
+pub mod log;
 mod nats;
 pub mod work;
 

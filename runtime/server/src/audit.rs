@@ -1,4 +1,6 @@
-//! Each tenant's audit log: JSON lines in `tenants/<name>/audit.jsonl`,
+//! Each tenant's audit log: JSON lines in `tenants/<name>/audit.jsonl` (in
+//! a cluster, messages on the subject `audit.<name>` of the JetStream
+//! stream `WARDEN_AUDIT`, each append naming the message it follows),
 //! append-only, each entry carrying the hash of the one before. The hash is
 //! keyed with a key derived from the server's secret, and the last entry's
 //! number and hash are kept in the control store, so an entry edited,
@@ -137,6 +139,13 @@ fn canonical(value: &Value, out: &mut String) {
 }
 
 /// Why an entry could not be recorded.
+/// The stream a cluster's audit logs are on, and their subjects' prefix.
+pub const STREAM: &str = "WARDEN_AUDIT";
+const SUBJECTS: &str = "audit";
+
+/// Tries of a cluster append that keeps losing to other nodes' appends.
+const APPEND_TRIES: u32 = 64;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("audit log {}: {error}", path.display())]
@@ -146,6 +155,8 @@ pub enum AuditError {
     },
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error("audit log of {tenant} on the cluster: {error}")]
+    Cluster { tenant: String, error: String },
 }
 
 /// The audit logs of every tenant, one writer per tenant at a time. Entries
@@ -164,6 +175,8 @@ struct Writer {
     data_dir: PathBuf,
     chain: Chain,
     control: Arc<dyn ControlStore>,
+    /// In a cluster, the logs are here rather than in files.
+    logs: Option<warden_cluster::log::Logs>,
 }
 
 /// One tenant's entries waiting to be written, and its writer's turn.
@@ -205,6 +218,10 @@ impl AuditError {
                 error: std::io::Error::new(error.kind(), error.to_string()),
             },
             AuditError::Control(e) => AuditError::Control(e.clone()),
+            AuditError::Cluster { tenant, error } => AuditError::Cluster {
+                tenant: tenant.clone(),
+                error: error.clone(),
+            },
         }
     }
 }
@@ -216,9 +233,59 @@ impl AuditLog {
                 data_dir: data_dir.to_path_buf(),
                 chain,
                 control,
+                logs: None,
             },
             tails: Default::default(),
         }
+    }
+
+    /// The logs of a cluster: on JetStream, shared by every node.
+    pub async fn on_cluster(
+        data_dir: &Path,
+        chain: Chain,
+        control: Arc<dyn ControlStore>,
+        nats: &warden_cluster::Nats,
+        replicas: usize,
+    ) -> Result<AuditLog, AuditError> {
+        let logs = warden_cluster::log::Logs::open(nats, STREAM, SUBJECTS, replicas)
+            .await
+            .map_err(|e| AuditError::Cluster {
+                tenant: String::new(),
+                error: e.to_string(),
+            })?;
+        let mut log = AuditLog::new(data_dir, chain, control);
+        log.writer.logs = Some(logs);
+        Ok(log)
+    }
+
+    /// `tenant`'s entries as stored, each with its line (its place in the
+    /// log); one that is not an entry is an `Err` naming it.
+    pub async fn entries(&self, tenant: &str) -> Result<Lines, AuditError> {
+        let Some(logs) = &self.writer.logs else {
+            return read(&self.writer.data_dir, tenant).map_err(|error| AuditError::Io {
+                path: path(&self.writer.data_dir, tenant),
+                error,
+            });
+        };
+        let messages = logs
+            .read(&subject(tenant))
+            .await
+            .map_err(|e| cluster_error(tenant, e))?;
+        Ok(messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i + 1, serde_json::from_slice(m).map_err(|e| e.to_string())))
+            .collect())
+    }
+
+    /// Checks `tenant`'s log against its chain and the recorded head.
+    pub async fn verify(&self, tenant: &str) -> Result<Verified, AuditError> {
+        let lines = self.entries(tenant).await?;
+        let head = self.writer.control.audit_head(tenant).await?;
+        Ok(Verified {
+            entries: lines.len(),
+            problem: first_problem(&lines, head.as_ref(), &self.writer.chain),
+        })
     }
 
     /// Appends `event` to `tenant`'s log and moves the head past it.
@@ -271,6 +338,20 @@ impl AuditLog {
     }
 }
 
+fn subject(tenant: &str) -> String {
+    format!("{SUBJECTS}.{tenant}")
+}
+
+fn cluster_error(tenant: &str, e: impl std::fmt::Display) -> AuditError {
+    AuditError::Cluster {
+        tenant: tenant.to_string(),
+        error: e.to_string(),
+    }
+}
+
+/// A log's entries, each with its line.
+pub type Lines = Vec<(usize, Result<AuditEntry, String>)>;
+
 impl Writer {
     /// Writes `events` to the end of `tenant`'s log, in order, in one
     /// write, and moves the head past the last.
@@ -279,6 +360,9 @@ impl Writer {
         tenant: &str,
         events: Vec<(AuditEvent, u64)>,
     ) -> Result<Vec<AuditEntry>, AuditError> {
+        if let Some(logs) = &self.logs {
+            return self.append_on_cluster(logs, tenant, events).await;
+        }
         let path = path(&self.data_dir, tenant);
         let io = |error| AuditError::Io {
             path: path.clone(),
@@ -340,6 +424,88 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Appends `events` to `tenant`'s log on the cluster, each after the
+    /// log's last entry as read: when another node appended in between,
+    /// the entry is chained again onto the new end.
+    async fn append_on_cluster(
+        &self,
+        logs: &warden_cluster::log::Logs,
+        tenant: &str,
+        events: Vec<(AuditEvent, u64)>,
+    ) -> Result<Vec<AuditEntry>, AuditError> {
+        let subject = subject(tenant);
+        let mut entries = Vec::with_capacity(events.len());
+        for (event, at_ms) in events {
+            let mut tries = 0;
+            let entry = loop {
+                tries += 1;
+                if tries > APPEND_TRIES {
+                    return Err(cluster_error(
+                        tenant,
+                        format!("other nodes kept appending ({APPEND_TRIES} tries)"),
+                    ));
+                }
+                let last = logs
+                    .last(&subject)
+                    .await
+                    .map_err(|e| cluster_error(tenant, e))?;
+                let (after, seq, prev) = match &last {
+                    Some((at, payload)) => {
+                        let head: AuditEntry = serde_json::from_slice(payload).map_err(|e| {
+                            cluster_error(tenant, format!("its last entry is not an entry: {e}"))
+                        })?;
+                        (*at, head.seq + 1, head.hash)
+                    }
+                    None => (0, 1, GENESIS.to_string()),
+                };
+                let mut entry = AuditEntry {
+                    seq,
+                    at_ms,
+                    action: event.action.to_string(),
+                    key: event.key.clone(),
+                    outcome: event.outcome.clone(),
+                    detail: event.detail.clone(),
+                    prev,
+                    hash: String::new(),
+                };
+                entry.hash = self.chain.hash(&entry);
+                let payload = serde_json::to_vec(&entry).map_err(|e| cluster_error(tenant, e))?;
+                let appended = logs
+                    .append(&subject, after, &entry.hash, payload.into())
+                    .await
+                    .map_err(|e| cluster_error(tenant, e))?;
+                match appended {
+                    warden_cluster::log::Appended::At(_) => break entry,
+                    warden_cluster::log::Appended::Behind => continue,
+                }
+            };
+            entries.push(entry);
+        }
+        if let Some(last) = entries.last() {
+            // The head only moves forward: another node may have set a
+            // later one in between.
+            let newer = self
+                .control
+                .audit_head(tenant)
+                .await?
+                .is_some_and(|head| head.seq > last.seq);
+            if !newer {
+                self.control
+                    .set_audit_head(
+                        tenant,
+                        &AuditHead {
+                            seq: last.seq,
+                            hash: last.hash.clone(),
+                        },
+                    )
+                    .await?;
+            }
+        }
+        Ok(entries)
+    }
+}
+
 /// The entries of `tenant`'s log, as stored, each with its line number;
 /// a line that is not an entry is an `Err` naming it.
 pub fn read(
@@ -366,23 +532,6 @@ pub struct Verified {
     /// The first problem, naming the entry and line; `None` when the log
     /// is whole.
     pub problem: Option<String>,
-}
-
-/// Checks `tenant`'s log against its chain and the recorded head.
-pub async fn verify(
-    data_dir: &Path,
-    tenant: &str,
-    chain: &Chain,
-    control: &dyn ControlStore,
-) -> Result<Verified, AuditError> {
-    let lines = read(data_dir, tenant).map_err(|error| AuditError::Io {
-        path: path(data_dir, tenant),
-        error,
-    })?;
-    let head = control.audit_head(tenant).await?;
-    let entries = lines.len();
-    let problem = first_problem(&lines, head.as_ref(), chain);
-    Ok(Verified { entries, problem })
 }
 
 fn first_problem(
@@ -478,8 +627,12 @@ mod tests {
         (dir, control, chain)
     }
 
-    async fn problem(dir: &Path, control: &SqliteControl, chain: &Chain) -> Option<String> {
-        verify(dir, "acme", chain, control).await.unwrap().problem
+    async fn problem(dir: &Path, control: &Arc<SqliteControl>, chain: &Chain) -> Option<String> {
+        AuditLog::new(dir, chain.clone(), control.clone())
+            .verify("acme")
+            .await
+            .unwrap()
+            .problem
     }
 
     fn rewrite(dir: &Path, f: impl FnOnce(&mut Vec<String>)) {
@@ -516,7 +669,10 @@ mod tests {
     async fn an_untouched_log_verifies_and_each_tampering_is_named() {
         let (dir, control, chain) = log_of(5).await;
         let d = dir.path();
-        let whole = verify(d, "acme", &chain, control.as_ref()).await.unwrap();
+        let whole = AuditLog::new(d, chain.clone(), control.clone())
+            .verify("acme")
+            .await
+            .unwrap();
         assert_eq!(
             whole,
             Verified {
@@ -626,5 +782,72 @@ mod tests {
         let entries = read(dir.path(), "acme").unwrap();
         assert_eq!(entries.len() as u64, last.seq);
         assert!(entries.len() >= 65, "{}", entries.len());
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use warden_tests::nats::NatsServer;
+
+    use super::*;
+    use crate::kv::KvControl;
+
+    async fn node(url: &str, chain: &Chain) -> (AuditLog, tempfile::TempDir) {
+        let address = url.to_string();
+        let nats = tokio::task::spawn_blocking(move || warden_cluster::Nats::connect(&address))
+            .await
+            .unwrap()
+            .unwrap();
+        let control = Arc::new(KvControl::open(&nats, 1).await.unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::on_cluster(dir.path(), chain.clone(), control, &nats, 1)
+            .await
+            .unwrap();
+        (log, dir)
+    }
+
+    /// Two nodes recording at once write one chain, whole and in order;
+    /// an entry removed from the stream is named.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_clusters_log_chains_the_entries_of_every_node() {
+        let server = NatsServer::start();
+        let chain = Chain::new(&[7; 32]);
+        let (a, _da) = node(&server.url, &chain).await;
+        let (b, _db) = node(&server.url, &chain).await;
+        let event = |n: usize| {
+            AuditEvent::new("tool.call", Some("k1"), "ok", serde_json::json!({ "n": n }))
+        };
+        let (left, right) = tokio::join!(
+            futures::future::join_all((0..10).map(|n| a.record("acme", event(n)))),
+            futures::future::join_all((10..20).map(|n| b.record("acme", event(n)))),
+        );
+        for written in left.into_iter().chain(right) {
+            written.unwrap();
+        }
+        b.record("bolt", event(99)).await.unwrap();
+
+        let whole = a.verify("acme").await.unwrap();
+        assert_eq!(whole.problem, None);
+        assert_eq!(whole.entries, 20);
+        let entries = b.entries("acme").await.unwrap();
+        let mut seen: Vec<u64> = entries
+            .iter()
+            .map(|(_, e)| e.as_ref().unwrap().detail["n"].as_u64().unwrap())
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..20).collect::<Vec<u64>>(), "every entry once");
+        assert_eq!(b.verify("bolt").await.unwrap().entries, 1);
+
+        // An entry taken out of the stream breaks the chain, named.
+        let nats = warden_cluster::Nats::connect(&server.url).unwrap();
+        let stream = nats.jetstream().get_stream(STREAM).await.unwrap();
+        let last = stream
+            .get_last_raw_message_by_subject("audit.acme")
+            .await
+            .unwrap()
+            .sequence;
+        stream.delete_message(last - 15).await.unwrap(); // the fifth
+        let problem = a.verify("acme").await.unwrap().problem.unwrap();
+        assert!(problem.contains("was removed"), "{problem}");
     }
 }

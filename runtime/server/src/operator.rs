@@ -203,7 +203,17 @@ impl Operator {
     ) -> Result<Operator, OperatorError> {
         let control = crate::kv::KvControl::open(nats, replicas).await?;
         let secret = control.secret().await?;
-        Ok(Operator::with_store(data_dir, &secret, Arc::new(control)))
+        let mut operator = Operator::with_store(data_dir, &secret, Arc::new(control));
+        operator.audit = AuditLog::on_cluster(
+            data_dir,
+            operator.chain.clone(),
+            operator.control.clone(),
+            nats,
+            replicas,
+        )
+        .await
+        .map_err(|e| OperatorError::Internal(e.to_string()))?;
+        Ok(operator)
     }
 
     /// An operator over any control store (a cluster's).
@@ -609,7 +619,7 @@ impl Operator {
 
     /// Checks `tenant`'s audit log (or the operator's, [`OPERATOR_LOG`]).
     pub async fn verify_audit(&self, tenant: &str) -> Result<Verified, OperatorError> {
-        Ok(audit::verify(&self.data_dir, tenant, &self.chain, self.control.as_ref()).await?)
+        Ok(self.audit.verify(tenant).await?)
     }
 }
 

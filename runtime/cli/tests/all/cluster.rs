@@ -229,6 +229,22 @@ fn a_node_killed_mid_task_is_taken_over_without_repeating_its_tool_call() {
     one_run_per_idempotency_key(&nodes, &key);
     a_paused_owner_is_fenced(&nodes, &key);
 
+    // Every node's entries in one chain, whole.
+    let verified = s.run(&[
+        "--cluster",
+        &nats.url,
+        "audit",
+        "verify",
+        "--tenant",
+        "acme",
+    ]);
+    assert_exit(&verified, 0, "", &"audit verify");
+    assert!(
+        stdout(&verified).contains("acme: ok"),
+        "{}",
+        stdout(&verified)
+    );
+
     // The same workflow on one node ends the same way.
     let single = Scratch::new();
     let (single_key, plugins) = tenant(&single, None);

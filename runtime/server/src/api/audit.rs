@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, Auth, TenantCall};
-use crate::audit::{self, AuditEntry};
+use crate::audit::AuditEntry;
 use crate::key::Scope;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -33,14 +33,19 @@ pub async fn entries(
     let call = TenantCall::admit(&state, auth, Scope::AuditRead).await?;
     let Query(page) = page.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = page.limit.unwrap_or(100).min(1000);
-    let lines = audit::read(state.operator.data_dir(), &call.tenant.name).map_err(|e| {
-        tracing::error!(tenant = %call.tenant.name, error = %e, "cannot read the audit log");
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the audit log cannot be read; the server's log says why",
-        )
-    })?;
+    let lines = state
+        .operator
+        .audit()
+        .entries(&call.tenant.name)
+        .await
+        .map_err(|e| {
+            tracing::error!(tenant = %call.tenant.name, error = %e, "cannot read the audit log");
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the audit log cannot be read; the server's log says why",
+            )
+        })?;
     let entries = lines
         .into_iter()
         .filter_map(|(_, entry)| entry.ok())
