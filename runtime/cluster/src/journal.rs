@@ -276,6 +276,29 @@ pub async fn run_ids(nats: &Nats, tenant: &str) -> Result<Vec<String>, ClusterEr
     .await?
 }
 
+/// How many of `tenant`'s runs have not ended: those whose last run-level
+/// record (start, resume or end) is not their end. One message per run is
+/// read, not whole journals.
+pub async fn runs_going(nats: &Nats, tenant: &str) -> Result<usize, ClusterError> {
+    let jetstream = nats.jetstream().clone();
+    let filter = format!("journal.{tenant}.*.run");
+    nats.run(async move {
+        let stream = jetstream
+            .get_stream(STREAM)
+            .await
+            .map_err(jetstream_error)?;
+        let found = read_stream(&stream, filter, DeliverPolicy::LastPerSubject).await?;
+        Ok(found
+            .iter()
+            .filter(|(_, message)| {
+                !serde_json::from_slice::<Entry>(&message.payload)
+                    .is_ok_and(|entry| matches!(entry.event, Event::RunFinished { .. }))
+            })
+            .count())
+    })
+    .await?
+}
+
 /// `tenant`'s run `run`'s records from stream sequence `from` on, as they
 /// are written, until the run's end has been sent or the receiver is
 /// dropped. Any node follows any run: a client that reconnects elsewhere

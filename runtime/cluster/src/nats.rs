@@ -56,8 +56,10 @@ impl Drop for Stop {
 }
 
 impl Nats {
-    /// Connects to `url` (`nats://HOST:PORT`) on a new thread, and waits
-    /// until connected.
+    /// Connects to `url` (`nats://HOST:PORT`, or several, comma-separated:
+    /// the servers of a NATS cluster) on a new thread, and waits until
+    /// connected. The client also learns the cluster's other servers from
+    /// the one it reaches, and moves to another when that one goes.
     pub fn connect(url: &str) -> Result<Nats, ClusterError> {
         let (ready, connected) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -78,7 +80,13 @@ impl Nats {
                 runtime.block_on(async move {
                     let client = async_nats::ConnectOptions::new()
                         .name("warden")
-                        .connect(address.as_str())
+                        .connect(
+                            address
+                                .split(',')
+                                .map(str::trim)
+                                .filter(|url| !url.is_empty())
+                                .collect::<Vec<_>>(),
+                        )
                         .await;
                     let sent = match client {
                         Ok(client) => ready.send(Ok((tokio::runtime::Handle::current(), client))),

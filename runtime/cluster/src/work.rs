@@ -14,10 +14,11 @@
 //!   finished are answered from the journal. The first append of the new
 //!   owner moves the task's subject on, so the old owner's next append is
 //!   refused and it stops working the task.
-//! - A failed attempt is a nak with the scheduler's backoff; a task
-//!   delivered more often than its attempts explain (its node died each
-//!   time) goes to the dead letters (`WARDEN_DEAD`) and the journal says
-//!   so. A task the journal shows ended is acked and skipped.
+//! - A failed attempt is a nak with the scheduler's backoff; a task whose
+//!   attempts keep starting and never ending (its node dies each time)
+//!   goes to the dead letters (`WARDEN_DEAD`) and the journal says so; a
+//!   delivery this node could not even start (JetStream out of reach) is
+//!   not counted. A task the journal shows ended is acked and skipped.
 //! - After a task ends, its node skips what can no longer run, enqueues
 //!   what is ready, and records the run's end when nothing is left; only
 //!   then is the message acked, so a node that dies in between leaves the
@@ -62,8 +63,8 @@ pub struct QueueSettings {
     pub ack_wait: Duration,
     /// Copies of each stream (1 on a single NATS server, 3 in a cluster).
     pub replicas: usize,
-    /// Deliveries of a task, beyond its attempts, that ended without a
-    /// word (its node died each time) before it goes to the dead letters.
+    /// Attempts of a task in a row that may start and never end (its node
+    /// died each time) before it goes to the dead letters.
     pub crash_allowance: u32,
     /// How long a node's request for a task waits at the server.
     pub pull_wait: Duration,
@@ -285,7 +286,7 @@ pub enum Handled {
     Duplicate,
     /// Another node took the task over: this node stopped working it.
     Fenced,
-    /// Delivered too often without an end: on the dead letters.
+    /// Its attempts kept starting and never ending: on the dead letters.
     Dead,
     /// Waiting for the backoff of an earlier failure.
     NotYet(Duration),
@@ -440,10 +441,10 @@ impl Worker {
             self.reply(&message, AckKind::Nak(Some(wait))).await?;
             return Ok(Handled::NotYet(wait));
         }
-        let counted = task.failures - task.failures_forgiven;
-        if delivered > counted + 1 + self.settings.crash_allowance {
+        let silent = unended_starts(&records, &job.task);
+        if silent > self.settings.crash_allowance {
             let error = format!(
-                "delivered {delivered} times, {counted} of them to attempts that failed: its node stopped without a word the other times"
+                "its last {silent} attempt(s) started and never ended: the node working it stopped each time"
             );
             self.dead_letter(tenant, &job, &error).await?;
             let recorder = Recorder::new(journal, state.clone(), sinks());
@@ -559,6 +560,30 @@ impl Worker {
             })
             .await?
     }
+}
+
+/// How many attempts of `task` in a row started and never ended (their
+/// node died, or lost the task), since its last end or the run's retry.
+/// A delivery that failed before an attempt started (this node could not
+/// reach JetStream for a while) is not one.
+fn unended_starts(records: &[Record], task: &str) -> u32 {
+    let mut open = 0;
+    for record in records {
+        match &record.event {
+            Event::TaskStarted { task: t, .. } if t == task => open += 1,
+            Event::TaskFinished { task: t, .. }
+            | Event::TaskFailed { task: t, .. }
+            | Event::TaskDead { task: t, .. }
+            | Event::TaskSkipped { task: t, .. }
+                if t == task =>
+            {
+                open = 0;
+            }
+            Event::RunResumed { retry: true, .. } => open = 0,
+            _ => {}
+        }
+    }
+    open
 }
 
 /// What is left of the backoff of `task`'s last failure, if it is to be

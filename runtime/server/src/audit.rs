@@ -1,6 +1,6 @@
 //! Each tenant's audit log: JSON lines in `tenants/<name>/audit.jsonl` (in
-//! a cluster, messages on the subject `audit.<name>` of the JetStream
-//! stream `WARDEN_AUDIT`, each append naming the message it follows),
+//! a cluster, the messages of the tenant's JetStream stream
+//! `WARDEN_AUDIT_<name>`, each append naming the message it follows),
 //! append-only, each entry carrying the hash of the one before. The hash is
 //! keyed with a key derived from the server's secret, and the last entry's
 //! number and hash are kept in the control store, so an entry edited,
@@ -139,7 +139,8 @@ fn canonical(value: &Value, out: &mut String) {
 }
 
 /// Why an entry could not be recorded.
-/// The stream a cluster's audit logs are on, and their subjects' prefix.
+/// A cluster's audit log streams are `STREAM_<tenant>`, subject
+/// `audit.<tenant>`.
 pub const STREAM: &str = "WARDEN_AUDIT";
 const SUBJECTS: &str = "audit";
 
@@ -240,22 +241,18 @@ impl AuditLog {
     }
 
     /// The logs of a cluster: on JetStream, shared by every node.
-    pub async fn on_cluster(
+    pub fn on_cluster(
         data_dir: &Path,
         chain: Chain,
         control: Arc<dyn ControlStore>,
         nats: &warden_cluster::Nats,
         replicas: usize,
-    ) -> Result<AuditLog, AuditError> {
-        let logs = warden_cluster::log::Logs::open(nats, STREAM, SUBJECTS, replicas)
-            .await
-            .map_err(|e| AuditError::Cluster {
-                tenant: String::new(),
-                error: e.to_string(),
-            })?;
+    ) -> AuditLog {
         let mut log = AuditLog::new(data_dir, chain, control);
-        log.writer.logs = Some(logs);
-        Ok(log)
+        log.writer.logs = Some(warden_cluster::log::Logs::new(
+            nats, STREAM, SUBJECTS, replicas,
+        ));
+        log
     }
 
     /// `tenant`'s entries as stored, each with its line (its place in the
@@ -268,7 +265,7 @@ impl AuditLog {
             });
         };
         let messages = logs
-            .read(&subject(tenant))
+            .read(tenant)
             .await
             .map_err(|e| cluster_error(tenant, e))?;
         Ok(messages
@@ -336,10 +333,6 @@ impl AuditLog {
             })
         })
     }
-}
-
-fn subject(tenant: &str) -> String {
-    format!("{SUBJECTS}.{tenant}")
 }
 
 fn cluster_error(tenant: &str, e: impl std::fmt::Display) -> AuditError {
@@ -434,7 +427,6 @@ impl Writer {
         tenant: &str,
         events: Vec<(AuditEvent, u64)>,
     ) -> Result<Vec<AuditEntry>, AuditError> {
-        let subject = subject(tenant);
         let mut entries = Vec::with_capacity(events.len());
         for (event, at_ms) in events {
             let mut tries = 0;
@@ -447,7 +439,7 @@ impl Writer {
                     ));
                 }
                 let last = logs
-                    .last(&subject)
+                    .last(tenant)
                     .await
                     .map_err(|e| cluster_error(tenant, e))?;
                 let (after, seq, prev) = match &last {
@@ -472,7 +464,7 @@ impl Writer {
                 entry.hash = self.chain.hash(&entry);
                 let payload = serde_json::to_vec(&entry).map_err(|e| cluster_error(tenant, e))?;
                 let appended = logs
-                    .append(&subject, after, &entry.hash, payload.into())
+                    .append(tenant, after, &entry.hash, payload.into())
                     .await
                     .map_err(|e| cluster_error(tenant, e))?;
                 match appended {
@@ -800,9 +792,7 @@ mod cluster_tests {
             .unwrap();
         let control = Arc::new(KvControl::open(&nats, 1).await.unwrap());
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::on_cluster(dir.path(), chain.clone(), control, &nats, 1)
-            .await
-            .unwrap();
+        let log = AuditLog::on_cluster(dir.path(), chain.clone(), control, &nats, 1);
         (log, dir)
     }
 
@@ -840,13 +830,12 @@ mod cluster_tests {
 
         // An entry taken out of the stream breaks the chain, named.
         let nats = warden_cluster::Nats::connect(&server.url).unwrap();
-        let stream = nats.jetstream().get_stream(STREAM).await.unwrap();
-        let last = stream
-            .get_last_raw_message_by_subject("audit.acme")
+        let stream = nats
+            .jetstream()
+            .get_stream(format!("{STREAM}_acme"))
             .await
-            .unwrap()
-            .sequence;
-        stream.delete_message(last - 15).await.unwrap(); // the fifth
+            .unwrap();
+        stream.delete_message(5).await.unwrap();
         let problem = a.verify("acme").await.unwrap().problem.unwrap();
         assert!(problem.contains("was removed"), "{problem}");
     }

@@ -212,16 +212,7 @@ impl ClusterRuns {
         goal: Option<String>,
     ) -> Result<String, Submission> {
         warden_run::check_run_id(&run).map_err(Submission::Refused)?;
-        let going = self
-            .list(&record.name)
-            .await
-            .map_err(Submission::Refused)?
-            .iter()
-            .filter(|state| warden_run::ended(state).is_none())
-            .count();
-        if going >= record.quotas.runs_in_flight as usize {
-            return Err(Submission::Busy);
-        }
+        self.check_runs_in_flight(record).await?;
         let tasks = warden_run::first_tasks(&mut workflow, goal).map_err(Submission::Refused)?;
         // Before the first enqueue, which needs the queue.
         self.worker
@@ -260,6 +251,18 @@ impl ClusterRuns {
             .map_err(Submission::Refused)?;
         tracing::info!(node = %self.node, tenant = %record.name, %run, "run started on the cluster");
         Ok(run)
+    }
+
+    /// `Busy` when `record`'s tenant has as many runs going, across the
+    /// cluster, as its quota allows.
+    async fn check_runs_in_flight(&self, record: &TenantRecord) -> Result<(), Submission> {
+        let going = journal::runs_going(&self.nats, &record.name)
+            .await
+            .map_err(|e| Submission::Refused(cluster_error(e)))?;
+        if going >= record.quotas.runs_in_flight as usize {
+            return Err(Submission::Busy);
+        }
+        Ok(())
     }
 
     async fn advance(&self, host: &Arc<RunHost>, tenant: &str, run: &str) -> Result<(), RunError> {
@@ -380,16 +383,7 @@ impl ClusterRuns {
             Some(RunStatus::Failed) => {}
             Some(other) => return Ok(Some(other)),
         }
-        let going = self
-            .list(&record.name)
-            .await
-            .map_err(Submission::Refused)?
-            .iter()
-            .filter(|state| warden_run::ended(state).is_none())
-            .count();
-        if going >= record.quotas.runs_in_flight as usize {
-            return Err(Submission::Busy);
-        }
+        self.check_runs_in_flight(record).await?;
         let (journal, records) = JetStreamJournal::open(&self.nats, &record.name, run)
             .await
             .map_err(|e| Submission::Refused(cluster_error(e)))?;

@@ -210,9 +210,7 @@ impl Operator {
             operator.control.clone(),
             nats,
             replicas,
-        )
-        .await
-        .map_err(|e| OperatorError::Internal(e.to_string()))?;
+        );
         Ok(operator)
     }
 
