@@ -31,7 +31,7 @@ use warden_server::{Hosted, Scope, Server};
 use warden_tests::artifacts::{CACHE_DIR, CALLER, HOSTILE, RUNTIME_DIR};
 use warden_tests::nats::NatsServer;
 
-const RUNS: usize = 30;
+const RUNS: usize = 150;
 const TASKS: usize = 5;
 const ACK_WAIT: Duration = Duration::from_secs(2);
 
@@ -151,47 +151,23 @@ fn main() {
         .build()
         .expect("the driver's runtime");
     let watch = Nats::connect(&nats.url).expect("NATS");
-    let key = driver.block_on(async {
+    let operator = driver.block_on(async {
         warden_cluster::journal::ensure_stream(&watch, 1)
             .await
             .expect("the journal");
         warden_cluster::work::ensure_dead_letters(&watch, 1)
             .await
             .expect("dead letters");
-        let operator = Operator::open_cluster(data.path(), &watch, 1)
+        Operator::open_cluster(data.path(), &watch, 1)
             .await
-            .expect("the control state");
-        operator
-            .add_tenant(
-                NewTenant {
-                    name: "bench".into(),
-                    policy: None,
-                    plugins: vec!["*".into()],
-                    quotas: Some(Quotas {
-                        requests_per_second: 100_000,
-                        burst: 100_000,
-                        concurrent_calls: 16,
-                        queued_calls: 1024,
-                        runs_in_flight: 10_000,
-                        ..Quotas::default()
-                    }),
-                },
-                Actor::Shell,
-            )
-            .await
-            .expect("the tenant");
-        let spec = KeySpec {
-            tenant: Some("bench".into()),
-            scopes: vec![Scope::RunsWrite, Scope::RunsRead],
-            ..KeySpec::default()
-        };
-        operator
-            .create_key(spec, Actor::Shell)
-            .await
-            .expect("a key")
-            .0
-            .token
+            .expect("the control state")
     });
+    // A tenant per phase, so that no phase reads the runs of the one
+    // before.
+    let keys: Vec<String> = ["bench1", "bench2", "bench3", "bench"]
+        .iter()
+        .map(|name| driver.block_on(tenant(&operator, name)))
+        .collect();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     let workflow = trivial_workflow();
@@ -203,16 +179,17 @@ fn main() {
             .collect();
         // Each node takes up the tenant within its first sweep.
         std::thread::sleep(Duration::from_millis(2500));
+        let key = &keys[count - 1];
         let elapsed = driver.block_on(async {
             // Every run's end, as the journal records it.
             let mut ends = watch
                 .client()
-                .subscribe("journal.bench.*.run")
+                .subscribe(format!("journal.bench{count}.*.run"))
                 .await
                 .expect("a subscription");
             let started = Instant::now();
             for n in 0..RUNS {
-                submit(&client, &nodes[n % count].base, &key, &workflow).await;
+                submit(&client, &nodes[n % count].base, key, &workflow).await;
             }
             let mut finished = 0;
             while finished < RUNS {
@@ -249,7 +226,7 @@ fn main() {
     std::thread::sleep(Duration::from_millis(2500));
     let mut resumes = Vec::new();
     for _ in 0..3 {
-        let run = driver.block_on(submit(&client, &nodes[0].base, &key, SLEEPY));
+        let run = driver.block_on(submit(&client, &nodes[0].base, &keys[3], SLEEPY));
         let owner = driver.block_on(started_on(&watch, &run, 1));
         let at = nodes.iter().position(|n| n.name == owner).expect("a node");
         let killed_ms = now_ms();
@@ -279,6 +256,40 @@ fn main() {
         ));
         std::thread::sleep(Duration::from_millis(2500));
     }
+}
+
+/// A tenant `name` with room for the benchmark; a key for its runs.
+async fn tenant(operator: &Operator, name: &str) -> String {
+    operator
+        .add_tenant(
+            NewTenant {
+                name: name.into(),
+                policy: None,
+                plugins: vec!["*".into()],
+                quotas: Some(Quotas {
+                    requests_per_second: 100_000,
+                    burst: 100_000,
+                    concurrent_calls: 16,
+                    queued_calls: 1024,
+                    runs_in_flight: 10_000,
+                    ..Quotas::default()
+                }),
+            },
+            Actor::Shell,
+        )
+        .await
+        .expect("the tenant");
+    let spec = KeySpec {
+        tenant: Some(name.into()),
+        scopes: vec![Scope::RunsWrite, Scope::RunsRead],
+        ..KeySpec::default()
+    };
+    operator
+        .create_key(spec, Actor::Shell)
+        .await
+        .expect("a key")
+        .0
+        .token
 }
 
 /// The node that started `run`'s task the `nth` time (1 for the first),

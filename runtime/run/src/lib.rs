@@ -517,12 +517,12 @@ pub fn check_run_id(run: &str) -> Result<(), RunError> {
         Ok(())
     } else {
         Err(RunError::NotFound(format!(
-            "{run:?} is not a run id (they look like 20261122-153012-3fa9); `warden runs list` shows the runs"
+            "{run:?} is not a run id (they look like 20261122-153012-3fa9c01e); `warden runs list` shows the runs"
         )))
     }
 }
 
-/// `20261122-153012-3fa9`: sortable by start time, unique enough with the
+/// `20261122-153012-3fa9c01e`: sortable by start time, unique enough with the
 /// random tail.
 pub fn new_run_id() -> String {
     let ms = journal::now_ms();
@@ -530,11 +530,11 @@ pub fn new_run_id() -> String {
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let rest = secs % 86_400;
     format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{:04x}",
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{:08x}",
         rest / 3600,
         rest % 3600 / 60,
         rest % 60,
-        rand::random::<u16>()
+        rand::random::<u32>()
     )
 }
 
