@@ -5,10 +5,12 @@
 //! node keeps to itself is only what it is doing right now.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use warden_api::budget::Totals;
 use warden_cluster::journal::{self, JetStreamJournal};
@@ -17,10 +19,10 @@ use warden_cluster::{ClusterError, Nats};
 use warden_run::scheduler::{Executor, record_cancelled};
 use warden_run::workflow::Workflow;
 use warden_run::{
-    Event, EventSink, Finished, Recorder, RunError, RunState, RunStatus, WasmExecutor,
+    Event, EventSink, Finished, Recorder, RunEnv, RunError, RunState, RunStatus, WasmExecutor,
 };
 
-use crate::runs::{Followed, RunHost, Submission};
+use crate::run_answers::{Followed, Submission};
 use crate::tenant::TenantRecord;
 
 /// How a node joins a cluster.
@@ -32,6 +34,24 @@ pub struct ClusterConfig {
     pub queue: QueueSettings,
     /// Tasks this node works at once, every tenant together.
     pub slots: usize,
+}
+
+/// What a cluster node needs of the server it is part of.
+pub trait Host: Send + Sync + 'static {
+    /// Every tenant, as the control state has them.
+    fn tenants(&self) -> BoxFuture<'_, Result<Vec<TenantRecord>, RunError>>;
+
+    /// Tenant `name`.
+    fn tenant<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<TenantRecord, RunError>>;
+
+    /// What a run of `record`'s tenant runs with.
+    fn env<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<RunEnv, RunError>>;
+
+    /// The workspace of `tenant`'s run `run` on this node, made if missing.
+    fn workspace(&self, tenant: &str, run: &str) -> Result<PathBuf, RunError>;
+
+    /// What counts a run's use in its tenant's usage and the metrics.
+    fn meters(&self, tenant: &str) -> Vec<Box<dyn EventSink>>;
 }
 
 /// Tries of a write to a whole run (cancel, retry) that lost a race with
@@ -46,6 +66,7 @@ pub struct ClusterRuns {
     nats: Nats,
     node: String,
     worker: Arc<Worker>,
+    host: Weak<dyn Host>,
     /// The tenants whose queues this node pulls from, with the concurrency
     /// their consumer was set to.
     served: Mutex<HashMap<String, (u32, tokio::task::JoinHandle<()>)>>,
@@ -65,7 +86,11 @@ fn cluster_error(e: ClusterError) -> RunError {
 
 /// What a worker of this node runs a task with: the run's tenant's
 /// environment, as a run on one node gets it.
-struct HostRunner(Weak<RunHost>);
+struct HostRunner(Weak<dyn Host>);
+
+fn stopping() -> RunError {
+    RunError::Busy("the server is stopping".into())
+}
 
 impl Runner for HostRunner {
     fn executor(
@@ -75,14 +100,8 @@ impl Runner for HostRunner {
         let host = self.0.clone();
         let state = state.clone();
         async move {
-            let host = host
-                .upgrade()
-                .ok_or_else(|| RunError::Busy("the server is stopping".into()))?;
-            let record = host
-                .operator()
-                .tenant(state.tenant.as_str())
-                .await
-                .map_err(|e| RunError::NotFound(e.to_string()))?;
+            let host = host.upgrade().ok_or_else(stopping)?;
+            let record = host.tenant(state.tenant.as_str()).await?;
             let env = host.env(&record).await?;
             let workflow = state
                 .workflow
@@ -112,11 +131,11 @@ impl Runner for HostRunner {
 }
 
 impl ClusterRuns {
-    pub fn new(config: ClusterConfig, host: Weak<RunHost>) -> ClusterRuns {
+    pub fn new(config: ClusterConfig, host: Weak<dyn Host>) -> ClusterRuns {
         let worker = Arc::new(Worker::new(
             config.nats.clone(),
             config.node.clone(),
-            Arc::new(HostRunner(host)),
+            Arc::new(HostRunner(host.clone())),
             config.queue,
             config.slots,
         ));
@@ -124,21 +143,33 @@ impl ClusterRuns {
             nats: config.nats,
             node: config.node,
             worker,
+            host,
             served: Mutex::default(),
         }
     }
 
+    fn host(&self) -> Result<Arc<dyn Host>, RunError> {
+        self.host.upgrade().ok_or_else(stopping)
+    }
+
+    /// What counts `tenant`'s use on this node (nothing once stopping).
+    fn meters(&self, tenant: &str) -> Vec<Box<dyn EventSink>> {
+        self.host
+            .upgrade()
+            .map(|host| host.meters(tenant))
+            .unwrap_or_default()
+    }
+
     /// Pulls the tasks of every tenant in the control state, and keeps up
     /// with tenants added, changed or removed on any node.
-    pub fn serve_tenants(self: &Arc<Self>, host: &Arc<RunHost>) {
+    pub fn serve_tenants(self: &Arc<Self>) {
         let cluster = self.clone();
-        let host = Arc::downgrade(host);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(TENANT_SWEEP);
             loop {
                 every.tick().await;
-                let Some(host) = host.upgrade() else { return };
-                match host.operator().tenants().await {
+                let Ok(host) = cluster.host() else { return };
+                match host.tenants().await {
                     Ok(tenants) => cluster.serve(&tenants).await,
                     Err(e) => {
                         tracing::warn!(node = %cluster.node, error = %e, "cannot list the tenants")
@@ -205,7 +236,6 @@ impl ClusterRuns {
     /// workflow no node could run is refused now.
     pub async fn submit(
         &self,
-        host: &Arc<RunHost>,
         record: &TenantRecord,
         run: String,
         mut workflow: Workflow,
@@ -219,6 +249,7 @@ impl ClusterRuns {
             .ensure_queue(&record.name, record.quotas.concurrent_calls)
             .await
             .map_err(|e| Submission::Refused(cluster_error(e)))?;
+        let host = self.host().map_err(Submission::Refused)?;
         let env = host.env(record).await.map_err(Submission::Refused)?;
         let workspace = host
             .workspace(&record.name, &run)
@@ -227,7 +258,7 @@ impl ClusterRuns {
             .await
             .map_err(Submission::Refused)?;
         let journal = JetStreamJournal::create(&self.nats, &record.name, &run);
-        let recorder = Recorder::new(journal, RunState::default(), host.meters(&record.name));
+        let recorder = Recorder::new(journal, RunState::default(), self.meters(&record.name));
         let first = Event::RunStarted {
             run: run.clone(),
             workflow: workflow.clone(),
@@ -246,7 +277,7 @@ impl ClusterRuns {
         .await
         .map_err(|e| Submission::Refused(RunError::Files(e.to_string())))?;
         recorded.map_err(|e| Submission::Refused(RunError::Journal(e)))?;
-        self.advance(host, &record.name, &run)
+        self.advance(&record.name, &run)
             .await
             .map_err(Submission::Refused)?;
         tracing::info!(node = %self.node, tenant = %record.name, %run, "run started on the cluster");
@@ -265,8 +296,8 @@ impl ClusterRuns {
         Ok(())
     }
 
-    async fn advance(&self, host: &Arc<RunHost>, tenant: &str, run: &str) -> Result<(), RunError> {
-        work::advance(&self.nats, tenant, run, || host.meters(tenant))
+    async fn advance(&self, tenant: &str, run: &str) -> Result<(), RunError> {
+        work::advance(&self.nats, tenant, run, || self.meters(tenant))
             .await
             .map_err(cluster_error)
     }
@@ -331,7 +362,6 @@ impl ClusterRuns {
     /// the next write of any node working one) and its end recorded.
     pub async fn cancel(
         &self,
-        host: &Arc<RunHost>,
         tenant: &str,
         run: &str,
         reason: &str,
@@ -341,7 +371,7 @@ impl ClusterRuns {
             let (journal, records) = JetStreamJournal::open(&self.nats, tenant, run)
                 .await
                 .map_err(cluster_error)?;
-            let recorder = Recorder::new(journal, RunState::replay(&records), host.meters(tenant));
+            let recorder = Recorder::new(journal, RunState::replay(&records), self.meters(tenant));
             let reason = reason.to_string();
             let (written, recorder) = tokio::task::spawn_blocking(move || {
                 (record_cancelled(&recorder, &reason), recorder)
@@ -366,7 +396,6 @@ impl ClusterRuns {
     /// otherwise; `Busy` for one still going.
     pub async fn retry(
         &self,
-        host: &Arc<RunHost>,
         record: &TenantRecord,
         run: &str,
     ) -> Result<Option<RunStatus>, Submission> {
@@ -390,7 +419,7 @@ impl ClusterRuns {
         let recorder = Recorder::new(
             journal,
             RunState::replay(&records),
-            host.meters(&record.name),
+            self.meters(&record.name),
         );
         let id = run.to_string();
         tokio::task::spawn_blocking(move || {
@@ -402,7 +431,7 @@ impl ClusterRuns {
         .await
         .map_err(|e| Submission::Refused(RunError::Files(e.to_string())))?
         .map_err(|e| Submission::Refused(RunError::Journal(e)))?;
-        self.advance(host, &record.name, run)
+        self.advance(&record.name, run)
             .await
             .map_err(Submission::Refused)?;
         Ok(None)

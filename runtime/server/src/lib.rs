@@ -54,6 +54,7 @@ pub mod memories;
 pub mod metrics;
 pub mod operator;
 pub mod quota;
+mod run_answers;
 pub mod runs;
 pub mod serve;
 pub mod sqlite;

@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
+use futures::future::BoxFuture;
 use tokio::sync::{broadcast, mpsc};
 use warden_core::{Engine, TenantId};
 use warden_run::workflow::Workflow;
@@ -14,25 +15,13 @@ use warden_run::{
     RunState, RunStatus, Runs, Started, journal,
 };
 
-use crate::cluster::{ClusterConfig, ClusterRuns};
+use crate::cluster::{ClusterConfig, ClusterRuns, Host};
 use crate::control::Counts;
 use crate::metrics::Metrics;
 use crate::operator::Operator;
+pub use crate::run_answers::{Followed, Submission};
 use crate::tenant::{self, TenantRecord};
 use crate::usage::Meter;
-
-/// What following a run's journal yields.
-#[derive(Debug, Clone)]
-pub enum Followed {
-    Record(Box<Record>),
-    /// The last: how the run ended, or `None` when it is not running here
-    /// and has not ended (it can be resumed); and the last record's
-    /// sequence number.
-    End {
-        status: Option<RunStatus>,
-        last: Option<u64>,
-    },
-}
 
 /// Journal records of a live run waiting for a slow watcher; one that
 /// falls further behind reads the journal instead.
@@ -121,14 +110,6 @@ const EXAMPLES: &[(&str, &str)] = &[
 const MOST_WORKFLOWS: usize = 200;
 const MOST_WORKFLOW_BYTES: u64 = 256 * 1024;
 
-/// Why a run was not started.
-#[derive(Debug)]
-pub enum Submission {
-    /// The tenant has as many runs going as its quota allows.
-    Busy,
-    Refused(RunError),
-}
-
 /// The runs of every tenant on this server.
 pub struct RunHost {
     engine: Engine,
@@ -166,7 +147,7 @@ impl RunHost {
         operator: Arc<Operator>,
         cluster: Option<ClusterConfig>,
     ) -> Arc<RunHost> {
-        Arc::new_cyclic(|host| RunHost {
+        Arc::new_cyclic(|host: &Weak<RunHost>| RunHost {
             engine,
             plugin_dirs,
             hosted,
@@ -176,12 +157,11 @@ impl RunHost {
             metrics,
             meter,
             operator,
-            cluster: cluster.map(|config| Arc::new(ClusterRuns::new(config, host.clone()))),
+            cluster: cluster.map(|config| {
+                let host: Weak<dyn Host> = host.clone();
+                Arc::new(ClusterRuns::new(config, host))
+            }),
         })
-    }
-
-    pub(crate) fn operator(&self) -> &Arc<Operator> {
-        &self.operator
     }
 
     /// Whether runs live on a cluster.
@@ -192,26 +172,8 @@ impl RunHost {
     /// On a cluster, starts working the tasks of every tenant.
     pub fn join_cluster(self: &Arc<Self>) {
         if let Some(cluster) = &self.cluster {
-            cluster.serve_tenants(self);
+            cluster.serve_tenants();
         }
-    }
-
-    /// What counts a run's use in its tenant's usage and the metrics.
-    pub(crate) fn meters(&self, tenant: &str) -> Vec<Box<dyn EventSink>> {
-        vec![Box::new(Metered {
-            tenant: tenant.to_string(),
-            metrics: self.metrics.clone(),
-            meter: self.meter.clone(),
-        })]
-    }
-
-    /// The workspace of `tenant`'s run `run` on this node, made if missing.
-    pub(crate) fn workspace(&self, tenant: &str, run: &str) -> Result<PathBuf, RunError> {
-        warden_run::check_run_id(run)?;
-        let workspace = self.runs(tenant).dir(run).join("workspace");
-        std::fs::create_dir_all(&workspace)
-            .map_err(|e| RunError::Files(format!("cannot create {}: {e}", workspace.display())))?;
-        Ok(workspace)
     }
 
     /// `tenant`'s run `run`.
@@ -263,7 +225,7 @@ impl RunHost {
     /// What a run of `record`'s tenant runs with: its identity, the
     /// server's plugins by name only, and its policy's grant as the ceiling
     /// of what a workflow may grant.
-    pub(crate) async fn env(&self, record: &TenantRecord) -> Result<RunEnv, RunError> {
+    async fn env(&self, record: &TenantRecord) -> Result<RunEnv, RunError> {
         let root = tenant::root(&self.data_dir, &record.name);
         let policy = match &record.policy {
             Some(text) => {
@@ -369,7 +331,7 @@ impl RunHost {
             .concurrency
             .min(record.quotas.concurrent_calls as usize);
         if let Some(cluster) = &self.cluster {
-            return cluster.submit(self, record, run, workflow, goal).await;
+            return cluster.submit(record, run, workflow, goal).await;
         }
         if self.live_runs(&record.name) >= record.quotas.runs_in_flight as usize {
             return Err(Submission::Busy);
@@ -449,7 +411,7 @@ impl RunHost {
     ) -> Result<Finished, RunError> {
         let reason = "cancelled through the API";
         if let Some(cluster) = &self.cluster {
-            return cluster.cancel(self, &record.name, run, reason).await;
+            return cluster.cancel(&record.name, run, reason).await;
         }
         let live = {
             let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -483,7 +445,7 @@ impl RunHost {
         run: &str,
     ) -> Result<Option<RunStatus>, Submission> {
         if let Some(cluster) = &self.cluster {
-            return cluster.retry(self, record, run).await;
+            return cluster.retry(record, run).await;
         }
         if self.watch(&record.name, run).is_some() {
             return Err(Submission::Refused(RunError::Busy(format!(
@@ -583,6 +545,46 @@ impl RunHost {
                 }
             }
         }
+    }
+}
+
+impl Host for RunHost {
+    fn tenants(&self) -> BoxFuture<'_, Result<Vec<TenantRecord>, RunError>> {
+        Box::pin(async move {
+            self.operator
+                .tenants()
+                .await
+                .map_err(|e| RunError::Files(e.to_string()))
+        })
+    }
+
+    fn tenant<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<TenantRecord, RunError>> {
+        Box::pin(async move {
+            self.operator
+                .tenant(name)
+                .await
+                .map_err(|e| RunError::NotFound(e.to_string()))
+        })
+    }
+
+    fn env<'a>(&'a self, record: &'a TenantRecord) -> BoxFuture<'a, Result<RunEnv, RunError>> {
+        Box::pin(RunHost::env(self, record))
+    }
+
+    fn workspace(&self, tenant: &str, run: &str) -> Result<PathBuf, RunError> {
+        warden_run::check_run_id(run)?;
+        let workspace = self.runs(tenant).dir(run).join("workspace");
+        std::fs::create_dir_all(&workspace)
+            .map_err(|e| RunError::Files(format!("cannot create {}: {e}", workspace.display())))?;
+        Ok(workspace)
+    }
+
+    fn meters(&self, tenant: &str) -> Vec<Box<dyn EventSink>> {
+        vec![Box::new(Metered {
+            tenant: tenant.to_string(),
+            metrics: self.metrics.clone(),
+            meter: self.meter.clone(),
+        })]
     }
 }
 
