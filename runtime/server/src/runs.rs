@@ -164,11 +164,6 @@ impl RunHost {
         })
     }
 
-    /// Whether runs live on a cluster.
-    pub fn clustered(&self) -> bool {
-        self.cluster.is_some()
-    }
-
     /// On a cluster, starts working the tasks of every tenant.
     pub fn join_cluster(self: &Arc<Self>) {
         if let Some(cluster) = &self.cluster {
