@@ -46,23 +46,16 @@ struct Entry {
 /// Creates the journal stream if it is missing: `replicas` copies (1 on a
 /// single NATS server, 3 in a NATS cluster).
 pub async fn ensure_stream(nats: &Nats, replicas: usize) -> Result<(), ClusterError> {
-    let jetstream = nats.jetstream().clone();
-    nats.run(async move {
-        jetstream
-            .get_or_create_stream(stream::Config {
-                name: STREAM.into(),
-                subjects: vec!["journal.>".into()],
-                storage: stream::StorageType::File,
-                retention: stream::RetentionPolicy::Limits,
-                num_replicas: replicas.max(1),
-                duplicate_window: DEDUP_WINDOW,
-                ..Default::default()
-            })
-            .await
-            .map(|_| ())
-            .map_err(jetstream_error)
+    nats.ensure_stream(stream::Config {
+        name: STREAM.into(),
+        subjects: vec!["journal.>".into()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        num_replicas: replicas.max(1),
+        duplicate_window: DEDUP_WINDOW,
+        ..Default::default()
     })
-    .await?
+    .await
 }
 
 /// The subjects of `tenant`'s run `run` start with this. (Tenant names, run
@@ -257,46 +250,52 @@ impl JournalWriter for JetStreamJournal {
     }
 }
 
-/// The ids of `tenant`'s runs, oldest first (by their last run-level
-/// record: start, resume or end).
-pub async fn run_ids(nats: &Nats, tenant: &str) -> Result<Vec<String>, ClusterError> {
+/// The last run-level record (start, resume or end) of each of
+/// `tenant`'s runs, with the run's id, oldest first (`None` for a message
+/// that is not a record): one message per run, not whole journals.
+async fn run_heads(
+    nats: &Nats,
+    tenant: &str,
+) -> Result<Vec<(String, Option<Event>)>, ClusterError> {
     let jetstream = nats.jetstream().clone();
     let filter = format!("journal.{tenant}.*.run");
-    nats.run(async move {
-        let stream = jetstream
-            .get_stream(STREAM)
-            .await
-            .map_err(jetstream_error)?;
-        let found = read_stream(&stream, filter, DeliverPolicy::LastPerSubject).await?;
-        Ok(found
-            .into_iter()
-            .filter_map(|(_, message)| message.subject.split('.').nth(2).map(str::to_string))
-            .collect())
-    })
-    .await?
+    let found = nats
+        .run(async move {
+            let stream = jetstream
+                .get_stream(STREAM)
+                .await
+                .map_err(jetstream_error)?;
+            read_stream(&stream, filter, DeliverPolicy::LastPerSubject).await
+        })
+        .await??;
+    Ok(found
+        .into_iter()
+        .filter_map(|(_, message)| {
+            let run = message.subject.split('.').nth(2)?.to_string();
+            let entry = serde_json::from_slice::<Entry>(&message.payload).ok();
+            Some((run, entry.map(|entry| entry.event)))
+        })
+        .collect())
+}
+
+/// The ids of `tenant`'s runs, oldest first (by their last run-level
+/// record).
+pub async fn run_ids(nats: &Nats, tenant: &str) -> Result<Vec<String>, ClusterError> {
+    Ok(run_heads(nats, tenant)
+        .await?
+        .into_iter()
+        .map(|(run, _)| run)
+        .collect())
 }
 
 /// How many of `tenant`'s runs have not ended: those whose last run-level
-/// record (start, resume or end) is not their end. One message per run is
-/// read, not whole journals.
+/// record is not their end.
 pub async fn runs_going(nats: &Nats, tenant: &str) -> Result<usize, ClusterError> {
-    let jetstream = nats.jetstream().clone();
-    let filter = format!("journal.{tenant}.*.run");
-    nats.run(async move {
-        let stream = jetstream
-            .get_stream(STREAM)
-            .await
-            .map_err(jetstream_error)?;
-        let found = read_stream(&stream, filter, DeliverPolicy::LastPerSubject).await?;
-        Ok(found
-            .iter()
-            .filter(|(_, message)| {
-                !serde_json::from_slice::<Entry>(&message.payload)
-                    .is_ok_and(|entry| matches!(entry.event, Event::RunFinished { .. }))
-            })
-            .count())
-    })
-    .await?
+    Ok(run_heads(nats, tenant)
+        .await?
+        .iter()
+        .filter(|(_, event)| !matches!(event, Some(Event::RunFinished { .. })))
+        .count())
 }
 
 /// `tenant`'s run `run`'s records from stream sequence `from` on, as they

@@ -67,24 +67,16 @@ impl Logs {
         {
             return Ok(());
         }
-        let jetstream = self.nats.jetstream().clone();
-        let config = stream::Config {
-            name: self.stream_of(log),
-            subjects: vec![self.subject_of(log)],
-            storage: stream::StorageType::File,
-            num_replicas: self.replicas,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        };
         self.nats
-            .run(async move {
-                jetstream
-                    .get_or_create_stream(config)
-                    .await
-                    .map(drop)
-                    .map_err(jetstream_error)
+            .ensure_stream(stream::Config {
+                name: self.stream_of(log),
+                subjects: vec![self.subject_of(log)],
+                storage: stream::StorageType::File,
+                num_replicas: self.replicas,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
             })
-            .await??;
+            .await?;
         self.made
             .lock()
             .unwrap_or_else(|p| p.into_inner())

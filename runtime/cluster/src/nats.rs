@@ -140,6 +140,41 @@ impl Nats {
             .map_err(|_| ClusterError::Stopped)
     }
 
+    /// Makes the stream `config` describes if it is missing.
+    pub async fn ensure_stream(
+        &self,
+        config: jetstream::stream::Config,
+    ) -> Result<(), ClusterError> {
+        let jetstream = self.jetstream.clone();
+        self.run(async move {
+            jetstream
+                .get_or_create_stream(config)
+                .await
+                .map(drop)
+                .map_err(jetstream_error)
+        })
+        .await?
+    }
+
+    /// Publishes `message` on `subject` and waits until JetStream has it.
+    pub async fn publish(
+        &self,
+        subject: String,
+        message: jetstream::message::PublishMessage,
+    ) -> Result<(), ClusterError> {
+        let jetstream = self.jetstream.clone();
+        self.run(async move {
+            jetstream
+                .send_publish(subject, message)
+                .await
+                .map_err(jetstream_error)?
+                .await
+                .map(drop)
+                .map_err(jetstream_error)
+        })
+        .await?
+    }
+
     /// Starts `work` on the connection's thread, to run on its own.
     pub fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
         self.handle.spawn(work);

@@ -107,21 +107,14 @@ pub trait Runner: Send + Sync + 'static {
 
 /// Makes the dead-letter stream if it is missing.
 pub async fn ensure_dead_letters(nats: &Nats, replicas: usize) -> Result<(), ClusterError> {
-    let jetstream = nats.jetstream().clone();
-    nats.run(async move {
-        jetstream
-            .get_or_create_stream(stream::Config {
-                name: DEAD_STREAM.into(),
-                subjects: vec!["dead.>".into()],
-                storage: stream::StorageType::File,
-                num_replicas: replicas.max(1),
-                ..Default::default()
-            })
-            .await
-            .map(|_| ())
-            .map_err(jetstream_error)
+    nats.ensure_stream(stream::Config {
+        name: DEAD_STREAM.into(),
+        subjects: vec!["dead.>".into()],
+        storage: stream::StorageType::File,
+        num_replicas: replicas.max(1),
+        ..Default::default()
     })
-    .await?
+    .await
 }
 
 /// Makes `tenant`'s queue and its consumer if missing, and sets the
@@ -177,27 +170,15 @@ async fn enqueue(
     task: &str,
     attempt: u32,
 ) -> Result<(), ClusterError> {
-    let jetstream = nats.jetstream().clone();
-    let subject = work_subject(tenant);
-    let id = format!("{run}/{task}/{attempt}");
     let payload = serde_json::to_vec(&Job {
         run: run.to_string(),
         task: task.to_string(),
     })
     .map_err(|e| ClusterError::JetStream(e.to_string()))?;
-    nats.run(async move {
-        let message = PublishMessage::build()
-            .payload(payload.into())
-            .message_id(id);
-        jetstream
-            .send_publish(subject, message)
-            .await
-            .map_err(jetstream_error)?
-            .await
-            .map(|_| ())
-            .map_err(jetstream_error)
-    })
-    .await?
+    let message = PublishMessage::build()
+        .payload(payload.into())
+        .message_id(format!("{run}/{task}/{attempt}"));
+    nats.publish(work_subject(tenant), message).await
 }
 
 /// After a change to `tenant`'s run `run`: skips the tasks that can no
@@ -539,8 +520,6 @@ impl Worker {
     }
 
     async fn dead_letter(&self, tenant: &str, job: &Job, error: &str) -> Result<(), ClusterError> {
-        let jetstream = self.nats.jetstream().clone();
-        let subject = format!("dead.{tenant}.{}.{}", job.run, job.task);
         let payload = serde_json::to_vec(&serde_json::json!({
             "run": job.run,
             "task": job.task,
@@ -548,17 +527,10 @@ impl Worker {
             "ts": now_ms(),
         }))
         .map_err(|e| ClusterError::JetStream(e.to_string()))?;
+        let message = PublishMessage::build().payload(payload.into());
         self.nats
-            .run(async move {
-                jetstream
-                    .publish(subject, payload.into())
-                    .await
-                    .map_err(jetstream_error)?
-                    .await
-                    .map(|_| ())
-                    .map_err(jetstream_error)
-            })
-            .await?
+            .publish(format!("dead.{tenant}.{}.{}", job.run, job.task), message)
+            .await
     }
 }
 

@@ -381,17 +381,7 @@ impl Writer {
         let mut entries = Vec::with_capacity(events.len());
         let mut lines = Vec::new();
         for (event, at_ms) in events {
-            let mut entry = AuditEntry {
-                seq,
-                at_ms,
-                action: event.action.to_string(),
-                key: event.key,
-                outcome: event.outcome,
-                detail: event.detail,
-                prev,
-                hash: String::new(),
-            };
-            entry.hash = self.chain.hash(&entry);
+            let entry = self.entry(event, at_ms, seq, prev);
             serde_json::to_writer(&mut lines, &entry).map_err(|e| io(e.into()))?;
             lines.push(b'\n');
             seq += 1;
@@ -418,6 +408,22 @@ impl Writer {
 }
 
 impl Writer {
+    /// `event` as entry `seq` after the entry whose hash is `prev`, hashed.
+    fn entry(&self, event: AuditEvent, at_ms: u64, seq: u64, prev: String) -> AuditEntry {
+        let mut entry = AuditEntry {
+            seq,
+            at_ms,
+            action: event.action.to_string(),
+            key: event.key,
+            outcome: event.outcome,
+            detail: event.detail,
+            prev,
+            hash: String::new(),
+        };
+        entry.hash = self.chain.hash(&entry);
+        entry
+    }
+
     /// Appends `events` to `tenant`'s log on the cluster, each after the
     /// log's last entry as read: when another node appended in between,
     /// the entry is chained again onto the new end.
@@ -451,17 +457,8 @@ impl Writer {
                     }
                     None => (0, 1, GENESIS.to_string()),
                 };
-                let mut entry = AuditEntry {
-                    seq,
-                    at_ms,
-                    action: event.action.to_string(),
-                    key: event.key.clone(),
-                    outcome: event.outcome.clone(),
-                    detail: event.detail.clone(),
-                    prev,
-                    hash: String::new(),
-                };
-                entry.hash = self.chain.hash(&entry);
+                // Chained again onto a new end when another node wins.
+                let entry = self.entry(event.clone(), at_ms, seq, prev);
                 let payload = serde_json::to_vec(&entry).map_err(|e| cluster_error(tenant, e))?;
                 let appended = logs
                     .append(tenant, after, &entry.hash, payload.into())
