@@ -226,6 +226,7 @@ fn a_node_killed_mid_task_is_taken_over_without_repeating_its_tool_call() {
     eprintln!("kill -9 to the end of the run on another node: {took:?}");
 
     followed_across_nodes(&nodes, &key, &run, &all);
+    another_tenant_sees_no_such_run(&s, &nats.url, &nodes, &run);
     one_run_per_idempotency_key(&nodes, &key);
     a_paused_owner_is_fenced(&nodes, &key);
 
@@ -389,4 +390,43 @@ fn a_paused_owner_is_fenced(nodes: &[Node], key: &str) {
         .filter(|r| r["event"] == "task-finished" && r["task"] == "a")
         .count();
     assert_eq!(finished, 1);
+}
+
+/// Another tenant asking any node for this tenant's run, its events, or a
+/// run id that is no id at all, gets exactly what a run that does not
+/// exist gets.
+fn another_tenant_sees_no_such_run(s: &Scratch, url: &str, nodes: &[Node], run: &str) {
+    assert_eq!(
+        code(&s.run(&["--cluster", url, "tenants", "add", "bolt"])),
+        0
+    );
+    let out = s.run(&[
+        "--cluster",
+        url,
+        "keys",
+        "create",
+        "--tenant",
+        "bolt",
+        "--scope",
+        "runs:read",
+    ]);
+    assert_exit(&out, 0, "", &"keys create");
+    let bolt = stdout(&out).trim().to_string();
+    let status_and_body = |path: &str| {
+        let answer = get(&nodes[1].addr, &bolt, path);
+        let status = answer.lines().next().unwrap_or_default().to_string();
+        (status, body(&answer))
+    };
+    let none = status_and_body("/v1/runs/20260101-000000-00000000");
+    assert!(none.0.starts_with("HTTP/1.1 404"), "{none:?}");
+    for path in [
+        format!("/v1/runs/{run}"),
+        format!("/v1/runs/{run}/events"),
+        "/v1/runs/..%2F..%2Facme".to_string(),
+        "/v1/runs/x.%3E".to_string(),
+    ] {
+        assert_eq!(status_and_body(&path), none, "{path}");
+    }
+    let listed = body(&get(&nodes[0].addr, &bolt, "/v1/runs"));
+    assert_eq!(listed, serde_json::json!([]), "bolt has no runs");
 }
