@@ -115,6 +115,16 @@ impl From<serde_json::Error> for ToolError {
     }
 }
 
+/// This call's idempotency key when a run's task made it (`RUN/TASK/N`, N
+/// the call's position in the task), `None` otherwise. It stays the same
+/// when the task is retried or taken over by another node after a crash,
+/// while a call the journal already answered is not made again at all: key
+/// a side effect outside warden (a payment, a message) by it so that it
+/// happens once.
+pub fn call_key() -> Option<String> {
+    std::env::var("WARDEN_CALL_KEY").ok()
+}
+
 /// Arguments of a tool that takes none.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

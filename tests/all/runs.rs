@@ -277,6 +277,39 @@ async fn a_retried_step_does_not_repeat_its_tool_side_effects() {
     assert_eq!(calls, [(1, false), (2, true)]);
 }
 
+/// Each tool call of a task sees its own idempotency key, `RUN/TASK/N`, and
+/// nothing else in its environment; the retried attempt gets both calls
+/// from the journal, so the side effect happened once.
+#[tokio::test]
+async fn a_tool_call_in_a_run_sees_a_key_stable_across_attempts() {
+    let fake = FakeLlm::start();
+    let s = setup_with(&fake_config(&fake), None);
+    let finished = s
+        .run(&caller_workflow(
+            r#"["hostile.env", "hostile.tally"]"#,
+            json!({
+                "calls": [
+                    {"tool": "hostile.env", "arguments": {}},
+                    {"tool": "hostile.tally", "arguments": {"path": "/workspace/tally", "ms": 0}}
+                ],
+                "fail_attempts": 1
+            }),
+            "",
+        ))
+        .await;
+    assert_eq!(finished.status, RunStatus::Succeeded);
+    let run = &finished.run;
+    assert_eq!(
+        output(&finished, "a")["results"][0]["ok"]["vars"],
+        json!([["WARDEN_CALL_KEY", format!("{run}/a/0")]]),
+        "the key is all the environment a tool sees"
+    );
+    assert_eq!(
+        std::fs::read_to_string(finished.state.workspace.join("tally")).unwrap(),
+        format!("{run}/a/1\n")
+    );
+}
+
 #[tokio::test]
 async fn the_sdk_agent_loop_acts_through_the_tools_the_model_asks_for() {
     let fake = FakeLlm::start();

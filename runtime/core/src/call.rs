@@ -42,7 +42,17 @@ pub struct CallOptions {
     /// The run and task the call works for: its model calls are charged
     /// there and count against its budget.
     pub scope: Option<RunScope>,
+    /// Names this call stably across retries, crashes and nodes when it is
+    /// a tool call a run's task makes: `RUN/TASK/N`, N the call's position
+    /// in the task (0 first). The plugin reads it as the environment
+    /// variable [`CALL_KEY_VAR`] to keep side effects the journal does not
+    /// cover (a payment, a message) from happening twice.
+    pub call_key: Option<String>,
 }
+
+/// The environment variable a tool plugin reads its call's idempotency key
+/// from (see [`CallOptions::call_key`]); unset outside a run.
+pub const CALL_KEY_VAR: &str = "WARDEN_CALL_KEY";
 
 /// How a call ended, with what it used and printed. Always returned, whether
 /// the call succeeded or not, so a caller can report usage and output either
@@ -228,7 +238,7 @@ impl Sandbox {
         let stderr = CapturedOutput::new(limits.stdio_bytes as usize);
         let scope = options.scope.as_ref();
         let state = CallState {
-            wasi: build_wasi(caps, &stdout, &stderr, run_input)?,
+            wasi: build_wasi(caps, &stdout, &stderr, run_input, options.call_key.as_deref())?,
             table: {
                 // A backstop behind the open-file gate: streams, pollables
                 // and requests are host objects too.
@@ -461,10 +471,14 @@ fn build_wasi(
     stdout: &CapturedOutput,
     stderr: &CapturedOutput,
     run_input: Option<&RunInput>,
+    call_key: Option<&str>,
 ) -> Result<WasiCtx, CallError> {
     let mut builder = WasiCtxBuilder::new();
-    // No env, no sockets; args and stdin only for a program, as given; files
-    // only as granted below.
+    // No env but the call's own key, no sockets; args and stdin only for a
+    // program, as given; files only as granted below.
+    if let Some(key) = call_key {
+        builder.env(CALL_KEY_VAR, key);
+    }
     builder
         .stdout(stdout.clone())
         .stderr(stderr.clone())

@@ -67,7 +67,7 @@ pub mod stdio;
 pub mod tool;
 pub mod tools;
 
-pub use call::{CallError, CallOptions, CallOutcome, RunInput, Usage};
+pub use call::{CALL_KEY_VAR, CallError, CallOptions, CallOutcome, RunInput, Usage};
 pub use engine::{Engine, EngineConfig, EngineError, LoadError};
 pub use epoch::EPOCH_TICK;
 pub use exec::{ExecError, Language, Scratch};

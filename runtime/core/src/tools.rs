@@ -213,6 +213,10 @@ impl ToolBox for ToolSet {
             }
             let mut options = options.clone();
             options.tenant = call.tenant.clone();
+            options.call_key = call
+                .scope
+                .as_ref()
+                .map(|s| format!("{}/{}/{}", s.run, s.task, call.key.seq));
             options.scope = call.scope.clone();
             options.tools = None;
             options.limits.fuel = options.limits.fuel.min(call.fuel).max(1);

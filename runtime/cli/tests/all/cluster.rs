@@ -12,8 +12,9 @@ use warden_tests::nats::NatsServer;
 use crate::serve::{body, get, start_server, submit, wait_for};
 use crate::{Scratch, assert_exit, code, stdout};
 
-/// The first task greets (a side effect the journal records) and then
-/// sleeps, long enough to be killed in; the second runs after it.
+/// The first task greets (a side effect the journal records), then tallies
+/// its call key in the run workspace (a side effect outside the journal)
+/// and sleeps, long enough to be killed in; the second runs after it.
 const WORKFLOW: &str = r#"
 version = 1
 name = "cluster"
@@ -24,7 +25,7 @@ tools = ["hello", "hostile"]
 id = "a"
 role = "caller"
 prompt = "greet, then wait"
-input = { calls = [{ tool = "hello.greet", arguments = { name = "Ada" } }, { tool = "hostile.sleep", arguments = { ms = 2500 } }] }
+input = { calls = [{ tool = "hello.greet", arguments = { name = "Ada" } }, { tool = "hostile.tally", arguments = { path = "/workspace/tally", ms = 2500 } }] }
 [[tasks]]
 id = "b"
 role = "caller"
@@ -223,6 +224,20 @@ fn a_node_killed_mid_task_is_taken_over_without_repeating_its_tool_call() {
         greetings[1]["replayed"], true,
         "…and the second attempt got the answer from the journal"
     );
+    // The call the killed node was in the middle of ran again on the new
+    // owner, with the same key: a tool keying its side effect by it does
+    // the effect once.
+    let tally = std::fs::read_to_string(
+        s.data
+            .path()
+            .join(format!("tenants/acme/runs/{run}/workspace/tally")),
+    )
+    .expect("the tally tool wrote its file");
+    assert_eq!(
+        tally.lines().collect::<Vec<_>>(),
+        [format!("{run}/a/1"), format!("{run}/a/1")],
+        "one key, stable across the crash, for the second call of task a"
+    );
     eprintln!("kill -9 to the end of the run on another node: {took:?}");
 
     followed_across_nodes(&nodes, &key, &run, &all);
@@ -377,14 +392,14 @@ fn a_paused_owner_is_fenced(nodes: &[Node], key: &str) {
         r["status"] != "running"
     });
     assert_eq!(report["status"], "succeeded", "{report}");
-    // The woken owner's sleep ends and it tries to record it.
+    // The woken owner's tally ends and it tries to record it.
     std::thread::sleep(Duration::from_millis(1500));
     let all = records(&other.addr, key, &run, |_| false);
-    let sleeps = all
+    let tallies = all
         .iter()
-        .filter(|r| r["event"] == "tool-call" && r["key"]["tool"] == "hostile.sleep")
+        .filter(|r| r["event"] == "tool-call" && r["key"]["tool"] == "hostile.tally")
         .count();
-    assert_eq!(sleeps, 1, "only the new owner's sleep is recorded: {all:?}");
+    assert_eq!(tallies, 1, "only the new owner's tally is recorded: {all:?}");
     let finished = all
         .iter()
         .filter(|r| r["event"] == "task-finished" && r["task"] == "a")

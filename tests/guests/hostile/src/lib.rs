@@ -34,6 +34,14 @@ struct WriteArg {
 }
 
 #[derive(Deserialize, JsonSchema)]
+struct Tally {
+    /// A file (in a granted directory) to append the call's key to.
+    path: String,
+    /// How long to sleep afterwards.
+    ms: u64,
+}
+
+#[derive(Deserialize, JsonSchema)]
 struct Code {
     code: i32,
 }
@@ -97,6 +105,21 @@ fn toolbox() -> Toolbox {
             std::thread::sleep(std::time::Duration::from_millis(a.ms));
             Ok(a.ms)
         })
+        .tool(
+            "tally",
+            "Appends its call key to a file (a side effect outside the journal), then sleeps",
+            |a: Tally| {
+                use std::io::Write;
+                let key = warden_sdk::call_key().unwrap_or_else(|| "none".into());
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&a.path)?
+                    .write_all(format!("{key}\n").as_bytes())?;
+                std::thread::sleep(std::time::Duration::from_millis(a.ms));
+                Ok(true)
+            },
+        )
         .tool("alloc", "Allocates and touches N MiB", |a: Mib| {
             let mut v = vec![0u8; (a.mib * 1024 * 1024) as usize];
             for i in (0..v.len()).step_by(4096) {
