@@ -442,6 +442,9 @@ impl BearerToken {
 /// 0). Every request must carry `token` (`Authorization: Bearer TOKEN`),
 /// else it is answered 401; and only requests whose Host is a loopback name
 /// are accepted (DNS-rebinding protection), plus `extra_hosts`.
+/// The most of a refused request's body read before answering it.
+const REFUSED_BODY_BYTES: usize = 64 * 1024;
+
 pub async fn serve_http(
     server: WardenMcp,
     addr: SocketAddr,
@@ -480,6 +483,11 @@ pub async fn serve_http(
                         next.run(request).await
                     } else {
                         tracing::info!("MCP request refused: no valid bearer token");
+                        // Read what the client sent (a little of it at most)
+                        // so the connection stays usable: an unread body
+                        // makes hyper close it, racing the client's next
+                        // request on it.
+                        let _ = axum::body::to_bytes(request.into_body(), REFUSED_BODY_BYTES).await;
                         (
                             StatusCode::UNAUTHORIZED,
                             [(header::WWW_AUTHENTICATE, "Bearer")],
