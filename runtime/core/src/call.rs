@@ -238,7 +238,13 @@ impl Sandbox {
         let stderr = CapturedOutput::new(limits.stdio_bytes as usize);
         let scope = options.scope.as_ref();
         let state = CallState {
-            wasi: build_wasi(caps, &stdout, &stderr, run_input, options.call_key.as_deref())?,
+            wasi: build_wasi(
+                caps,
+                &stdout,
+                &stderr,
+                run_input,
+                options.call_key.as_deref(),
+            )?,
             table: {
                 // A backstop behind the open-file gate: streams, pollables
                 // and requests are host objects too.
