@@ -261,7 +261,7 @@ impl Dirs {
             return Ok(None);
         };
         let config = MemoryConfig::find(data).map_err(Failure::bad_input)?;
-        Ok(Some(config.open(data)))
+        Ok(Some(config.open(data).map_err(Failure::bad_input)?))
     }
 
     /// The model router: `config` (a command's own `--config`), else

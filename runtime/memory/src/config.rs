@@ -1,4 +1,5 @@
-//! The operator's memory settings: which embedder, and the limits.
+//! The operator's memory settings: which embedder, where the tables live,
+//! and the limits.
 //! Read from `DATA_DIR/memory.toml` (or `$WARDEN_MEMORY_CONFIG`); without
 //! a file, the local MiniLM and the default limits.
 //!
@@ -10,6 +11,13 @@
 //! dimension = 768
 //! api-key-env = "OPENAI_API_KEY"        # optional; the key never reaches a guest
 //! timeout-ms = 30000
+//!
+//! [store]                             # optional: tables in S3 instead of DATA_DIR/memory
+//! uri = "s3://warden-memory/prod"       # tables at URI/TENANT/NAMESPACE.lance
+//! endpoint = "http://127.0.0.1:9000"    # optional: an S3-compatible server (MinIO…)
+//! region = "us-east-1"
+//! access-key-id-env = "AWS_ACCESS_KEY_ID"         # optional: where the credentials are;
+//! secret-access-key-env = "AWS_SECRET_ACCESS_KEY" # else AWS's usual chain
 //!
 //! [limits]
 //! max-content-bytes = 65536
@@ -27,15 +35,94 @@ use warden_llm::ConfigError;
 
 use crate::Limits;
 use crate::embed::{EmbedError, Embedder, LocalEmbedder, OpenAiEmbedder};
-use crate::store::{EmbedderLoader, Memory};
+use crate::store::{EmbedderLoader, Location, Memory};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryConfig {
     #[serde(default)]
     pub embedder: EmbedderConfig,
+    /// Where the tables live; `None`: `DATA_DIR/memory`.
+    pub store: Option<StoreConfig>,
     #[serde(default)]
     limits: LimitsDoc,
+}
+
+/// An S3 bucket (or an S3-compatible server) the tables live in, shared by
+/// every node that names it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StoreConfig {
+    /// `s3://BUCKET` or `s3://BUCKET/PREFIX`.
+    pub uri: String,
+    /// An S3-compatible server's URL; AWS when absent. `http://` allows
+    /// plain HTTP to it.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Environment variables holding the credentials; without them,
+    /// AWS's usual chain (`AWS_*` variables, profile, instance role).
+    pub access_key_id_env: Option<String>,
+    pub secret_access_key_env: Option<String>,
+}
+
+impl StoreConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        let bucket = self
+            .uri
+            .strip_prefix("s3://")
+            .map(|rest| rest.split('/').next().unwrap_or_default())
+            .unwrap_or_default();
+        if bucket.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "`store.uri` {:?} is not an S3 location; write \"s3://BUCKET\" or \"s3://BUCKET/PREFIX\"",
+                self.uri
+            )));
+        }
+        if let Some(endpoint) = &self.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "`store.endpoint` {endpoint:?} is not an http(s) URL; write e.g. \"http://127.0.0.1:9000\""
+            )));
+        }
+        if self.access_key_id_env.is_some() != self.secret_access_key_env.is_some() {
+            return Err(ConfigError::Invalid(
+                "`store.access-key-id-env` and `store.secret-access-key-env` go together; give both or neither".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The location, with the credentials read from their variables now.
+    pub fn location(&self) -> Result<Location, ConfigError> {
+        let mut options = Vec::new();
+        if let Some(endpoint) = &self.endpoint {
+            options.push(("aws_endpoint".to_string(), endpoint.clone()));
+            if endpoint.starts_with("http://") {
+                options.push(("aws_allow_http".to_string(), "true".to_string()));
+            }
+        }
+        if let Some(region) = &self.region {
+            options.push(("aws_region".to_string(), region.clone()));
+        }
+        for (var, key) in [
+            (&self.access_key_id_env, "aws_access_key_id"),
+            (&self.secret_access_key_env, "aws_secret_access_key"),
+        ] {
+            if let Some(var) = var {
+                let value = std::env::var(var).map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "the memory config's store reads a credential from ${var}, which is not set"
+                    ))
+                })?;
+                options.push((key.to_string(), value));
+            }
+        }
+        Ok(Location::Store {
+            uri: self.uri.trim_end_matches('/').to_string(),
+            options,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -81,15 +168,15 @@ impl MemoryConfig {
         }
     }
 
-    /// The store in `DATA_DIR/memory` under this config. The embedder is
-    /// made on first use, so reads work (and say what is missing) on a
-    /// machine without the model files.
-    pub fn open(&self, data_dir: &Path) -> Memory {
-        Memory::new(
-            &data_dir.join("memory"),
-            self.loader(data_dir),
-            self.limits(),
-        )
+    /// The store under this config: in `DATA_DIR/memory`, or where
+    /// `[store]` says. The embedder is made on first use, so reads work (and
+    /// say what is missing) on a machine without the model files.
+    pub fn open(&self, data_dir: &Path) -> Result<Memory, ConfigError> {
+        let location = match &self.store {
+            Some(store) => store.location()?,
+            None => Location::Dir(data_dir.join("memory")),
+        };
+        Ok(Memory::at(location, self.loader(data_dir), self.limits()))
     }
 
     pub fn load(path: &Path) -> Result<MemoryConfig, ConfigError> {
@@ -121,6 +208,9 @@ impl MemoryConfig {
                     "`embedder.dimension` {dimension} is not a vector size; give the model's (e.g. 1536)"
                 )));
             }
+        }
+        if let Some(store) = &config.store {
+            store.check()?;
         }
         let limits = config.limits();
         if limits.max_top_k == 0 || limits.max_content_bytes == 0 || limits.max_entries == 0 {
@@ -207,5 +297,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("magic"), "{e}");
+    }
+
+    #[test]
+    fn a_store_section_names_an_s3_location_and_its_options() {
+        let c = MemoryConfig::parse(
+            "[store]\nuri = \"s3://mem/prod/\"\nendpoint = \"http://127.0.0.1:9\"\nregion = \"eu-west-1\"\n",
+        )
+        .unwrap();
+        let Location::Store { uri, options } = c.store.unwrap().location().unwrap() else {
+            panic!("an S3 location");
+        };
+        assert_eq!(uri, "s3://mem/prod");
+        assert!(options.contains(&("aws_allow_http".into(), "true".into())));
+        assert!(options.contains(&("aws_region".into(), "eu-west-1".into())));
+        for (text, named) in [
+            ("uri = \"/var/mem\"", "store.uri"),
+            ("uri = \"s3://\"", "store.uri"),
+            (
+                "uri = \"s3://b\"\nendpoint = \"127.0.0.1:9\"",
+                "store.endpoint",
+            ),
+            ("uri = \"s3://b\"\naccess-key-id-env = \"K\"", "go together"),
+            ("uri = \"s3://b\"\nbucket = \"b\"", "bucket"),
+        ] {
+            let e = MemoryConfig::parse(&format!("[store]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(named), "{text}: {e}");
+        }
+        let unset = MemoryConfig::parse(
+            "[store]\nuri = \"s3://b\"\naccess-key-id-env = \"WARDEN_TEST_NO_SUCH_VAR\"\nsecret-access-key-env = \"WARDEN_TEST_NO_SUCH_VAR\"\n",
+        )
+        .unwrap();
+        let e = unset.store.unwrap().location().unwrap_err().to_string();
+        assert!(e.contains("$WARDEN_TEST_NO_SUCH_VAR"), "{e}");
     }
 }

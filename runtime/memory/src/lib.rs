@@ -39,7 +39,7 @@ pub mod store;
 
 pub use config::MemoryConfig;
 pub use record::Limits;
-pub use store::{Memory, NamespaceStats};
+pub use store::{Location, Memory, NamespaceStats};
 
 use warden_api::memory::MemoryError;
 

@@ -1,5 +1,7 @@
 //! The store: one LanceDB table per (tenant, namespace) under
-//! `DATA_DIR/memory/TENANT/NAMESPACE.lance`.
+//! `DATA_DIR/memory/TENANT/NAMESPACE.lance`, or in an S3 bucket at
+//! `s3://BUCKET[/PREFIX]/TENANT/NAMESPACE.lance` for nodes that share their
+//! memory (see [`Location`]).
 //!
 //! Reads go straight to the table. Writes to a namespace go through one
 //! writer task, which takes whatever stores are waiting, embeds them in one
@@ -9,6 +11,11 @@
 //! builds the full-text index once there is text, a vector index once the
 //! table is large enough that exact search gets slow, and compacts every few
 //! commits.
+//!
+//! Several processes may write one namespace at once (nodes of a cluster on
+//! one bucket): each commit is a conditional put of the next version's
+//! manifest, and LanceDB retries a commit that lost the race on top of the
+//! winner, so no process's rows are lost.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,9 +56,33 @@ const GROUP: usize = 256;
 /// How stale a read may be when another process writes the same table.
 const READ_CONSISTENCY: Duration = Duration::from_secs(1);
 
-/// All tenants' memories in one data dir.
+/// Where a [`Memory`] keeps its tables.
+#[derive(Clone)]
+pub enum Location {
+    /// A directory per tenant under this one (usually `DATA_DIR/memory`).
+    Dir(PathBuf),
+    /// An object store LanceDB reaches by URI, e.g. `s3://BUCKET/PREFIX`,
+    /// with a prefix per tenant under it; `options` are LanceDB's storage
+    /// options (`aws_endpoint`, `aws_region`, credentials…).
+    Store {
+        uri: String,
+        options: Vec<(String, String)>,
+    },
+}
+
+impl std::fmt::Debug for Location {
+    /// Without the options: they hold credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Dir(dir) => write!(f, "{}", dir.display()),
+            Location::Store { uri, .. } => write!(f, "{uri}"),
+        }
+    }
+}
+
+/// All tenants' memories in one place.
 pub struct Memory {
-    root: PathBuf,
+    location: Location,
     limits: Limits,
     loader: EmbedderLoader,
     embedder: OnceCell<Arc<dyn Embedder>>,
@@ -62,7 +93,7 @@ pub struct Memory {
 impl std::fmt::Debug for Memory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Memory")
-            .field("root", &self.root)
+            .field("location", &self.location)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -122,8 +153,13 @@ enum Op {
 impl Memory {
     /// The memories under `root` (usually `DATA_DIR/memory`).
     pub fn new(root: &Path, loader: EmbedderLoader, limits: Limits) -> Memory {
+        Memory::at(Location::Dir(root.to_path_buf()), loader, limits)
+    }
+
+    /// The memories at `location`.
+    pub fn at(location: Location, loader: EmbedderLoader, limits: Limits) -> Memory {
         Memory {
-            root: root.to_path_buf(),
+            location,
             limits,
             loader,
             embedder: OnceCell::new(),
@@ -394,13 +430,30 @@ impl Memory {
     /// The tenant's namespaces, by name.
     pub async fn namespaces(&self, tenant: &str) -> Result<Vec<String>, MemoryError> {
         check_name("tenant", tenant)?;
-        if !self.root.join(tenant).is_dir() {
+        if let Location::Dir(root) = &self.location
+            && !root.join(tenant).is_dir()
+        {
             return Ok(vec![]);
         }
         let db = self.connection(tenant).await?;
         let mut names = db.table_names().execute().await.map_err(internal)?;
         names.sort();
         Ok(names)
+    }
+
+    /// Closes `tenant`'s namespaces; in a shared bucket, drops its tables
+    /// too (see [`Memories::remove_tenant`]).
+    pub async fn remove_tenant(&self, tenant: &str) -> Result<(), MemoryError> {
+        check_name("tenant", tenant)?;
+        self.namespaces.lock().await.retain(|(t, _), _| t != tenant);
+        self.tenants.lock().await.remove(tenant);
+        if let Location::Store { .. } = &self.location {
+            let db = self.connection(tenant).await?;
+            let dropped = db.drop_all_tables(&[]).await;
+            self.tenants.lock().await.remove(tenant);
+            dropped.map_err(|e| unavailable(&self.location, e))?;
+        }
+        Ok(())
     }
 
     /// Entries `tenant` holds in all its namespaces.
@@ -470,19 +523,28 @@ impl Memory {
         if let Some(c) = tenants.get(tenant) {
             return Ok(c.clone());
         }
-        let dir = self.root.join(tenant);
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            MemoryError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-        })?;
-        let dir = std::path::absolute(&dir).map_err(internal)?;
-        let uri = dir
-            .to_str()
-            .ok_or_else(|| internal(format!("{} is not UTF-8", dir.display())))?;
-        let c = lancedb::connect(uri)
+        let connect = match &self.location {
+            Location::Dir(root) => {
+                let dir = root.join(tenant);
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    MemoryError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                })?;
+                let dir = std::path::absolute(&dir).map_err(internal)?;
+                let uri = dir
+                    .to_str()
+                    .ok_or_else(|| internal(format!("{} is not UTF-8", dir.display())))?;
+                lancedb::connect(uri)
+            }
+            Location::Store { uri, options } => {
+                lancedb::connect(&format!("{}/{tenant}", uri.trim_end_matches('/')))
+                    .storage_options(options.iter().cloned())
+            }
+        };
+        let c = connect
             .read_consistency_interval(READ_CONSISTENCY)
             .execute()
             .await
-            .map_err(internal)?;
+            .map_err(|e| unavailable(&self.location, e))?;
         tenants.insert(tenant.to_string(), c.clone());
         Ok(c)
     }
@@ -502,13 +564,32 @@ impl Memory {
         if let Some(ns) = open.get(&key) {
             return Ok(Some(ns.clone()));
         }
-        let table_dir = self.root.join(tenant).join(format!("{namespace}.lance"));
-        if !table_dir.exists() && create_for.is_none() {
+        let exists = match &self.location {
+            Location::Dir(root) => Some(
+                root.join(tenant)
+                    .join(format!("{namespace}.lance"))
+                    .exists(),
+            ),
+            // Asking costs a request: try to open it instead.
+            Location::Store { .. } => None,
+        };
+        if exists == Some(false) && create_for.is_none() {
             return Ok(None);
         }
         let db = self.connection(tenant).await?;
-        let table = match create_for {
-            Some(embedder) if !table_dir.exists() => db
+        let opened = match exists {
+            Some(false) => None,
+            _ => match db.open_table(namespace).execute().await {
+                Ok(table) => Some(table),
+                Err(lancedb::Error::TableNotFound { .. }) => None,
+                Err(e) => return Err(unavailable(&self.location, e)),
+            },
+        };
+        let table = match (opened, create_for) {
+            (Some(table), _) => table,
+            (None, None) => return Ok(None),
+            // Another process may create it first: then this opens that one.
+            (None, Some(embedder)) => db
                 .create_empty_table(
                     namespace,
                     record::schema(embedder.name(), embedder.dimension()),
@@ -516,8 +597,7 @@ impl Memory {
                 .mode(CreateTableMode::exist_ok(|r| r))
                 .execute()
                 .await
-                .map_err(internal)?,
-            _ => db.open_table(namespace).execute().await.map_err(internal)?,
+                .map_err(|e| unavailable(&self.location, e))?,
         };
         let schema = table.schema().await.map_err(internal)?;
         let dimension = record::dimension_of(&schema)
@@ -696,7 +776,14 @@ impl Writer {
     async fn add(&mut self, rows: &[(Entry, Vec<f32>)]) -> Result<(), MemoryError> {
         let batch = record::to_batch(&self.schema, rows)?;
         self.table.add(batch).execute().await.map_err(internal)?;
-        self.entries.fetch_add(rows.len() as u64, Ordering::Relaxed);
+        // The version just committed holds what other processes added to
+        // the namespace too; the limit counts those.
+        match self.table.count_rows(None).await {
+            Ok(entries) => self.entries.store(entries as u64, Ordering::Relaxed),
+            Err(_) => {
+                self.entries.fetch_add(rows.len() as u64, Ordering::Relaxed);
+            }
+        }
         self.commits += 1;
         Ok(())
     }
@@ -976,6 +1063,10 @@ impl Memories for Memory {
     fn entries<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<u64, MemoryError>> {
         Box::pin(Memory::entries(self, tenant))
     }
+
+    fn remove_tenant<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(), MemoryError>> {
+        Box::pin(Memory::remove_tenant(self, tenant))
+    }
 }
 
 fn check_name(field: &str, name: &str) -> Result<(), MemoryError> {
@@ -1017,6 +1108,16 @@ fn embed_error(e: EmbedError) -> MemoryError {
     match e {
         EmbedError::Unavailable(m) => MemoryError::Unavailable(m),
         EmbedError::Invalid(m) => MemoryError::Unavailable(format!("embedding failed: {m}")),
+    }
+}
+
+/// A store that would not answer, named, with where to look.
+fn unavailable(location: &Location, e: lancedb::Error) -> MemoryError {
+    match location {
+        Location::Dir(dir) => internal(format!("{}: {e}", dir.display())),
+        Location::Store { uri, .. } => MemoryError::Unavailable(format!(
+            "the memory store {uri} did not answer as expected: {e}; check `[store]` in memory.toml and the credentials it names"
+        )),
     }
 }
 
