@@ -172,4 +172,13 @@ pub trait Memories: Send + Sync {
     /// How many entries `tenant` holds, all its namespaces together (a
     /// host's per-tenant quota starts its count here).
     fn entries<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<u64, MemoryError>>;
+
+    /// Forgets a tenant being removed: its namespaces close, and a store
+    /// several hosts share drops them, so that a tenant added later under
+    /// the same name starts empty. (A store in the host's data dir leaves
+    /// the files for the operator, who moves them aside.)
+    fn remove_tenant<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<(), MemoryError>> {
+        let _ = tenant;
+        Box::pin(async { Ok(()) })
+    }
 }

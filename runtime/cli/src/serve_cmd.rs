@@ -377,6 +377,15 @@ pub async fn tenants(cmd: TenantsCommand, dirs: &crate::Dirs) -> Result<ExitCode
             }
         }
         TenantsCommand::Remove { name } => {
+            // Its memories first (dropped from a shared bucket): a store that
+            // does not answer leaves the tenant to be removed again.
+            if operator.tenant(&name).await.is_ok()
+                && let Some(memory) = dirs.memory()?
+            {
+                memory.remove_tenant(&name).await.map_err(|e| {
+                    Failure::internal(format!("tenant {name} stays: its memories: {e}"))
+                })?;
+            }
             let moved = operator
                 .remove_tenant(&name, Actor::Shell)
                 .await

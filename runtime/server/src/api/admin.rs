@@ -134,7 +134,8 @@ pub async fn show_tenant(
 #[utoipa::path(
     delete, path = "/v1/tenants/{name}", tag = "admin", security(("bearer" = [])),
     params(("name" = String, Path)),
-    responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody))
+    responses((status = 204), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
+        (status = 503, body = super::ErrorBody, description = "the shared memory store did not answer; the tenant stays"))
 )]
 pub async fn remove_tenant(
     State(state): State<AppState>,
@@ -142,6 +143,16 @@ pub async fn remove_tenant(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let by = operator(&auth)?;
+    // Its memories first: a store that does not answer leaves the tenant
+    // in place, to be removed again, rather than its memories behind.
+    if let Some(memory) = &state.memory
+        && state.operator.tenant(&name).await.is_ok()
+    {
+        memory
+            .remove_tenant(&name)
+            .await
+            .map_err(super::memory::memory_error)?;
+    }
     state.operator.remove_tenant(&name, Actor::Key(by)).await?;
     state.runs.stop_tenant(&name);
     Ok(StatusCode::NO_CONTENT)

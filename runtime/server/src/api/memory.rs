@@ -110,7 +110,7 @@ async fn gate<'s>(
     Ok((call, memory))
 }
 
-fn memory_error(e: MemoryError) -> ApiError {
+pub(super) fn memory_error(e: MemoryError) -> ApiError {
     match e {
         MemoryError::Denied(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
         MemoryError::Invalid(m) => ApiError::bad_request(m),
