@@ -16,6 +16,7 @@ mod memory;
 mod network;
 mod plugins;
 mod runs;
+mod shared_memory;
 mod survival;
 
 /// The test that exercises each guest the build script found, by the

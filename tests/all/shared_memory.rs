@@ -78,7 +78,7 @@ async fn the_object_store_refuses_a_conditional_put_that_must_fail() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_nodes_storing_into_one_namespace_at_once_lose_no_row() {
+async fn two_nodes_storing_into_one_namespace_at_once_lose_no_row_and_a_removed_tenant_goes() {
     const EACH: usize = 40;
     let moto = MotoServer::start();
     moto.bucket(BUCKET);
@@ -129,12 +129,36 @@ async fn two_nodes_storing_into_one_namespace_at_once_lose_no_row() {
     );
     assert_eq!(reader.namespaces("acme").await.unwrap(), ["notes"]);
     // Another tenant's prefix holds nothing of acme's.
-    assert!(reader.namespaces("bolt").await.unwrap().is_empty());
+    assert!(reader.namespaces("acme-2").await.unwrap().is_empty());
     assert!(
         reader
-            .find("bolt", "notes", &Filter::default(), 10)
+            .find("acme-2", "notes", &Filter::default(), 10)
             .await
             .unwrap()
             .is_empty()
     );
+
+    // A removed tenant's tables go from the bucket, and only its own: a
+    // tenant added again under its name starts empty on every node.
+    reader
+        .store("acme-2", "notes", "kept".into(), Meta::default())
+        .await
+        .unwrap();
+    reader.settle().await.unwrap();
+    reader.remove_tenant("acme").await.unwrap();
+    let later = node(&at);
+    assert!(later.namespaces("acme").await.unwrap().is_empty());
+    assert!(
+        later
+            .find("acme", "notes", &Filter::default(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let kept = later
+        .find("acme-2", "notes", &Filter::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].content, "kept");
 }

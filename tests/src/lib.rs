@@ -10,5 +10,19 @@ pub mod artifacts {
 }
 
 pub mod fake_llm;
+pub mod moto;
 pub mod nats;
 pub mod server;
+
+/// The Python `scripts/dev setup` prepares (`~/.cache/warden/venv`), with
+/// the test tools of `scripts/requirements-dev.txt`; `$WARDEN_PYTHON` names
+/// another.
+pub fn python() -> std::path::PathBuf {
+    std::env::var_os("WARDEN_PYTHON")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".cache/warden/venv/bin/python"))
+        })
+        .expect("HOME or WARDEN_PYTHON is set")
+}

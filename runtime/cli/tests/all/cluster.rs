@@ -194,6 +194,16 @@ fn a_node_killed_mid_task_is_taken_over_without_repeating_its_tool_call() {
         .as_str()
         .expect("the node is named")
         .to_string();
+    // …and is in the middle of its second, which has tallied its key.
+    let tally = s
+        .data
+        .path()
+        .join(format!("tenants/acme/runs/{run}/workspace/tally"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&tally).map_or(true, |t| t.is_empty()) {
+        assert!(Instant::now() < deadline, "task a's second call never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let at = nodes.iter().position(|n| n.name == owner).unwrap();
     let victim = nodes.remove(at);
     let killed = Instant::now();
@@ -227,12 +237,7 @@ fn a_node_killed_mid_task_is_taken_over_without_repeating_its_tool_call() {
     // The call the killed node was in the middle of ran again on the new
     // owner, with the same key: a tool keying its side effect by it does
     // the effect once.
-    let tally = std::fs::read_to_string(
-        s.data
-            .path()
-            .join(format!("tenants/acme/runs/{run}/workspace/tally")),
-    )
-    .expect("the tally tool wrote its file");
+    let tally = std::fs::read_to_string(&tally).expect("the tally tool wrote its file");
     assert_eq!(
         tally.lines().collect::<Vec<_>>(),
         [format!("{run}/a/1"), format!("{run}/a/1")],
@@ -399,7 +404,10 @@ fn a_paused_owner_is_fenced(nodes: &[Node], key: &str) {
         .iter()
         .filter(|r| r["event"] == "tool-call" && r["key"]["tool"] == "hostile.tally")
         .count();
-    assert_eq!(tallies, 1, "only the new owner's tally is recorded: {all:?}");
+    assert_eq!(
+        tallies, 1,
+        "only the new owner's tally is recorded: {all:?}"
+    );
     let finished = all
         .iter()
         .filter(|r| r["event"] == "task-finished" && r["task"] == "a")

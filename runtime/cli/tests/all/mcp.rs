@@ -9,12 +9,7 @@ use warden_tests::artifacts::{FS, HELLO, HOSTILE};
 
 /// The Python with the MCP SDK that `scripts/dev setup` prepares.
 fn python() -> PathBuf {
-    let python = std::env::var_os("WARDEN_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/warden/venv/bin/python"))
-        })
-        .expect("HOME or WARDEN_PYTHON is set");
+    let python = warden_tests::python();
     let has_sdk = Command::new(&python)
         .args(["-c", "import mcp.client.session"])
         .status()

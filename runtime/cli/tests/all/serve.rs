@@ -140,18 +140,6 @@ fn runner(s: &Scratch) -> (String, std::path::PathBuf) {
     (key, plugins)
 }
 
-/// The Python that runs the browser suites (selenium and Debian's
-/// chromium; `scripts/dev setup` installs them).
-fn python() -> std::path::PathBuf {
-    std::env::var_os("WARDEN_PYTHON")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| std::path::PathBuf::from(h).join(".cache/warden/venv/bin/python"))
-        })
-        .expect("HOME or WARDEN_PYTHON is set")
-}
-
 fn browser_script(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../server/tests/browser")
@@ -261,7 +249,7 @@ input = { calls = [{ tool = "hostile.sleep", arguments = { ms = 6000 } }] }
     let run = submit(&addr, &key, workflow);
 
     let restarted = s.cwd.path().join("restarted");
-    let mut browser = Command::new(python())
+    let mut browser = Command::new(warden_tests::python())
         .arg(browser_script("restart.py"))
         .env("WARDEN_BASE", format!("http://{addr}"))
         .env("WARDEN_KEY", &key)
@@ -383,7 +371,7 @@ fn the_example_workflow_runs_from_the_dashboard_on_the_replay_model() {
     );
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let out = Command::new(python())
+    let out = Command::new(warden_tests::python())
         .arg(browser_script("example.py"))
         .env("WARDEN_BASE", format!("http://{addr}"))
         .env("WARDEN_KEY", &key)
