@@ -68,7 +68,7 @@ pub use serde_json;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         // The widest tool world: a plugin that never calls `exec` does not
         // import it (unused imports are left out of the component).
         world: "tool-plugin-ext",
@@ -84,7 +84,7 @@ pub mod bindings {
 #[doc(hidden)]
 pub mod role_bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "role-plugin",
         with: {
             "warden:plugin/types@0.1.0": crate::bindings::warden::plugin::types,

@@ -25,3 +25,18 @@ pub(crate) mod role {
         },
     });
 }
+
+#[cfg(test)]
+mod tests {
+    /// The Rust SDK carries a copy of the contract inside its crate (so it
+    /// packages and publishes on its own); it must be the contract.
+    #[test]
+    fn the_sdk_carries_the_contract_unchanged() {
+        let contract = include_str!("../../../wit/plugin.wit");
+        let carried = include_str!("../../../sdk/wit/plugin.wit");
+        assert!(
+            contract == carried,
+            "sdk/wit/plugin.wit differs from wit/plugin.wit: copy the contract into the SDK (cp wit/plugin.wit sdk/wit/)"
+        );
+    }
+}
