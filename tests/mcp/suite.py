@@ -102,6 +102,15 @@ async def scenario(session):
         assert "unknown tool" in str(e), e
     else:
         raise AssertionError("unknown tool did not raise")
+    # A tool called by its bare name or as plugin.tool is pointed to its
+    # qualified name.
+    for spelled in ("greet", "hello.greet"):
+        try:
+            await session.call_tool(spelled, {"name": "x"})
+        except Exception as e:
+            assert 'did you mean "hello__greet"?' in str(e), e
+        else:
+            raise AssertionError(f"{spelled} did not raise")
 
     # Concurrent calls each get a sandbox: a quick call started after a slow
     # one finishes first.

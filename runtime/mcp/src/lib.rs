@@ -214,6 +214,39 @@ impl Catalog {
         let entry = &self.entries[*self.by_name.get(name)?];
         Some((entry.plugin.name(), &entry.tool))
     }
+
+    /// Why no tool is called `name` (see [`unknown_tool`]).
+    pub fn unknown(&self, name: &str) -> String {
+        unknown_tool(name, self.by_name.keys().map(String::as_str))
+    }
+}
+
+/// Why no tool of `known` is called `name`, with the qualified names it
+/// may have meant: a plugin's tool called by its bare name, or written
+/// `plugin.tool` or `plugin/tool`.
+fn unknown_tool<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> String {
+    let respelled = name.replacen(['.', '/', ':'], SEPARATOR, 1);
+    let mut meant: Vec<&str> = known
+        .filter(|known| {
+            known.eq_ignore_ascii_case(&respelled)
+                || known
+                    .split_once(SEPARATOR)
+                    .is_some_and(|(_, tool)| tool.eq_ignore_ascii_case(name))
+        })
+        .collect();
+    meant.sort_unstable();
+    let shape = format!("tools are named PLUGIN{SEPARATOR}TOOL");
+    match meant.as_slice() {
+        [] => format!("unknown tool {name:?}: {shape}, as tools/list shows them"),
+        [one] => format!("unknown tool {name:?}: did you mean {one:?}? ({shape})"),
+        many => format!(
+            "unknown tool {name:?}: did you mean one of {}? ({shape})",
+            many.iter()
+                .map(|m| format!("{m:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// A tool's result, or its failure as a tool result with `isError: true`:
@@ -329,8 +362,7 @@ impl ServerHandler for WardenMcp {
                 .map_err(|e| McpError::invalid_params(format!("arguments: {e}"), None))?,
             None => "{}".to_string(),
         };
-        let unknown =
-            || McpError::invalid_params(format!("unknown tool: {:?}", request.name), None);
+        let unknown = || McpError::invalid_params(self.catalog.unknown(&request.name), None);
         let Some(hook) = &self.hook else {
             return match self.catalog.call(&request.name, &arguments).await {
                 Some(result) => Ok(result.into()),
@@ -528,6 +560,32 @@ mod tests {
         assert_eq!(
             (plugin.as_str(), tool.as_str()),
             ("text-stats", "top_words")
+        );
+    }
+
+    #[test]
+    fn an_unknown_tool_is_answered_with_the_qualified_names_meant() {
+        let known = [
+            "fs__read_file",
+            "fs__write_file",
+            "text-stats__count",
+            "b__count",
+        ];
+        let unknown = |name| unknown_tool(name, known.iter().copied());
+        assert_eq!(
+            unknown("read_file"),
+            "unknown tool \"read_file\": did you mean \"fs__read_file\"? (tools are named PLUGIN__TOOL)"
+        );
+        assert!(unknown("fs.read_file").contains("did you mean \"fs__read_file\"?"));
+        assert!(unknown("fs/write_file").contains("did you mean \"fs__write_file\"?"));
+        assert!(
+            unknown("count").contains("did you mean one of \"b__count\", \"text-stats__count\"?"),
+            "{}",
+            unknown("count")
+        );
+        assert_eq!(
+            unknown("delete_everything"),
+            "unknown tool \"delete_everything\": tools are named PLUGIN__TOOL, as tools/list shows them"
         );
     }
 
