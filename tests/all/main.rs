@@ -17,6 +17,7 @@ mod network;
 mod plugins;
 mod runs;
 mod shared_memory;
+mod signing;
 mod survival;
 
 /// The test that exercises each guest the build script found, by the

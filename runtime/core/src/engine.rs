@@ -54,7 +54,17 @@ pub struct EngineConfig {
     /// The store behind `warden:plugin/memory`; without one, memory calls
     /// fail as unavailable.
     pub memory: Option<Arc<dyn Memories>>,
+    /// Told a plugin's name when compiling it has taken over a second (a
+    /// first use: the compiled cache keeps it afterwards), so a person
+    /// waiting knows why.
+    pub slow_compile: Option<SlowCompile>,
 }
+
+/// See [`EngineConfig::slow_compile`].
+pub type SlowCompile = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// How long a compile runs before [`EngineConfig::slow_compile`] is told.
+const SLOW_COMPILE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -65,6 +75,7 @@ impl Default for EngineConfig {
             scratch_dir: None,
             llm: None,
             memory: None,
+            slow_compile: None,
         }
     }
 }
@@ -78,6 +89,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("scratch_dir", &self.scratch_dir)
             .field("llm", &self.llm.is_some())
             .field("memory", &self.memory.is_some())
+            .field("slow_compile", &self.slow_compile.is_some())
             .finish()
     }
 }
@@ -94,6 +106,7 @@ struct EngineInner {
     cache: Option<ArtifactCache>,
     runtimes: Runtimes,
     scratch_dir: Option<PathBuf>,
+    slow_compile: Option<SlowCompile>,
 }
 
 /// Why an engine could not be built.
@@ -116,6 +129,11 @@ pub enum LoadError {
     Scan {
         path: PathBuf,
         error: manifest::ScanError,
+    },
+    #[error("{}: {error}", path.display())]
+    Signature {
+        path: PathBuf,
+        error: crate::signature::SignatureError,
     },
     #[error("cannot compile {}: {error}", path.display())]
     Compile { path: PathBuf, error: String },
@@ -194,6 +212,7 @@ impl Engine {
             cache,
             runtimes: Runtimes::new(config.runtime_dir.clone()),
             scratch_dir: config.scratch_dir.clone(),
+            slow_compile: config.slow_compile.clone(),
         });
         if let Some(dir) = &config.scratch_dir {
             exec::remove_stale(dir);
@@ -229,11 +248,27 @@ impl Engine {
     /// them in errors and gives the plugin a name when it has no manifest.
     pub fn load_bytes(&self, bytes: &[u8], path: &Path) -> Result<CompiledPlugin, LoadError> {
         let scan = inspect_bytes(bytes, path)?;
+        let signer = if scan.signed {
+            crate::signature::signer(bytes).map_err(|error| LoadError::Signature {
+                path: path.to_path_buf(),
+                error,
+            })?
+        } else {
+            None
+        };
+        let name = match &scan.manifest {
+            Some(m) => m.name.clone(),
+            None => name_from_path(path),
+        };
         let sha256 = hex::encode(Sha256::digest(bytes));
         let wasmtime = self.wasmtime();
-        let component = match &self.inner.cache {
+        let compile = || match &self.inner.cache {
             Some(cache) => cache.get_or_compile(wasmtime, bytes, &sha256),
             None => Component::new(wasmtime, bytes),
+        };
+        let component = match &self.inner.slow_compile {
+            Some(tell) => told_if_slow(tell, &name, compile),
+            None => compile(),
         }
         .map_err(|e| LoadError::Compile {
             path: path.to_path_buf(),
@@ -267,15 +302,12 @@ impl Engine {
         };
         let component_type = component.component_type();
         let imports = Imports::of(component_type.imports(wasmtime).map(|(name, _)| name));
-        let name = match &scan.manifest {
-            Some(m) => m.name.clone(),
-            None => name_from_path(path),
-        };
         Ok(CompiledPlugin::new(
             self.inner.services.clone(),
             name,
             sha256,
             scan.manifest,
+            signer,
             exports,
             imports,
         ))
@@ -490,23 +522,55 @@ fn name_from_path(path: &Path) -> String {
 /// Compiled components on disk, named by the SHA-256 of the component and a
 /// fingerprint of the engine's settings, so a different wasmtime or config
 /// never loads a stale artifact.
+///
+/// A compiled artifact is native code that wasmtime runs without checking
+/// it, so each file ends with an HMAC-SHA256, keyed by a secret only
+/// warden reads (`.key` in the cache directory, mode 0600), over the
+/// component's SHA-256, the engine fingerprint and the artifact: a file
+/// anyone else wrote, or one plugin's artifact put in another's place, is
+/// discarded and the component compiled again. So a pin or a signature,
+/// which are checked against the component's bytes, holds for the code
+/// that runs.
 struct ArtifactCache {
     dir: PathBuf,
     engine_key: String,
+    /// `None` when the key cannot be made or is not warden's alone: then
+    /// nothing is cached.
+    mac: Option<ring::hmac::Key>,
 }
+
+/// Bytes of the HMAC at the end of each cached artifact.
+const MAC_BYTES: usize = 32;
 
 impl ArtifactCache {
     fn new(dir: &Path, engine: &wasmtime::Engine) -> ArtifactCache {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        let mac = match cache_key(dir) {
+            Ok(key) => Some(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key)),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "compiled plugins are not cached");
+                None
+            }
+        };
         ArtifactCache {
             dir: dir.to_path_buf(),
             engine_key: format!("{:016x}", hasher.finish()),
+            mac,
         }
     }
 
     fn path_for(&self, sha256: &str) -> PathBuf {
         self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
+    }
+
+    /// What the MAC of `sha256`'s artifact covers besides the artifact.
+    fn context(&self, sha256: &str) -> Vec<u8> {
+        format!(
+            "warden compiled artifact v1\0{sha256}\0{}\0",
+            self.engine_key
+        )
+        .into_bytes()
     }
 
     fn get_or_compile(
@@ -515,9 +579,12 @@ impl ArtifactCache {
         bytes: &[u8],
         sha256: &str,
     ) -> wasmtime::Result<Component> {
+        let Some(mac) = &self.mac else {
+            return Component::new(engine, bytes);
+        };
         let path = self.path_for(sha256);
         if path.exists() {
-            match load_artifact(engine, &path) {
+            match self.load(engine, mac, sha256, &path) {
                 Ok(component) => {
                     tracing::debug!(path = %path.display(), "compiled artifact loaded from cache");
                     return Ok(component);
@@ -529,16 +596,47 @@ impl ArtifactCache {
             }
         }
         let component = Component::new(engine, bytes)?;
-        if let Err(e) = self.store(&component, &path) {
+        if let Err(e) = self.store(mac, sha256, &component, &path) {
             tracing::warn!(path = %path.display(), error = %e, "could not cache compiled artifact");
         }
         Ok(component)
     }
 
-    fn store(&self, component: &Component, path: &Path) -> std::io::Result<()> {
-        let serialized = component
+    fn load(
+        &self,
+        engine: &wasmtime::Engine,
+        mac: &ring::hmac::Key,
+        sha256: &str,
+        path: &Path,
+    ) -> wasmtime::Result<Component> {
+        let file = std::fs::read(path)?;
+        let Some(split) = file.len().checked_sub(MAC_BYTES) else {
+            wasmtime::bail!("too short to be a cached artifact");
+        };
+        let (artifact, tag) = file.split_at(split);
+        let mut signed = self.context(sha256);
+        signed.extend_from_slice(artifact);
+        if ring::hmac::verify(mac, &signed, tag).is_err() {
+            wasmtime::bail!(
+                "its MAC does not hold: warden did not write it for this component (written by someone else, or another component's)"
+            );
+        }
+        load_artifact(engine, artifact)
+    }
+
+    fn store(
+        &self,
+        mac: &ring::hmac::Key,
+        sha256: &str,
+        component: &Component,
+        path: &Path,
+    ) -> std::io::Result<()> {
+        let mut serialized = component
             .serialize()
             .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        let mut signed = self.context(sha256);
+        signed.extend_from_slice(&serialized);
+        serialized.extend_from_slice(ring::hmac::sign(mac, &signed).as_ref());
         std::fs::create_dir_all(&self.dir)?;
         // Write beside, then rename: a reader never sees half a file.
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
@@ -548,28 +646,109 @@ impl ArtifactCache {
     }
 }
 
-/// Loads a compiled artifact this process (or an earlier one with the same
-/// engine fingerprint) wrote.
+/// The cache's secret: `DIR/.key`, made on first use, readable and
+/// writable by this user alone; refused when anyone else owns it or may
+/// read or write it.
+fn cache_key(dir: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(".key");
+    if !path.exists() {
+        // Written whole beside it (a temp file is 0600), then linked into
+        // place unless another process got there first: a reader never
+        // sees half a key, and two processes end with the same one.
+        let mut key = vec![0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+            .map_err(|_| std::io::Error::other("the system gave no randomness"))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(&key)?;
+        tmp.as_file().sync_all()?;
+        match tmp.persist_noclobber(&path) {
+            Ok(_) => return Ok(key),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.error),
+        }
+    }
+    let mut file = std::fs::File::open(&path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata()?;
+        if meta.uid() != rustix::process::geteuid().as_raw() || meta.mode() & 0o077 != 0 {
+            return Err(std::io::Error::other(format!(
+                "{} must belong to this user and be readable by it alone (chmod 600), or be removed",
+                path.display()
+            )));
+        }
+    }
+    let mut key = Vec::new();
+    file.read_to_end(&mut key)?;
+    if key.len() != 32 {
+        return Err(std::io::Error::other(format!(
+            "{} is not a cache key (32 bytes); remove it and warden makes another",
+            path.display()
+        )));
+    }
+    Ok(key)
+}
+
+/// Does `work`, telling `tell` the plugin's `name` if it takes longer
+/// than [`SLOW_COMPILE`] (from a watcher thread, while the work goes on).
+fn told_if_slow<T>(tell: &SlowCompile, name: &str, work: impl FnOnce() -> T) -> T {
+    let (done, waiting) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            if waiting.recv_timeout(SLOW_COMPILE) == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            {
+                tell(name);
+            }
+        });
+        let out = work();
+        drop(done);
+        out
+    })
+}
+
+/// Loads a compiled artifact whose MAC held: this warden wrote it, for
+/// this component and these engine settings.
 #[allow(unsafe_code)]
-fn load_artifact(engine: &wasmtime::Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output.
-    // The cache directory lives in warden's data dir, is written only by
-    // `ArtifactCache::store` (atomically, via rename) and is keyed by the
-    // component's SHA-256 plus the engine's compatibility hash; wasmtime
-    // still checks the header, version and settings before using it. An
-    // operator must keep the data dir writable by warden alone.
-    unsafe { Component::deserialize_file(engine, path) }
+fn load_artifact(engine: &wasmtime::Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: `deserialize` trusts the bytes to be wasmtime's own output.
+    // They are: the HMAC at the end of the file, keyed by a secret only
+    // this user can read, shows that `ArtifactCache::store` wrote them for
+    // this component's SHA-256 and this engine's fingerprint; wasmtime
+    // still checks the header, version and settings before using them.
+    unsafe { Component::deserialize(engine, artifact) }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::name_from_path;
+    use super::{SlowCompile, name_from_path, told_if_slow};
     use std::path::Path;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     #[test]
     fn names_from_paths() {
         assert_eq!(name_from_path(Path::new("/x/My_Tool.wasm")), "my-tool");
         assert_eq!(name_from_path(Path::new("9lives.wasm")), "plugin-9lives");
         assert_eq!(name_from_path(Path::new("hello.wasm")), "hello");
+    }
+
+    #[test]
+    fn only_a_slow_compile_is_told_and_while_it_runs() {
+        let told = Arc::new(Mutex::new(Vec::<String>::new()));
+        let tell: SlowCompile = {
+            let told = told.clone();
+            Arc::new(move |name: &str| told.lock().unwrap().push(name.to_string()))
+        };
+        assert_eq!(told_if_slow(&tell, "quick", || 7), 7);
+        // Told before the work ends, not after.
+        let seen_during = told_if_slow(&tell, "slow", || {
+            std::thread::sleep(Duration::from_millis(1500));
+            told.lock().unwrap().clone()
+        });
+        assert_eq!(seen_during, vec!["slow".to_string()]);
+        assert_eq!(*told.lock().unwrap(), vec!["slow".to_string()]);
     }
 }

@@ -62,13 +62,14 @@ pub mod plugin;
 pub mod policy;
 pub mod role;
 mod scope;
+pub mod signature;
 mod state;
 pub mod stdio;
 pub mod tool;
 pub mod tools;
 
 pub use call::{CALL_KEY_VAR, CallError, CallOptions, CallOutcome, RunInput, Usage};
-pub use engine::{Engine, EngineConfig, EngineError, LoadError};
+pub use engine::{Engine, EngineConfig, EngineError, LoadError, SlowCompile};
 pub use epoch::EPOCH_TICK;
 pub use exec::{ExecError, Language, Scratch};
 pub use field::FieldError;

@@ -319,6 +319,9 @@ pub struct SectionScan {
     pub is_component: bool,
     /// The manifest, if the file carries one.
     pub manifest: Option<Manifest>,
+    /// Whether the file carries a signature (not yet checked: see
+    /// [`crate::signature::signer`]).
+    pub signed: bool,
 }
 
 /// Reads the manifest out of a component without compiling it. A manifest at
@@ -330,6 +333,7 @@ pub fn scan(bytes: &[u8]) -> Result<SectionScan, ScanError> {
     let mut top: Option<&[u8]> = None;
     let mut nested: Option<&[u8]> = None;
     let mut is_component = false;
+    let mut signed = false;
     // Depth of the module or component each payload belongs to; the outermost
     // is 1 once its header is read.
     let mut depth = 0usize;
@@ -343,6 +347,11 @@ pub fn scan(bytes: &[u8]) -> Result<SectionScan, ScanError> {
                 depth += 1;
             }
             Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::CustomSection(section)
+                if depth <= 1 && section.name() == crate::signature::SECTION =>
+            {
+                signed = true;
+            }
             Payload::CustomSection(section) if section.name() == SECTION => {
                 let data = section.data();
                 if depth <= 1 {
@@ -367,6 +376,7 @@ pub fn scan(bytes: &[u8]) -> Result<SectionScan, ScanError> {
     Ok(SectionScan {
         is_component,
         manifest,
+        signed,
     })
 }
 
@@ -380,11 +390,29 @@ pub enum ScanError {
 }
 
 /// Returns `component` with `manifest` as its top-level manifest section,
-/// replacing any earlier top-level one.
+/// replacing any earlier top-level one. A signature goes too: it signed
+/// other bytes.
 pub fn pack(component: &[u8], manifest: &Manifest) -> Result<Vec<u8>, ScanError> {
+    let (mut out, _) = without_top_level(component, &[SECTION, crate::signature::SECTION])?;
+    let section = wasm_encoder::CustomSection {
+        name: SECTION.into(),
+        data: manifest.to_toml().into_bytes().into(),
+    };
+    wasm_encoder::Section::append_to(&section, &mut out);
+    Ok(out)
+}
+
+/// `component` without its top-level custom sections named in `names`
+/// (nested modules and components are copied whole), and the data of the
+/// sections taken out, in order.
+pub(crate) fn without_top_level<'a>(
+    component: &'a [u8],
+    names: &[&str],
+) -> Result<(Vec<u8>, Vec<&'a [u8]>), ScanError> {
     use wasmparser::{Chunk, Parser, Payload};
 
     let mut out = Vec::with_capacity(component.len() + 1024);
+    let mut removed = Vec::new();
     let mut parser = Parser::new(0);
     let mut offset = 0usize;
     loop {
@@ -417,21 +445,18 @@ pub fn pack(component: &[u8], manifest: &Manifest) -> Result<Vec<u8>, ScanError>
             }
             _ => {}
         }
-        let keep = !matches!(&payload, Payload::CustomSection(s) if s.name() == SECTION);
-        if keep {
-            out.extend_from_slice(&component[start..end]);
+        match &payload {
+            Payload::CustomSection(s) if names.contains(&s.name()) => {
+                removed.push(s.data());
+            }
+            _ => out.extend_from_slice(&component[start..end]),
         }
         offset = end;
         if let Payload::End(_) = payload {
             break;
         }
     }
-    let section = wasm_encoder::CustomSection {
-        name: SECTION.into(),
-        data: manifest.to_toml().into_bytes().into(),
-    };
-    wasm_encoder::Section::append_to(&section, &mut out);
-    Ok(out)
+    Ok((out, removed))
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use crate::manifest::Manifest;
 use crate::policy;
 use crate::role::{self, Outcome, RoleError, RoleSpec, Task};
 use crate::scope::CallLabels;
+use crate::signature::PublicKey;
 use crate::state::CallState;
 use crate::tool::{ToolError, ToolSpec};
 
@@ -37,6 +38,8 @@ struct PluginInner {
     name: Arc<str>,
     sha256: String,
     manifest: Option<Manifest>,
+    /// Who signed the component, its signature checked at load.
+    signer: Option<PublicKey>,
     exports: Exports,
     imports: Imports,
 }
@@ -108,6 +111,7 @@ impl CompiledPlugin {
         name: String,
         sha256: String,
         manifest: Option<Manifest>,
+        signer: Option<PublicKey>,
         exports: Exports,
         imports: Imports,
     ) -> CompiledPlugin {
@@ -117,6 +121,7 @@ impl CompiledPlugin {
                 name: name.into(),
                 sha256,
                 manifest,
+                signer,
                 exports,
                 imports,
             }),
@@ -131,6 +136,11 @@ impl CompiledPlugin {
     /// SHA-256 of the component, hex.
     pub fn sha256(&self) -> &str {
         &self.inner.sha256
+    }
+
+    /// Who signed the component (its signature held at load), if anyone.
+    pub fn signer(&self) -> Option<&PublicKey> {
+        self.inner.signer.as_ref()
     }
 
     pub fn manifest(&self) -> Option<&Manifest> {

@@ -30,6 +30,7 @@ use crate::grant::{
 use crate::limits::LimitSettings;
 use crate::manifest::Manifest;
 use crate::net::{HostPattern, NetPolicy};
+use crate::signature::PublicKey;
 
 /// The capabilities a call actually gets.
 #[derive(Debug, Clone, Default)]
@@ -217,6 +218,10 @@ pub struct Policy {
     pub limits: LimitSettings,
     pub grant: Grant,
     pub plugins: BTreeMap<String, PluginPolicy>,
+    /// The keys whose signatures this policy accepts.
+    pub trust: Vec<PublicKey>,
+    /// Refuse plugins not signed by a key in `trust`.
+    pub require_signature: bool,
 }
 
 /// What a policy file grants one plugin, on top of `[grant]`.
@@ -231,8 +236,13 @@ pub struct PluginPolicy {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 struct PolicyDoc {
     version: Option<u32>,
+    #[serde(default)]
+    trust: Vec<String>,
+    #[serde(default)]
+    require_signature: bool,
     #[serde(default)]
     limits: LimitSettings,
     #[serde(default)]
@@ -316,6 +326,27 @@ impl Policy {
             }
         }
         check_limits("limits", &doc.limits)?;
+        let trust = doc
+            .trust
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                PublicKey::parse(key).map_err(|e| {
+                    PolicyError::field(
+                        format!("trust[{i}]"),
+                        e.to_string(),
+                        "copy the public key `warden plugin keygen` printed",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if doc.require_signature && trust.is_empty() {
+            return Err(PolicyError::field(
+                "require-signature",
+                "no key is trusted, so every plugin would be refused",
+                "list the signers' public keys in `trust = [\"ed25519:…\"]`",
+            ));
+        }
         let grant = resolve_grant(
             "grant",
             doc.grant.dirs,
@@ -358,17 +389,39 @@ impl Policy {
             limits: doc.limits,
             grant,
             plugins,
+            trust,
+            require_signature: doc.require_signature,
         })
     }
 
     /// The grant and limit settings this policy gives plugin `name`, whose
-    /// component has SHA-256 `sha256`. A section pinned to another hash is an
-    /// error, not a silent fallback: the operator meant a specific build.
+    /// component has SHA-256 `sha256` and was signed by `signer`. A section
+    /// pinned to another hash is an error, not a silent fallback: the
+    /// operator meant a specific build; so is a plugin without a trusted
+    /// signature when the policy requires one.
     pub fn for_plugin(
         &self,
         name: &str,
         sha256: &str,
+        signer: Option<&PublicKey>,
     ) -> Result<(Grant, LimitSettings), PolicyError> {
+        if self.require_signature {
+            match signer {
+                None => {
+                    return Err(PolicyError::Unsigned {
+                        name: name.to_string(),
+                    });
+                }
+                Some(key) if !self.trust.contains(key) => {
+                    return Err(PolicyError::Untrusted {
+                        name: name.to_string(),
+                        id: key.id(),
+                        key: key.to_string(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
         let mut grant = self.grant.clone();
         let mut limits = self.limits;
         if let Some(p) = self.plugins.get(name) {
@@ -473,6 +526,18 @@ pub enum PolicyError {
         pinned: String,
         actual: String,
     },
+    #[error(
+        "plugin {name} is not signed, and the policy requires a signature (require-signature = true); sign it with `warden plugin sign --key KEY`"
+    )]
+    Unsigned { name: String },
+    #[error(
+        "plugin {name} is signed by key {id} ({key}), which the policy does not trust; add that key to `trust` if you trust its owner"
+    )]
+    Untrusted {
+        name: String,
+        id: String,
+        key: String,
+    },
 }
 
 impl PolicyError {
@@ -570,7 +635,7 @@ mod tests {
     fn policy_models_are_checked_and_merged() {
         let text = "version = 1\n[grant]\nmodels = [\"fast\"]\n[plugins.fs]\nmodels = [\"smart\", \"fast\"]\n";
         let policy = Policy::from_toml(text, Path::new(".")).unwrap();
-        let (g, _) = policy.for_plugin("fs", "ab").unwrap();
+        let (g, _) = policy.for_plugin("fs", "ab", None).unwrap();
         assert_eq!(
             g.models,
             vec![
@@ -646,12 +711,12 @@ dirs = [{ host = "data", guest = "/data", mode = "rw" }]
 limits = { timeout-ms = 9000 }
 "#;
         let policy = Policy::from_toml(text, Path::new("/etc/warden")).unwrap();
-        let (g, l) = policy.for_plugin("fs", "ab").unwrap();
+        let (g, l) = policy.for_plugin("fs", "ab", None).unwrap();
         assert_eq!(g.dirs[0].host, PathBuf::from("/etc/warden/data"));
         assert_eq!(g.dirs[0].mode, DirMode::ReadWrite);
         assert_eq!(g.allow_hosts.len(), 1);
         assert_eq!(l.timeout_ms, Some(9000));
-        let (g, l) = policy.for_plugin("other", "ab").unwrap();
+        let (g, l) = policy.for_plugin("other", "ab", None).unwrap();
         assert!(g.dirs.is_empty());
         assert_eq!(l.timeout_ms, Some(2000));
     }
@@ -664,10 +729,10 @@ limits = { timeout-ms = 9000 }
             good.to_uppercase()
         );
         let policy = Policy::from_toml(&text, Path::new(".")).unwrap();
-        let (g, _) = policy.for_plugin("fs", &good).unwrap();
+        let (g, _) = policy.for_plugin("fs", &good, None).unwrap();
         assert_eq!(g.allow_hosts.len(), 1);
         let err = policy
-            .for_plugin("fs", &"b".repeat(64))
+            .for_plugin("fs", &"b".repeat(64), None)
             .unwrap_err()
             .to_string();
         assert!(

@@ -123,7 +123,7 @@ impl Hosting {
                 continue;
             }
             let (grant, limits) = policy
-                .for_plugin(plugin.name(), plugin.sha256())
+                .for_plugin(plugin.name(), plugin.sha256(), plugin.signer())
                 .map_err(|e| e.to_string())?;
             for dir in &grant.dirs {
                 inside_root(&dir.host, &tenant::files(&root))?;
