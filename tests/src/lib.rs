@@ -12,6 +12,7 @@ pub mod artifacts {
 pub mod fake_llm;
 pub mod moto;
 pub mod nats;
+pub mod registry;
 pub mod server;
 
 /// The Python `scripts/dev setup` prepares (`~/.cache/warden/venv`), with

@@ -57,6 +57,11 @@ impl NatsServer {
     pub fn store(&self) -> &Path {
         self.dir.path()
     }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for NatsServer {

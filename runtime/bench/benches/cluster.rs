@@ -188,6 +188,7 @@ fn main() {
                 .await
                 .expect("a subscription");
             let started = Instant::now();
+            let cpu = (cpu_seconds("self"), cpu_seconds(&nats.pid().to_string()));
             for n in 0..RUNS {
                 submit(&client, &nodes[n % count].base, key, &workflow).await;
             }
@@ -201,13 +202,19 @@ fn main() {
                     finished += 1;
                 }
             }
-            started.elapsed()
+            let warden = cpu_seconds("self") - cpu.0;
+            let server = cpu_seconds(&nats.pid().to_string()) - cpu.1;
+            (started.elapsed(), warden, server)
         });
+        let (elapsed, warden_cpu, nats_cpu) = elapsed;
         let tasks_per_second = (RUNS * TASKS) as f64 / elapsed.as_secs_f64();
+        let per_task = |cpu: f64| cpu * 1000.0 / (RUNS * TASKS) as f64;
         println!(
-            "{count} node(s): {} runs of {TASKS} trivial tasks in {:.2} s: {tasks_per_second:.1} tasks/s",
+            "{count} node(s): {} runs of {TASKS} trivial tasks in {:.2} s: {tasks_per_second:.1} tasks/s; CPU per task: {:.2} ms in warden (nodes and client), {:.2} ms in nats-server",
             RUNS,
-            elapsed.as_secs_f64()
+            elapsed.as_secs_f64(),
+            per_task(warden_cpu),
+            per_task(nats_cpu),
         );
         rates.push(tasks_per_second);
         drop(nodes);
@@ -317,4 +324,23 @@ async fn started_on(nats: &Nats, run: &str, nth: usize) -> String {
 
 fn now_ms() -> u64 {
     warden_run::journal::now_ms()
+}
+
+/// User and system CPU time process `pid` (or `self`) has used, in
+/// seconds, every thread together.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, in clock ticks
+    // (100 a second on Linux).
+    let ticks: u64 = fields[11..13]
+        .iter()
+        .map(|f| f.parse::<u64>().expect("a tick count"))
+        .sum();
+    ticks as f64 / 100.0
 }

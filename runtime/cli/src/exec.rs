@@ -112,7 +112,7 @@ pub async fn run(cmd: ExecCommand, engine: &Engine) -> Result<ExitCode, Failure>
             let runtime = engine
                 .runtime(language)
                 .map_err(|e| Failure::bad_input(e.to_string()))?;
-            let options = run_args.sandbox.call_options(&runtime)?;
+            let options = run_args.sandbox.runtime_options(&runtime)?;
             engine
                 .run_code(language, &code, &scratch, stdin, &args, &options)
                 .await

@@ -12,6 +12,7 @@ mod exit;
 mod llm;
 mod mcp;
 mod memory;
+mod oci;
 mod plugin_cmd;
 mod plugin_files;
 mod run_cmd;
@@ -162,7 +163,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Tool(cmd) => {
             let (engine, memory) = dirs.engine_with_services(ONE_SHOT_SLOTS)?;
-            let result = tool::run(cmd, &engine).await;
+            let result = tool::run(cmd, &engine, dirs.data.as_deref()).await;
             // Let the memory writers finish their upkeep before exiting.
             if let Some(memory) = memory
                 && let Err(e) = memory.settle().await
@@ -250,6 +251,7 @@ impl Dirs {
             scratch_dir: self.data.as_deref().map(datadir::scratch_dir),
             llm: llm.map(|router| router as Arc<dyn warden_api::llm::Models>),
             memory,
+            slow_compile: Some(slow_compile_notice(self.data.is_some())),
         };
         Engine::new(&config).map_err(|e| Failure::internal(e.to_string()))
     }
@@ -275,6 +277,18 @@ impl Dirs {
 
 /// Pool slots for commands that run one call at a time: a small reservation.
 pub(crate) const ONE_SHOT_SLOTS: u32 = 8;
+
+/// What a person waiting on a first compile reads on stderr.
+fn slow_compile_notice(cached: bool) -> warden_core::SlowCompile {
+    Arc::new(move |name: &str| {
+        let after = if cached {
+            "first use; cached afterwards"
+        } else {
+            "no data dir, so it is compiled on every use"
+        };
+        eprintln!("warden: compiling {} ({after})", terminal::escape(name));
+    })
+}
 
 fn init_tracing(filter: Option<&str>, default: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;

@@ -54,7 +54,7 @@ pub async fn run(args: McpArgs, dirs: &crate::Dirs) -> Result<ExitCode, Failure>
     }
     let mut plugins = Vec::with_capacity(files.len());
     for file in &files {
-        let plugin = engine.load_file(file)?;
+        let plugin = engine.load_file(&crate::oci::local(file, dirs.data.as_deref()).await?)?;
         let options = args.sandbox.call_options(&plugin)?;
         plugins.push(Plugin { plugin, options });
     }

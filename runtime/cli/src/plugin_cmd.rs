@@ -1,11 +1,13 @@
-//! `warden plugin inspect` and `warden plugin pack`.
+//! `warden plugin inspect`, `pack`, `check`, `compile`, `push`, `pull`,
+//! `keygen`, `sign` and `verify`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use warden_core::manifest::{self, Manifest};
-use warden_core::{CallOptions, LoadError, ToolSpec};
+use warden_core::signature::{self, PublicKey, SecretKey};
+use warden_core::{CallOptions, Language, LoadError, ToolSpec};
 
 use crate::exit::Failure;
 use crate::terminal;
@@ -32,6 +34,61 @@ pub enum PluginCommand {
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
     },
+    /// Check a plugin project before building it: its manifest, with the
+    /// messages loading would give, and for a Rust crate that cargo will
+    /// write a `.wasm` (a `cdylib`). PATH is the project's directory
+    /// (its `warden.toml`) or a manifest file.
+    Check {
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+    /// Compile plugins (and, with --runtimes, the Python and JavaScript
+    /// runtimes of `warden exec`) into the data dir's cache now, so that
+    /// their first call does not wait for it.
+    Compile {
+        plugins: Vec<PathBuf>,
+        /// Also the language runtimes in the runtime directory.
+        #[arg(long)]
+        runtimes: bool,
+    },
+    /// Push a plugin to an OCI registry (the Wasm OCI artifact layout),
+    /// as REGISTRY/REPOSITORY:TAG; prints the reference pinned by digest.
+    /// A registry on 127.0.0.1 or localhost is spoken to over plain HTTP;
+    /// credentials come from WARDEN_OCI_USERNAME and WARDEN_OCI_PASSWORD.
+    Push { plugin: PathBuf, reference: String },
+    /// Pull a plugin from an OCI registry into a file; prints the digest
+    /// that pins it (`oci://REGISTRY/REPOSITORY@sha256:…` then runs it
+    /// anywhere a plugin file is named).
+    Pull {
+        reference: String,
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Make a signing key: the secret key goes to FILE (readable by you
+    /// alone), the public key (for a policy's `trust`) to stdout.
+    Keygen {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Sign a plugin (Ed25519, inside the component; any earlier signature
+    /// is replaced).
+    Sign {
+        plugin: PathBuf,
+        /// The secret key file `warden plugin keygen` wrote.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Where to write the signed plugin (default: over PLUGIN).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Check a plugin's signature and print who signed it; with --trust,
+    /// also that the signer is one of those keys.
+    Verify {
+        plugin: PathBuf,
+        /// A public key to accept (`ed25519:…`). Repeatable.
+        #[arg(long, value_name = "KEY")]
+        trust: Vec<String>,
+    },
 }
 
 const NO_MANIFEST_WARNING: &str = "this component has no manifest, so it declares no capability ceiling: the operator's grant alone decides what it can reach. Give it one with `warden plugin pack --manifest warden.toml`.";
@@ -44,11 +101,241 @@ pub async fn run(cmd: PluginCommand, dirs: &crate::Dirs) -> Result<ExitCode, Fai
             manifest,
             output,
         } => pack(&plugin, &manifest, &output),
+        PluginCommand::Check { path } => check(&path),
+        PluginCommand::Compile { plugins, runtimes } => compile(&plugins, runtimes, dirs).await,
+        PluginCommand::Push { plugin, reference } => {
+            let pinned = crate::oci::push(&plugin, &reference).await?;
+            println!("{pinned}");
+            eprintln!(
+                "warden: pushed {}; run it pinned as oci://{pinned}",
+                plugin.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Pull { reference, output } => {
+            let (digest, component) = crate::oci::pull(&reference).await?;
+            warden_core::engine::inspect_bytes(&component, &output)?;
+            write_beside(&output, &component)?;
+            println!("{digest}");
+            eprintln!(
+                "warden: pulled {reference} ({digest}) into {}",
+                output.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Keygen { out } => keygen(&out),
+        PluginCommand::Sign {
+            plugin,
+            key,
+            output,
+        } => sign(&plugin, &key, output.as_deref().unwrap_or(&plugin)),
+        PluginCommand::Verify { plugin, trust } => {
+            let local = crate::oci::local(&plugin, dirs.data.as_deref()).await?;
+            verify(&local, &trust)
+        }
+    }
+}
+
+fn keygen(out: &Path) -> Result<ExitCode, Failure> {
+    let (key, text) = SecretKey::generate().map_err(|e| Failure::internal(e.to_string()))?;
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    let written = file
+        .open(out)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+    if let Err(e) = written {
+        let why = if e.kind() == std::io::ErrorKind::AlreadyExists {
+            "it exists; a key is never overwritten, pick another path".to_string()
+        } else {
+            e.to_string()
+        };
+        return Err(Failure::bad_input(format!(
+            "cannot write the key to {}: {why}",
+            out.display()
+        )));
+    }
+    let public = key.public();
+    println!("{public}");
+    eprintln!(
+        "warden: secret key {} in {} (keep it to yourself); trust its plugins with `trust = [\"{public}\"]` in a policy",
+        public.id(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign(plugin: &Path, key_path: &Path, output: &Path) -> Result<ExitCode, Failure> {
+    let text = std::fs::read_to_string(key_path)
+        .map_err(|e| Failure::bad_input(format!("cannot read key {}: {e}", key_path.display())))?;
+    let key = SecretKey::parse(&text)
+        .map_err(|e| Failure::bad_input(format!("{}: {e}", key_path.display())))?;
+    let bytes = std::fs::read(plugin).map_err(|e| LoadError::Read {
+        path: plugin.to_path_buf(),
+        error: e.to_string(),
+    })?;
+    warden_core::engine::inspect_bytes(&bytes, plugin)?;
+    let signed = signature::sign(&bytes, &key)
+        .map_err(|e| Failure::bad_input(format!("{}: {e}", plugin.display())))?;
+    write_beside(output, &signed)?;
+    eprintln!(
+        "warden: signed {} with key {} into {}",
+        plugin.display(),
+        key.public().id(),
+        output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(plugin: &Path, trust: &[String]) -> Result<ExitCode, Failure> {
+    let trusted = trust
+        .iter()
+        .map(|k| PublicKey::parse(k).map_err(|e| Failure::bad_input(format!("--trust: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bytes = std::fs::read(plugin).map_err(|e| LoadError::Read {
+        path: plugin.to_path_buf(),
+        error: e.to_string(),
+    })?;
+    warden_core::engine::inspect_bytes(&bytes, plugin)?;
+    let signer = signature::signer(&bytes)
+        .map_err(|e| Failure::bad_input(format!("{}: {e}", plugin.display())))?;
+    let Some(signer) = signer else {
+        return Err(Failure::bad_input(format!(
+            "{} is not signed; sign it with `warden plugin sign --key KEY`",
+            plugin.display()
+        )));
+    };
+    if !trusted.is_empty() && !trusted.contains(&signer) {
+        return Err(Failure::bad_input(format!(
+            "{} is signed by key {} ({signer}), which is not among the --trust keys",
+            plugin.display(),
+            signer.id()
+        )));
+    }
+    println!("signed by {} ({signer})", signer.id());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to `path` through a file beside it, so a reader never
+/// sees half of it and a failure leaves the old file.
+fn write_beside(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let cannot =
+        |e: std::io::Error| Failure::bad_input(format!("cannot write {}: {e}", path.display()));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(cannot)?;
+    std::io::Write::write_all(&mut tmp, bytes).map_err(cannot)?;
+    tmp.persist(path).map_err(|e| cannot(e.error))?;
+    Ok(())
+}
+
+/// Loads each plugin (and runtime), which compiles it into the cache.
+async fn compile(
+    plugins: &[PathBuf],
+    runtimes: bool,
+    dirs: &crate::Dirs,
+) -> Result<ExitCode, Failure> {
+    if dirs.data.is_none() {
+        return Err(Failure::bad_input(
+            "there is no data dir to keep compiled plugins in; pass --data-dir or set WARDEN_DATA_DIR",
+        ));
+    }
+    if plugins.is_empty() && !runtimes {
+        return Err(Failure::bad_input(
+            "name the plugins to compile (warden plugin compile A.wasm B.wasm), or pass --runtimes for the language runtimes",
+        ));
+    }
+    let engine = dirs.engine(crate::ONE_SHOT_SLOTS)?;
+    for path in plugins {
+        let plugin = engine.load_file(&crate::oci::local(path, dirs.data.as_deref()).await?)?;
+        eprintln!(
+            "warden: {} ({}) is compiled and cached",
+            terminal::escape(plugin.name()),
+            path.display()
+        );
+    }
+    if runtimes {
+        for language in [Language::Python, Language::Js] {
+            engine
+                .runtime(language)
+                .map_err(|e| Failure::bad_input(e.to_string()))?;
+            eprintln!("warden: the {language} runtime is compiled and cached");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The manifest a project declares, checked; a Rust crate's `Cargo.toml`
+/// checked for what makes cargo write a component.
+fn check(path: &Path) -> Result<ExitCode, Failure> {
+    let (manifest_path, project) = if path.is_dir() {
+        (path.join("warden.toml"), Some(path))
+    } else {
+        (path.to_path_buf(), None)
+    };
+    let manifest = read_manifest(&manifest_path)?;
+    if let Some(cargo) = project.map(|dir| dir.join("Cargo.toml"))
+        && cargo.is_file()
+    {
+        check_cdylib(&cargo)?;
+    }
+    eprintln!(
+        "warden: {} {} ({}) is ready to build: {} checked",
+        manifest.name,
+        manifest.version,
+        manifest.kind,
+        manifest_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_manifest(path: &Path) -> Result<Manifest, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::bad_input(format!(
+            "cannot read manifest {}: {e}{}",
+            path.display(),
+            if e.kind() == std::io::ErrorKind::NotFound {
+                " (a plugin project keeps its manifest in warden.toml)"
+            } else {
+                ""
+            }
+        ))
+    })?;
+    Manifest::from_toml(&text).map_err(|e| Failure::bad_input(format!("{}: {e}", path.display())))
+}
+
+/// Without `crate-type = ["cdylib"]` cargo builds a wasm32 library and
+/// "succeeds" with no `.wasm` to load.
+fn check_cdylib(cargo: &Path) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(cargo)
+        .map_err(|e| Failure::bad_input(format!("cannot read {}: {e}", cargo.display())))?;
+    let crate_toml: toml::Table = toml::from_str(&text)
+        .map_err(|e| Failure::bad_input(format!("{}: {e}", cargo.display())))?;
+    if crate_toml.get("package").is_none() {
+        // A workspace's manifest: its members are checked one by one.
+        return Ok(());
+    }
+    let types = crate_toml
+        .get("lib")
+        .and_then(|lib| lib.get("crate-type"))
+        .and_then(toml::Value::as_array);
+    let cdylib = types.is_some_and(|types| types.iter().any(|t| t.as_str() == Some("cdylib")));
+    if cdylib {
+        Ok(())
+    } else {
+        Err(Failure::bad_input(format!(
+            "{}: the crate is not a cdylib, so `cargo build --target wasm32-wasip2` writes no .wasm; add\n\n[lib]\ncrate-type = [\"cdylib\"]\n",
+            cargo.display()
+        )))
     }
 }
 
 async fn inspect(path: &Path, json: bool, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
-    let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
+    let local = crate::oci::local(path, dirs.data.as_deref()).await?;
+    let bytes = std::fs::read(&local).map_err(|e| LoadError::Read {
         path: path.to_path_buf(),
         error: e.to_string(),
     })?;
@@ -74,6 +361,7 @@ async fn inspect(path: &Path, json: bool, dirs: &crate::Dirs) -> Result<ExitCode
             "file": path,
             "size": bytes.len(),
             "sha256": plugin.sha256(),
+            "signer": plugin.signer().map(|k| k.to_string()),
             "name": plugin.name(),
             "manifest": manifest,
             "warnings": warnings,
@@ -84,6 +372,7 @@ async fn inspect(path: &Path, json: bool, dirs: &crate::Dirs) -> Result<ExitCode
             path,
             bytes.len(),
             plugin.sha256(),
+            plugin.signer(),
             plugin.name(),
             manifest,
             &tools,
@@ -99,6 +388,7 @@ fn print_text(
     path: &Path,
     size: usize,
     sha256: &str,
+    signer: Option<&PublicKey>,
     name: &str,
     manifest: Option<&Manifest>,
     tools: &[ToolSpec],
@@ -127,6 +417,10 @@ fn print_text(
     }
     outln!(out, "file:    {} ({size} bytes)", path.display());
     outln!(out, "sha256:  {sha256}");
+    match signer {
+        Some(key) => outln!(out, "signed:  by {} ({key})", key.id()),
+        None => outln!(out, "signed:  no"),
+    }
     if let Some(m) = manifest {
         outln!(out, "requests:");
         if m.capabilities.fs.is_empty()
@@ -255,14 +549,7 @@ fn toml_pairs(limits: &warden_core::LimitSettings) -> Vec<String> {
 }
 
 fn pack(plugin: &Path, manifest_path: &Path, output: &Path) -> Result<ExitCode, Failure> {
-    let text = std::fs::read_to_string(manifest_path).map_err(|e| {
-        Failure::bad_input(format!(
-            "cannot read manifest {}: {e}",
-            manifest_path.display()
-        ))
-    })?;
-    let manifest = Manifest::from_toml(&text)
-        .map_err(|e| Failure::bad_input(format!("{}: {e}", manifest_path.display())))?;
+    let manifest = read_manifest(manifest_path)?;
     let bytes = std::fs::read(plugin).map_err(|e| LoadError::Read {
         path: plugin.to_path_buf(),
         error: e.to_string(),

@@ -71,8 +71,27 @@ impl SandboxArgs {
             Some(path) => Policy::load(path).map_err(|e| Failure::bad_input(e.to_string()))?,
             None => Policy::default(),
         };
+        self.options(plugin, policy)
+    }
+
+    /// As [`SandboxArgs::call_options`], for a language runtime from the
+    /// operator's runtime directory: trusted as the binary is, so a policy
+    /// that requires signed plugins does not refuse it.
+    pub fn runtime_options(&self, runtime: &CompiledPlugin) -> Result<CallOptions, Failure> {
+        let policy = match &self.policy {
+            Some(path) => Policy::load(path).map_err(|e| Failure::bad_input(e.to_string()))?,
+            None => Policy::default(),
+        };
+        let policy = Policy {
+            require_signature: false,
+            ..policy
+        };
+        self.options(runtime, policy)
+    }
+
+    fn options(&self, plugin: &CompiledPlugin, policy: Policy) -> Result<CallOptions, Failure> {
         let (mut grant, policy_limits) = policy
-            .for_plugin(plugin.name(), plugin.sha256())
+            .for_plugin(plugin.name(), plugin.sha256(), plugin.signer())
             .map_err(|e| Failure::bad_input(e.to_string()))?;
         grant.extend(&self.grant()?);
         let explicit = LimitSettings {

@@ -1,9 +1,11 @@
 //! `warden tool list` and `warden tool call`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use warden_core::grant::{DirMode, Grant};
+use warden_core::manifest::Manifest;
 use warden_core::{CallOutcome, Engine};
 
 use crate::exit::{self, Failure};
@@ -30,10 +32,14 @@ pub enum ToolCommand {
     },
 }
 
-pub async fn run(cmd: ToolCommand, engine: &Engine) -> Result<ExitCode, Failure> {
+pub async fn run(
+    cmd: ToolCommand,
+    engine: &Engine,
+    data: Option<&Path>,
+) -> Result<ExitCode, Failure> {
     match cmd {
         ToolCommand::List { plugin, sandbox } => {
-            let plugin = engine.load_file(&plugin)?;
+            let plugin = engine.load_file(&crate::oci::local(&plugin, data).await?)?;
             let options = sandbox.call_options(&plugin)?;
             let outcome = plugin.list_tools(&options).await;
             let tools = finish(plugin.name(), outcome)?;
@@ -51,9 +57,15 @@ pub async fn run(cmd: ToolCommand, engine: &Engine) -> Result<ExitCode, Failure>
                     "--args is not valid JSON: {e}; pass an object such as '{{\"path\":\"/data/notes.txt\"}}'"
                 )));
             }
-            let plugin = engine.load_file(&plugin)?;
+            let plugin = engine.load_file(&crate::oci::local(&plugin, data).await?)?;
             let options = sandbox.call_options(&plugin)?;
             let outcome = plugin.call_tool(&options, &tool, &args).await;
+            let failed = !matches!(outcome.result, Ok(Ok(_)));
+            if failed {
+                for hint in ungranted_dirs(plugin.manifest(), &options.grant) {
+                    eprintln!("warden: hint: {hint}");
+                }
+            }
             match finish(plugin.name(), outcome)? {
                 Ok(json) => {
                     println!("{}", terminal::escape_json(&json));
@@ -67,6 +79,32 @@ pub async fn run(cmd: ToolCommand, engine: &Engine) -> Result<ExitCode, Failure>
             }
         }
     }
+}
+
+/// The directories a plugin's manifest declares that the operator did not
+/// grant, each with the flag that grants it: the likely reason a call that
+/// needed files failed (the guest only sees "no such file").
+fn ungranted_dirs(manifest: Option<&Manifest>, grant: &Grant) -> Vec<String> {
+    let Some(manifest) = manifest else {
+        return Vec::new();
+    };
+    manifest
+        .capabilities
+        .fs
+        .iter()
+        .filter(|fs| fs.path != "*" && !grant.dirs.iter().any(|d| d.guest == fs.path))
+        .map(|fs| {
+            let flag = match fs.mode {
+                DirMode::ReadWrite => "--dir-rw",
+                DirMode::ReadOnly => "--dir",
+            };
+            let hint = format!(
+                "{} is declared by {}'s manifest ({}) but not granted: pass {flag} HOST::{}",
+                fs.path, manifest.name, fs.reason, fs.path
+            );
+            terminal::escape(&hint).into_owned()
+        })
+        .collect()
 }
 
 /// Passes on what the guest printed and what the manifest narrowed, then the

@@ -1,6 +1,6 @@
-//! `warden plugin inspect` and `warden plugin pack`.
+//! `warden plugin`: inspect, pack, check, compile, keygen, sign and verify.
 
-use warden_tests::artifacts::{FS, HOSTILE};
+use warden_tests::artifacts::{FS, HELLO, HOSTILE};
 
 use crate::*;
 
@@ -86,6 +86,259 @@ fn pack_embeds_a_manifest_that_inspect_then_shows() {
     assert_eq!(code(&out), 2);
     assert!(
         stderr(&out).contains("missing field") || stderr(&out).contains("manifest field `name`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn check_finds_a_bad_manifest_and_a_crate_that_builds_no_wasm() {
+    let s = Scratch::new();
+    let dir = s.cwd.path();
+    let manifest = "manifest-version = 1\nname = \"greet\"\nversion = \"0.1.0\"\nkind = \"tool\"\ndescription = \"Greets\"\n";
+    std::fs::write(dir.join("warden.toml"), manifest).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"greet\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[dependencies]\n",
+    )
+    .unwrap();
+
+    // A library crate: cargo would build it and write no .wasm.
+    let out = s.run(&["plugin", "check"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a cdylib")
+            && stderr(&out).contains("crate-type = [\"cdylib\"]"),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"greet\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n",
+    )
+    .unwrap();
+    let out = s.run(&["plugin", "check", "."]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("greet 0.1.0 (tool) is ready to build"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The manifest gets the message loading it would give.
+    std::fs::write(
+        dir.join("warden.toml"),
+        format!("{manifest}[[capabilities.fs]]\npath = \"data\"\nmode = \"rw\"\nreason = \"x\"\n"),
+    )
+    .unwrap();
+    let out = s.run(&["plugin", "check"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("warden.toml: "), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("absolute guest path"),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::remove_file(dir.join("warden.toml")).unwrap();
+    let out = s.run(&["plugin", "check"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("keeps its manifest in warden.toml"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_failed_call_names_a_declared_directory_that_was_not_granted() {
+    let s = Scratch::new();
+    let dir = s.cwd.path();
+    std::fs::write(
+        dir.join("warden.toml"),
+        "manifest-version = 1\nname = \"hostile\"\nversion = \"1.0.0\"\nkind = \"tool\"\ndescription = \"reads\"\n[[capabilities.fs]]\npath = \"/data\"\nmode = \"ro\"\nreason = \"reads its notes\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/notes.txt"), "hello").unwrap();
+    let out = s.run(&[
+        "plugin",
+        "pack",
+        HOSTILE,
+        "--manifest",
+        "warden.toml",
+        "-o",
+        "reader.wasm",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let args = r#"{"path":"/data/notes.txt"}"#;
+    let out = s.run(&["tool", "call", "reader.wasm", "read", "--args", args]);
+    assert_ne!(code(&out), 0, "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(
+            "hint: /data is declared by hostile's manifest (reads its notes) but not granted: pass --dir HOST::/data"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = s.run(&[
+        "tool",
+        "call",
+        "reader.wasm",
+        "read",
+        "--args",
+        args,
+        "--dir",
+        "data::/data",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("hello"), "{}", stdout(&out));
+    assert!(!stderr(&out).contains("hint"), "{}", stderr(&out));
+}
+
+#[test]
+fn compile_fills_the_cache_that_later_loads_use() {
+    let s = Scratch::new();
+    let cache = s.data.path().join("cache/compiled");
+    let artifacts = || {
+        std::fs::read_dir(&cache).map_or(0, |d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            })
+            .count()
+        })
+    };
+    assert_eq!(artifacts(), 0);
+
+    let out = s.run(&["plugin", "compile", HOSTILE]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("hostile"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is compiled and cached"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(artifacts(), 1);
+
+    // Loaded from the cache: nothing compiles, nothing is said about it.
+    let out = s.run(&["tool", "list", HOSTILE]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("compiling"), "{}", stderr(&out));
+    assert_eq!(artifacts(), 1);
+
+    let out = s.run(&["plugin", "compile"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--runtimes"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_signed_plugin_runs_under_a_policy_that_requires_its_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    let dir = s.cwd.path();
+    let out = s.run(&["plugin", "keygen", "--out", "ours.key"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let ours = stdout(&out).trim().to_string();
+    assert!(ours.starts_with("ed25519:"), "{ours}");
+    let mode = std::fs::metadata(dir.join("ours.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let out = s.run(&["plugin", "keygen", "--out", "ours.key"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("never overwritten"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.run(&["plugin", "keygen", "--out", "theirs.key"]);
+    let theirs = stdout(&out).trim().to_string();
+
+    let out = s.run(&[
+        "plugin",
+        "sign",
+        HELLO,
+        "--key",
+        "ours.key",
+        "-o",
+        "signed.wasm",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = s.run(&["plugin", "verify", "signed.wasm"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains(&ours), "{}", stdout(&out));
+    let out = s.run(&["plugin", "verify", "signed.wasm", "--trust", &theirs]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("not among the --trust keys"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.run(&["plugin", "verify", HELLO]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("is not signed"), "{}", stderr(&out));
+    let out = s.run(&["plugin", "inspect", "signed.wasm"]);
+    assert!(stdout(&out).contains("signed:  by "), "{}", stdout(&out));
+
+    std::fs::write(
+        dir.join("policy.toml"),
+        format!("version = 1\nrequire-signature = true\ntrust = [\"{ours}\"]\n"),
+    )
+    .unwrap();
+    let greet = |plugin: &str| {
+        s.run(&[
+            "tool",
+            "call",
+            plugin,
+            "greet",
+            "--args",
+            r#"{"name":"Ada"}"#,
+            "--policy",
+            "policy.toml",
+        ])
+    };
+    let out = greet("signed.wasm");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("Hello, Ada!"), "{}", stdout(&out));
+    let out = greet(HELLO);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("is not signed, and the policy requires a signature"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.run(&[
+        "plugin",
+        "sign",
+        HELLO,
+        "--key",
+        "theirs.key",
+        "-o",
+        "theirs.wasm",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = greet("theirs.wasm");
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("which the policy does not trust"),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::write(
+        dir.join("policy.toml"),
+        "version = 1\nrequire-signature = true\n",
+    )
+    .unwrap();
+    let out = greet("signed.wasm");
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("no key is trusted"),
         "{}",
         stderr(&out)
     );

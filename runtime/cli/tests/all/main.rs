@@ -11,6 +11,7 @@ mod llm;
 mod mcp;
 mod memory;
 mod policy;
+mod registry;
 mod runs;
 mod serve;
 
