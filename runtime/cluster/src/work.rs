@@ -34,7 +34,7 @@ use async_nats::jetstream::stream::{self, RetentionPolicy};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, TryAcquireError};
 use warden_run::journal::now_ms;
 use warden_run::scheduler::{Executor, skip_blocked};
 use warden_run::{Event, EventSink, Record, Recorder, RunError, RunState, Scheduler, TaskStatus};
@@ -315,16 +315,24 @@ impl Worker {
 
     async fn pull_loop(self: Arc<Self>, tenant: String, consumer: PullConsumer) {
         loop {
-            let Ok(permit) = self.slots.clone().acquire_owned().await else {
-                return;
-            };
+            // Ask only while this node has room; the request itself holds
+            // no slot, so a tenant with nothing to do keeps no other
+            // tenant's task waiting.
+            match self.slots.acquire().await {
+                Ok(permit) => drop(permit),
+                Err(_) => return,
+            }
             let consumer = consumer.clone();
             let wait = self.settings.pull_wait;
             let fetched = self
                 .nats
                 .run(async move {
+                    // A long poll: the server holds the request until a task
+                    // comes or `wait` has passed. (`fetch` answers at once
+                    // when the queue is empty, and an idle node would ask
+                    // again and again.)
                     let mut messages = consumer
-                        .fetch()
+                        .batch()
                         .max_messages(1)
                         .expires(wait)
                         .messages()
@@ -338,7 +346,7 @@ impl Worker {
                 })
                 .await;
             let message = match fetched {
-                Ok(Ok(Some(message))) => message,
+                Ok(Ok(Some(message))) => Arc::new(message),
                 Ok(Ok(None)) => continue,
                 Ok(Err(e)) => {
                     tracing::warn!(%tenant, error = %e, "cannot fetch a task; trying again");
@@ -347,11 +355,22 @@ impl Worker {
                 }
                 Err(_) => return,
             };
+            // Other tenants' tasks may have taken the room meanwhile: then
+            // the task goes back at once, to a node that has some.
+            let permit = match self.slots.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(TryAcquireError::NoPermits) => {
+                    if let Err(e) = self.reply(&message, AckKind::Nak(None)).await {
+                        tracing::warn!(%tenant, error = %e, "cannot hand a task back");
+                    }
+                    continue;
+                }
+                Err(TryAcquireError::Closed) => return,
+            };
             let worker = self.clone();
             let tenant = tenant.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let message = Arc::new(message);
                 match worker.handle(&tenant, message).await {
                     Ok(handled) => tracing::debug!(%tenant, ?handled, "task delivery handled"),
                     Err(e) => tracing::warn!(%tenant, error = %e, "a task delivery failed"),

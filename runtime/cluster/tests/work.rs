@@ -4,7 +4,8 @@
 //! finished tool call done again; a paused node's late writes are refused;
 //! a task delivered more often than its attempts explain is dead-lettered;
 //! a failure is tried again after the backoff; a tenant's concurrency of 1
-//! holds across the nodes; and on three NATS servers with replicated
+//! holds across the nodes; an idle node waits at the server for work
+//! rather than asking for it again and again; and on three NATS servers with replicated
 //! streams, one killed mid-run, no journal event is lost.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
@@ -495,6 +496,42 @@ async fn a_failed_attempt_is_tried_again_after_its_backoff_then_dead() {
     assert!(starts[1] - starts[0] >= 200, "{starts:?}");
     assert!(starts[2] - starts[1] >= 400, "{starts:?}");
     assert_eq!(state.task("a").unwrap().status, TaskStatus::Dead);
+    drop(node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_node_waits_at_the_server_rather_than_asking_again_and_again() {
+    use futures::StreamExt;
+    let server = NatsServer::start();
+    let nats = connect(&server.url).await;
+    let world = Arc::new(World::default());
+    // Every request of the tenant's consumer for a task goes to this subject.
+    let mut requests = nats
+        .client()
+        .subscribe(format!(
+            "$JS.API.CONSUMER.MSG.NEXT.WARDEN_WORK_{TENANT}.workers"
+        ))
+        .await
+        .unwrap();
+    let node = Node::start(&server.url, Mode::Work, &world, settings(2), 2, 2);
+    let mut asked = 0;
+    let quiet = tokio::time::sleep(Duration::from_secs(3));
+    tokio::pin!(quiet);
+    loop {
+        tokio::select! {
+            _ = requests.next() => asked += 1,
+            () = &mut quiet => break,
+        }
+    }
+    // A request waits 500 ms at the server (`pull_wait`): about six in 3 s.
+    assert!(
+        asked <= 10,
+        "an idle node asked for a task {asked} times in 3 s"
+    );
+    // And a task that comes is taken.
+    start_run(&nats, "r9", vec![task("a", &[], 0)]).await;
+    let state = ended(&nats, "r9", Duration::from_secs(10)).await;
+    assert_eq!(state.status, Some(RunStatus::Succeeded), "{state:#?}");
     drop(node);
 }
 
