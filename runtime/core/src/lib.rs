@@ -62,6 +62,7 @@ pub mod plugin;
 pub mod policy;
 pub mod role;
 mod scope;
+mod sections;
 pub mod signature;
 mod state;
 pub mod stdio;

@@ -42,6 +42,7 @@ use crate::field::FieldError;
 use crate::grant::{DirMode, ModelName, is_namespace_pattern, is_valid_plugin_name};
 use crate::limits::LimitSettings;
 use crate::net::HostPattern;
+use crate::sections;
 
 /// Name of the custom section that carries the manifest.
 pub const SECTION: &str = "warden:manifest";
@@ -348,7 +349,7 @@ pub fn scan(bytes: &[u8]) -> Result<SectionScan, ScanError> {
             }
             Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::CustomSection(section)
-                if depth <= 1 && section.name() == crate::signature::SECTION =>
+                if depth <= 1 && section.name() == sections::SIGNATURE =>
             {
                 signed = true;
             }
@@ -393,70 +394,14 @@ pub enum ScanError {
 /// replacing any earlier top-level one. A signature goes too: it signed
 /// other bytes.
 pub fn pack(component: &[u8], manifest: &Manifest) -> Result<Vec<u8>, ScanError> {
-    let (mut out, _) = without_top_level(component, &[SECTION, crate::signature::SECTION])?;
+    let (mut out, _) = sections::without_top_level(component, &[SECTION, sections::SIGNATURE])
+        .map_err(ScanError::Invalid)?;
     let section = wasm_encoder::CustomSection {
         name: SECTION.into(),
         data: manifest.to_toml().into_bytes().into(),
     };
     wasm_encoder::Section::append_to(&section, &mut out);
     Ok(out)
-}
-
-/// `component` without its top-level custom sections named in `names`
-/// (nested modules and components are copied whole), and the data of the
-/// sections taken out, in order.
-pub(crate) fn without_top_level<'a>(
-    component: &'a [u8],
-    names: &[&str],
-) -> Result<(Vec<u8>, Vec<&'a [u8]>), ScanError> {
-    use wasmparser::{Chunk, Parser, Payload};
-
-    let mut out = Vec::with_capacity(component.len() + 1024);
-    let mut removed = Vec::new();
-    let mut parser = Parser::new(0);
-    let mut offset = 0usize;
-    loop {
-        let (payload, consumed) = match parser
-            .parse(&component[offset..], true)
-            .map_err(|e| ScanError::Invalid(e.to_string()))?
-        {
-            Chunk::Parsed { payload, consumed } => (payload, consumed),
-            Chunk::NeedMoreData(_) => {
-                return Err(ScanError::Invalid("unexpected end of file".into()));
-            }
-        };
-        let start = offset;
-        let mut end = offset + consumed;
-        match &payload {
-            Payload::Version { encoding, .. } if *encoding != wasmparser::Encoding::Component => {
-                return Err(ScanError::Invalid(
-                    "this is a core wasm module, not a component; build it for wasm32-wasip2 (or run `wasm-tools component new`) first".into(),
-                ));
-            }
-            Payload::ModuleSection {
-                unchecked_range, ..
-            }
-            | Payload::ComponentSection {
-                unchecked_range, ..
-            } => {
-                // Copy nested modules and components whole without descending:
-                // the outer parser resumes after them.
-                end = unchecked_range.end;
-            }
-            _ => {}
-        }
-        match &payload {
-            Payload::CustomSection(s) if names.contains(&s.name()) => {
-                removed.push(s.data());
-            }
-            _ => out.extend_from_slice(&component[start..end]),
-        }
-        offset = end;
-        if let Payload::End(_) = payload {
-            break;
-        }
-    }
-    Ok((out, removed))
 }
 
 #[cfg(test)]

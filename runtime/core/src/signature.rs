@@ -21,10 +21,11 @@ use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{ScanError, without_top_level};
+use crate::manifest::ScanError;
+use crate::sections::{self, without_top_level};
 
 /// The custom section that holds a component's signature.
-pub const SECTION: &str = "warden:signature";
+pub const SECTION: &str = sections::SIGNATURE;
 
 /// Prefixed to the digest that is signed.
 const DOMAIN: &[u8] = b"warden plugin signature v1\0";
@@ -143,7 +144,7 @@ fn signed_message(unsigned: &[u8]) -> Vec<u8> {
 
 /// `component` signed by `key` (any earlier signature replaced).
 pub fn sign(component: &[u8], key: &SecretKey) -> Result<Vec<u8>, SignatureError> {
-    let (mut out, _) = without_top_level(component, &[SECTION])?;
+    let (mut out, _) = without_top_level(component, &[SECTION]).map_err(ScanError::Invalid)?;
     let signature = key.0.sign(&signed_message(&out));
     let section = Section {
         version: 1,
@@ -163,8 +164,8 @@ pub fn sign(component: &[u8], key: &SecretKey) -> Result<Vec<u8>, SignatureError
 /// Who signed `component`: `None` when it is not signed, an error when
 /// its signature does not hold.
 pub fn signer(component: &[u8]) -> Result<Option<PublicKey>, SignatureError> {
-    let (unsigned, sections) = without_top_level(component, &[SECTION])?;
-    let data = match sections.as_slice() {
+    let (unsigned, found) = without_top_level(component, &[SECTION]).map_err(ScanError::Invalid)?;
+    let data = match found.as_slice() {
         [] => return Ok(None),
         [data] => *data,
         many => return Err(SignatureError::Several(many.len())),
