@@ -17,6 +17,7 @@ mod plugin_cmd;
 mod plugin_files;
 mod run_cmd;
 mod sandbox_args;
+mod scaffold;
 mod serve_cmd;
 mod shutdown;
 mod terminal;

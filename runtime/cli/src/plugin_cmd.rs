@@ -1,5 +1,5 @@
-//! `warden plugin inspect`, `pack`, `check`, `compile`, `push`, `pull`,
-//! `keygen`, `sign` and `verify`.
+//! `warden plugin inspect`, `pack`, `check`, `compile`, `new`, `build`,
+//! `push`, `pull`, `keygen`, `sign` and `verify`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -50,6 +50,25 @@ pub enum PluginCommand {
         /// Also the language runtimes in the runtime directory.
         #[arg(long)]
         runtimes: bool,
+    },
+    /// Write a new plugin project: manifest, crate with one tool and its
+    /// test, README (Rust so far).
+    New {
+        name: String,
+        #[arg(long, default_value = "rust")]
+        lang: String,
+        /// Where to write it (default: ./NAME).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The SDK directory of a warden checkout, for a path dependency
+        /// (default: warden-sdk from crates.io).
+        #[arg(long, value_name = "DIR")]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a plugin project into DIR/NAME.wasm, its manifest inside.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
     },
     /// Push a plugin to an OCI registry (the Wasm OCI artifact layout),
     /// as REGISTRY/REPOSITORY:TAG; prints the reference pinned by digest.
@@ -103,6 +122,26 @@ pub async fn run(cmd: PluginCommand, dirs: &crate::Dirs) -> Result<ExitCode, Fai
         } => pack(&plugin, &manifest, &output),
         PluginCommand::Check { path } => check(&path),
         PluginCommand::Compile { plugins, runtimes } => compile(&plugins, runtimes, dirs).await,
+        PluginCommand::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            crate::scaffold::new_project(&name, &lang, &dir, sdk.as_deref())?;
+            eprintln!(
+                "warden: wrote {}; build it with `warden plugin build {}`",
+                dir.display(),
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Build { dir } => {
+            let out = crate::scaffold::build_project(&dir)?;
+            println!("{}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
         PluginCommand::Push { plugin, reference } => {
             let pinned = crate::oci::push(&plugin, &reference).await?;
             println!("{pinned}");
@@ -280,7 +319,7 @@ fn check(path: &Path) -> Result<ExitCode, Failure> {
     if let Some(cargo) = project.map(|dir| dir.join("Cargo.toml"))
         && cargo.is_file()
     {
-        check_cdylib(&cargo)?;
+        crate_to_build(&cargo)?;
     }
     eprintln!(
         "warden: {} {} ({}) is ready to build: {} checked",
@@ -309,22 +348,41 @@ fn read_manifest(path: &Path) -> Result<Manifest, Failure> {
 
 /// Without `crate-type = ["cdylib"]` cargo builds a wasm32 library and
 /// "succeeds" with no `.wasm` to load.
-fn check_cdylib(cargo: &Path) -> Result<(), Failure> {
+/// What `warden plugin build` checks of a Rust project in `dir` before
+/// building it: its manifest, and that the crate is a cdylib. Returns the
+/// crate's name.
+pub fn check_project(dir: &Path) -> Result<String, Failure> {
+    read_manifest(&dir.join("warden.toml"))?;
+    crate_to_build(&dir.join("Cargo.toml"))?.ok_or_else(|| {
+        Failure::bad_input(format!(
+            "{}: a workspace; build the plugin's own crate directory",
+            dir.join("Cargo.toml").display()
+        ))
+    })
+}
+
+/// The name of the crate `cargo` describes, once it is known to build a
+/// `.wasm` (`None` for a workspace's manifest).
+fn crate_to_build(cargo: &Path) -> Result<Option<String>, Failure> {
     let text = std::fs::read_to_string(cargo)
         .map_err(|e| Failure::bad_input(format!("cannot read {}: {e}", cargo.display())))?;
     let crate_toml: toml::Table = toml::from_str(&text)
         .map_err(|e| Failure::bad_input(format!("{}: {e}", cargo.display())))?;
-    if crate_toml.get("package").is_none() {
+    let Some(package) = crate_toml.get("package") else {
         // A workspace's manifest: its members are checked one by one.
-        return Ok(());
-    }
+        return Ok(None);
+    };
+    let name = package
+        .get("name")
+        .and_then(toml::Value::as_str)
+        .ok_or_else(|| Failure::bad_input(format!("{}: no package name", cargo.display())))?;
     let types = crate_toml
         .get("lib")
         .and_then(|lib| lib.get("crate-type"))
         .and_then(toml::Value::as_array);
     let cdylib = types.is_some_and(|types| types.iter().any(|t| t.as_str() == Some("cdylib")));
     if cdylib {
-        Ok(())
+        Ok(Some(name.to_string()))
     } else {
         Err(Failure::bad_input(format!(
             "{}: the crate is not a cdylib, so `cargo build --target wasm32-wasip2` writes no .wasm; add\n\n[lib]\ncrate-type = [\"cdylib\"]\n",

@@ -67,26 +67,26 @@ pub struct SandboxArgs {
 impl SandboxArgs {
     /// The operator's grant and limits for one call of `plugin`.
     pub fn call_options(&self, plugin: &CompiledPlugin) -> Result<CallOptions, Failure> {
-        let policy = match &self.policy {
-            Some(path) => Policy::load(path).map_err(|e| Failure::bad_input(e.to_string()))?,
-            None => Policy::default(),
-        };
-        self.options(plugin, policy)
+        self.options(plugin, self.policy()?)
     }
 
     /// As [`SandboxArgs::call_options`], for a language runtime from the
     /// operator's runtime directory: trusted as the binary is, so a policy
     /// that requires signed plugins does not refuse it.
     pub fn runtime_options(&self, runtime: &CompiledPlugin) -> Result<CallOptions, Failure> {
-        let policy = match &self.policy {
-            Some(path) => Policy::load(path).map_err(|e| Failure::bad_input(e.to_string()))?,
-            None => Policy::default(),
-        };
         let policy = Policy {
             require_signature: false,
-            ..policy
+            ..self.policy()?
         };
         self.options(runtime, policy)
+    }
+
+    /// The `--policy` file, or none.
+    fn policy(&self) -> Result<Policy, Failure> {
+        match &self.policy {
+            Some(path) => Policy::load(path).map_err(|e| Failure::bad_input(e.to_string())),
+            None => Ok(Policy::default()),
+        }
     }
 
     fn options(&self, plugin: &CompiledPlugin, policy: Policy) -> Result<CallOptions, Failure> {

@@ -343,3 +343,94 @@ fn a_signed_plugin_runs_under_a_policy_that_requires_its_key() {
         stderr(&out)
     );
 }
+
+#[test]
+fn new_writes_a_project_that_builds_into_a_working_plugin() {
+    let s = Scratch::new();
+    let dir = s.cwd.path();
+    let sdk = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk");
+    let out = s.run(&["plugin", "new", "greeter", "--sdk", sdk]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    for file in [
+        "Cargo.toml",
+        "warden.toml",
+        "src/lib.rs",
+        "README.md",
+        ".gitignore",
+    ] {
+        assert!(dir.join("greeter").join(file).is_file(), "{file}");
+    }
+    let cargo = std::fs::read_to_string(dir.join("greeter/Cargo.toml")).unwrap();
+    assert!(
+        cargo.contains("crate-type = [\"cdylib\", \"rlib\"]"),
+        "{cargo}"
+    );
+    assert!(cargo.contains("warden-sdk = { path = "), "{cargo}");
+    // What it wrote passes the checks `plugin build` makes first.
+    let out = s.run(&["plugin", "check", "greeter"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("greeter 0.1.0 (tool) is ready to build"),
+        "{}",
+        stderr(&out)
+    );
+
+    // It builds into a component whose tool answers. (Its own target dir
+    // beside the guests', kept between runs; the workspace's lock file, so
+    // it builds what the workspace builds.)
+    let target = std::path::Path::new(warden_tests::artifacts::RUNTIME_DIR)
+        .parent()
+        .unwrap()
+        .join("plugin-new");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"),
+        dir.join("greeter/Cargo.lock"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .current_dir(dir)
+        .env("WARDEN_DATA_DIR", s.data.path())
+        .env("CARGO_TARGET_DIR", &target)
+        .args(["plugin", "build", "greeter"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "greeter/greeter.wasm");
+    let out = s.run(&[
+        "tool",
+        "call",
+        "greeter/greeter.wasm",
+        "greet",
+        "--args",
+        r#"{"name":"Ada"}"#,
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("Hello, Ada!"), "{}", stdout(&out));
+    let out = s.run(&["plugin", "inspect", "greeter/greeter.wasm"]);
+    assert!(
+        stdout(&out).starts_with("greeter 0.1.0 (tool)"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = s.run(&["plugin", "new", "greeter"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("exists"), "{}", stderr(&out));
+    let out = s.run(&["plugin", "new", "Bad_Name"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("is not a plugin name"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.run(&["plugin", "new", "snake", "--lang", "python"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("componentize-py"), "{}", stderr(&out));
+    let out = s.run(&["plugin", "build", "nowhere"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("has no Cargo.toml"),
+        "{}",
+        stderr(&out)
+    );
+}
