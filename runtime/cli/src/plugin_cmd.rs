@@ -315,11 +315,11 @@ fn check(path: &Path) -> Result<ExitCode, Failure> {
     } else {
         (path.to_path_buf(), None)
     };
-    let manifest = read_manifest(&manifest_path)?;
+    let manifest = crate::scaffold::read_manifest(&manifest_path)?;
     if let Some(cargo) = project.map(|dir| dir.join("Cargo.toml"))
         && cargo.is_file()
     {
-        crate_to_build(&cargo)?;
+        crate::scaffold::crate_to_build(&cargo)?;
     }
     eprintln!(
         "warden: {} {} ({}) is ready to build: {} checked",
@@ -329,66 +329,6 @@ fn check(path: &Path) -> Result<ExitCode, Failure> {
         manifest_path.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn read_manifest(path: &Path) -> Result<Manifest, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure::bad_input(format!(
-            "cannot read manifest {}: {e}{}",
-            path.display(),
-            if e.kind() == std::io::ErrorKind::NotFound {
-                " (a plugin project keeps its manifest in warden.toml)"
-            } else {
-                ""
-            }
-        ))
-    })?;
-    Manifest::from_toml(&text).map_err(|e| Failure::bad_input(format!("{}: {e}", path.display())))
-}
-
-/// Without `crate-type = ["cdylib"]` cargo builds a wasm32 library and
-/// "succeeds" with no `.wasm` to load.
-/// What `warden plugin build` checks of a Rust project in `dir` before
-/// building it: its manifest, and that the crate is a cdylib. Returns the
-/// crate's name.
-pub fn check_project(dir: &Path) -> Result<String, Failure> {
-    read_manifest(&dir.join("warden.toml"))?;
-    crate_to_build(&dir.join("Cargo.toml"))?.ok_or_else(|| {
-        Failure::bad_input(format!(
-            "{}: a workspace; build the plugin's own crate directory",
-            dir.join("Cargo.toml").display()
-        ))
-    })
-}
-
-/// The name of the crate `cargo` describes, once it is known to build a
-/// `.wasm` (`None` for a workspace's manifest).
-fn crate_to_build(cargo: &Path) -> Result<Option<String>, Failure> {
-    let text = std::fs::read_to_string(cargo)
-        .map_err(|e| Failure::bad_input(format!("cannot read {}: {e}", cargo.display())))?;
-    let crate_toml: toml::Table = toml::from_str(&text)
-        .map_err(|e| Failure::bad_input(format!("{}: {e}", cargo.display())))?;
-    let Some(package) = crate_toml.get("package") else {
-        // A workspace's manifest: its members are checked one by one.
-        return Ok(None);
-    };
-    let name = package
-        .get("name")
-        .and_then(toml::Value::as_str)
-        .ok_or_else(|| Failure::bad_input(format!("{}: no package name", cargo.display())))?;
-    let types = crate_toml
-        .get("lib")
-        .and_then(|lib| lib.get("crate-type"))
-        .and_then(toml::Value::as_array);
-    let cdylib = types.is_some_and(|types| types.iter().any(|t| t.as_str() == Some("cdylib")));
-    if cdylib {
-        Ok(Some(name.to_string()))
-    } else {
-        Err(Failure::bad_input(format!(
-            "{}: the crate is not a cdylib, so `cargo build --target wasm32-wasip2` writes no .wasm; add\n\n[lib]\ncrate-type = [\"cdylib\"]\n",
-            cargo.display()
-        )))
-    }
 }
 
 async fn inspect(path: &Path, json: bool, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
@@ -607,7 +547,7 @@ fn toml_pairs(limits: &warden_core::LimitSettings) -> Vec<String> {
 }
 
 fn pack(plugin: &Path, manifest_path: &Path, output: &Path) -> Result<ExitCode, Failure> {
-    let manifest = read_manifest(manifest_path)?;
+    let manifest = crate::scaffold::read_manifest(manifest_path)?;
     let bytes = std::fs::read(plugin).map_err(|e| LoadError::Read {
         path: plugin.to_path_buf(),
         error: e.to_string(),

@@ -1,10 +1,12 @@
 //! `warden plugin new` (a working plugin project) and `warden plugin build`
-//! (a project into a packed `.wasm` inside it).
+//! (a project into a packed `.wasm` inside it), and the checks of a
+//! project both they and `warden plugin check` make.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use warden_core::grant::is_valid_plugin_name;
+use warden_core::manifest::Manifest;
 
 use crate::exit::Failure;
 
@@ -195,7 +197,7 @@ pub fn build_project(dir: &Path) -> Result<PathBuf, Failure> {
             dir.display()
         )));
     }
-    let crate_name = crate::plugin_cmd::check_project(dir)?;
+    let crate_name = check_project(dir)?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(&cargo)
         .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
@@ -231,4 +233,65 @@ pub fn build_project(dir: &Path) -> Result<PathBuf, Failure> {
     std::fs::write(&out, bytes)
         .map_err(|e| Failure::bad_input(format!("cannot write {}: {e}", out.display())))?;
     Ok(out)
+}
+
+/// The plugin manifest at `path`, checked as loading checks it.
+pub fn read_manifest(path: &Path) -> Result<Manifest, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::bad_input(format!(
+            "cannot read manifest {}: {e}{}",
+            path.display(),
+            if e.kind() == std::io::ErrorKind::NotFound {
+                " (a plugin project keeps its manifest in warden.toml)"
+            } else {
+                ""
+            }
+        ))
+    })?;
+    Manifest::from_toml(&text).map_err(|e| Failure::bad_input(format!("{}: {e}", path.display())))
+}
+
+/// What `warden plugin build` checks of a Rust project in `dir` before
+/// building it: its manifest, and that the crate is a cdylib. Returns the
+/// crate's name.
+fn check_project(dir: &Path) -> Result<String, Failure> {
+    read_manifest(&dir.join("warden.toml"))?;
+    crate_to_build(&dir.join("Cargo.toml"))?.ok_or_else(|| {
+        Failure::bad_input(format!(
+            "{}: a workspace; build the plugin's own crate directory",
+            dir.join("Cargo.toml").display()
+        ))
+    })
+}
+
+/// The name of the crate `cargo` describes, once it is known to build a
+/// `.wasm` (`None` for a workspace's manifest): without `crate-type =
+/// ["cdylib"]` cargo builds a wasm32 library and "succeeds" with no `.wasm`
+/// to load.
+pub fn crate_to_build(cargo: &Path) -> Result<Option<String>, Failure> {
+    let text = std::fs::read_to_string(cargo)
+        .map_err(|e| Failure::bad_input(format!("cannot read {}: {e}", cargo.display())))?;
+    let crate_toml: toml::Table = toml::from_str(&text)
+        .map_err(|e| Failure::bad_input(format!("{}: {e}", cargo.display())))?;
+    let Some(package) = crate_toml.get("package") else {
+        // A workspace's manifest: its members are checked one by one.
+        return Ok(None);
+    };
+    let name = package
+        .get("name")
+        .and_then(toml::Value::as_str)
+        .ok_or_else(|| Failure::bad_input(format!("{}: no package name", cargo.display())))?;
+    let types = crate_toml
+        .get("lib")
+        .and_then(|lib| lib.get("crate-type"))
+        .and_then(toml::Value::as_array);
+    let cdylib = types.is_some_and(|types| types.iter().any(|t| t.as_str() == Some("cdylib")));
+    if cdylib {
+        Ok(Some(name.to_string()))
+    } else {
+        Err(Failure::bad_input(format!(
+            "{}: the crate is not a cdylib, so `cargo build --target wasm32-wasip2` writes no .wasm; add\n\n[lib]\ncrate-type = [\"cdylib\"]\n",
+            cargo.display()
+        )))
+    }
 }
