@@ -3,8 +3,6 @@
 //! venv), for the shared-memory suites. Started per test, killed when
 //! dropped. It answers any access key.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -54,16 +52,7 @@ impl MotoServer {
 
     /// The status of one unsigned request, if the server answered.
     fn status(&self, method: &str, path: &str) -> Option<u16> {
-        let addr = self.endpoint.trim_start_matches("http://");
-        let mut stream = TcpStream::connect(addr).ok()?;
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).ok()?;
-        answer.split(' ').nth(1)?.parse().ok()
+        crate::http_status(self.endpoint.trim_start_matches("http://"), method, path)
     }
 }
 

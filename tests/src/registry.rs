@@ -3,8 +3,6 @@
 //! in its own directory, for the plugin registry suites. Started per test,
 //! killed when dropped.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -61,16 +59,7 @@ impl Registry {
 
     /// The status of a GET of `path`, if the registry answered.
     pub fn status(&self, path: &str) -> Option<u16> {
-        let mut stream = TcpStream::connect(&self.host).ok()?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.host
-        )
-        .ok()?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).ok()?;
-        answer.split(' ').nth(1)?.parse().ok()
+        crate::http_status(&self.host, "GET", path)
     }
 }
 

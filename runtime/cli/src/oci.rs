@@ -84,11 +84,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// reference (`…@sha256:MANIFEST`) to pull it by.
 pub async fn push(file: &Path, reference: &str) -> Result<String, Failure> {
     let parsed = parse(reference)?;
-    let bytes = std::fs::read(file).map_err(|e| warden_core::LoadError::Read {
-        path: file.to_path_buf(),
-        error: e.to_string(),
-    })?;
-    warden_core::engine::inspect_bytes(&bytes, file)?;
+    let bytes = warden_core::engine::read_component(file)?;
     let layer_digest = format!("sha256:{}", sha256_hex(&bytes));
     let config = serde_json::json!({
         "architecture": "wasm",

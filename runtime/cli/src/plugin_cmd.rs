@@ -210,11 +210,7 @@ fn sign(plugin: &Path, key_path: &Path, output: &Path) -> Result<ExitCode, Failu
         .map_err(|e| Failure::bad_input(format!("cannot read key {}: {e}", key_path.display())))?;
     let key = SecretKey::parse(&text)
         .map_err(|e| Failure::bad_input(format!("{}: {e}", key_path.display())))?;
-    let bytes = std::fs::read(plugin).map_err(|e| LoadError::Read {
-        path: plugin.to_path_buf(),
-        error: e.to_string(),
-    })?;
-    warden_core::engine::inspect_bytes(&bytes, plugin)?;
+    let bytes = warden_core::engine::read_component(plugin)?;
     let signed = signature::sign(&bytes, &key)
         .map_err(|e| Failure::bad_input(format!("{}: {e}", plugin.display())))?;
     write_beside(output, &signed)?;
@@ -232,11 +228,7 @@ fn verify(plugin: &Path, trust: &[String]) -> Result<ExitCode, Failure> {
         .iter()
         .map(|k| PublicKey::parse(k).map_err(|e| Failure::bad_input(format!("--trust: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let bytes = std::fs::read(plugin).map_err(|e| LoadError::Read {
-        path: plugin.to_path_buf(),
-        error: e.to_string(),
-    })?;
-    warden_core::engine::inspect_bytes(&bytes, plugin)?;
+    let bytes = warden_core::engine::read_component(plugin)?;
     let signer = signature::signer(&bytes)
         .map_err(|e| Failure::bad_input(format!("{}: {e}", plugin.display())))?;
     let Some(signer) = signer else {
@@ -548,11 +540,7 @@ fn toml_pairs(limits: &warden_core::LimitSettings) -> Vec<String> {
 
 fn pack(plugin: &Path, manifest_path: &Path, output: &Path) -> Result<ExitCode, Failure> {
     let manifest = crate::scaffold::read_manifest(manifest_path)?;
-    let bytes = std::fs::read(plugin).map_err(|e| LoadError::Read {
-        path: plugin.to_path_buf(),
-        error: e.to_string(),
-    })?;
-    warden_core::engine::inspect_bytes(&bytes, plugin)?;
+    let bytes = warden_core::engine::read_component(plugin)?;
     let packed = manifest::pack(&bytes, &manifest)
         .map_err(|e| Failure::bad_input(format!("{}: {e}", plugin.display())))?;
     std::fs::write(output, packed)

@@ -496,6 +496,17 @@ pub fn inspect_bytes(bytes: &[u8], path: &Path) -> Result<manifest::SectionScan,
     Ok(scan)
 }
 
+/// Reads the file at `path` and checks that it is a component (see
+/// [`inspect_bytes`]), without compiling it.
+pub fn read_component(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let bytes = std::fs::read(path).map_err(|e| LoadError::Read {
+        path: path.to_path_buf(),
+        error: e.to_string(),
+    })?;
+    inspect_bytes(&bytes, path)?;
+    Ok(bytes)
+}
+
 /// A plugin name for a component without a manifest: its file stem, made
 /// into a valid name (`My_Tool.wasm` becomes `my-tool`).
 fn name_from_path(path: &Path) -> String {
