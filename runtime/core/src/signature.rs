@@ -247,6 +247,40 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_or_doubled_signature_section_is_refused() {
+        let with = |data: &[u8]| {
+            let mut bytes = component();
+            let section = wasm_encoder::CustomSection {
+                name: SECTION.into(),
+                data: data.into(),
+            };
+            wasm_encoder::Section::append_to(&section, &mut bytes);
+            bytes
+        };
+        for junk in [&b"not json"[..], b"{}", &[0xff; 4096]] {
+            assert!(
+                matches!(signer(&with(junk)), Err(SignatureError::Malformed(_))),
+                "{junk:?}"
+            );
+        }
+        let (key, _) = SecretKey::generate().unwrap();
+        let mut twice = sign(&component(), &key).unwrap();
+        let section = wasm_encoder::CustomSection {
+            name: SECTION.into(),
+            data: b"{}".as_slice().into(),
+        };
+        wasm_encoder::Section::append_to(&section, &mut twice);
+        assert_eq!(signer(&twice), Err(SignatureError::Several(2)));
+        let newer = br#"{"version":2,"key":"ed25519:AAAA","signature":""}"#;
+        assert!(
+            signer(&with(newer))
+                .unwrap_err()
+                .to_string()
+                .contains("upgrade warden")
+        );
+    }
+
+    #[test]
     fn keys_read_back_and_bad_ones_say_how_to_make_one() {
         let (key, _) = SecretKey::generate().unwrap();
         let public = key.public().to_string();

@@ -106,6 +106,15 @@ fn a_signed_plugin_pulled_by_digest_runs_where_signatures_are_required() {
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("changed on disk"), "{}", stderr(&out));
 
+    // Not a reference.
+    let out = s.run(&["plugin", "push", "signed.wasm", "Not A/Reference!"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("is not an OCI reference"),
+        "{}",
+        stderr(&out)
+    );
+
     // Not a component.
     std::fs::write(dir.join("notes.txt"), "hello").unwrap();
     let out = s.run(&["plugin", "push", "notes.txt", &tag]);
