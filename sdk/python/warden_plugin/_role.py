@@ -1,0 +1,128 @@
+"""A role: one function that works a task and returns its outcome."""
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import _schema
+from .errors import ToolError
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+
+
+@dataclass
+class Dependency:
+    """A finished task this one depends on."""
+
+    task_id: str
+    role: str
+    summary: str
+    output: Any
+    artifacts: list[str]
+
+
+@dataclass
+class Task:
+    """What the role is asked to do. `input` and each dependency's `output`
+    are parsed JSON; `memories` are the host's memory hits for the goal."""
+
+    id: str
+    goal: str
+    instructions: str
+    input: Any
+    dependencies: list[Dependency] = field(default_factory=list)
+    memories: list[dict] = field(default_factory=list)
+    roles: list[dict] = field(default_factory=list)
+    attempt: int = 1
+    last_error: str | None = None
+
+    def dependency(self, task_id: str) -> Dependency | None:
+        return next((d for d in self.dependencies if d.task_id == task_id), None)
+
+
+@dataclass
+class NewTask:
+    """A follow-up task for the run's planner to add."""
+
+    id: str
+    role: str
+    instructions: str
+    depends_on: list[str] = field(default_factory=list)
+    priority: int = 0
+    input: Any = None
+
+
+@dataclass
+class Outcome:
+    """What a role hands back: a summary for people and later tasks, an
+    output (any JSON), artifact paths and follow-up tasks."""
+
+    summary: str
+    output: Any = None
+    artifacts: list[str] = field(default_factory=list)
+    follow_ups: list[NewTask] = field(default_factory=list)
+
+
+@dataclass
+class _Role:
+    name: str
+    description: str
+    tools: list[str]
+    function: Callable[[Task], Any]
+
+
+_ROLE: list[_Role] = []
+
+
+def role(*, name: str, description: str, tools: list[str] = ()):
+    """Declares the plugin's role: `@role(name=..., description=...,
+    tools=[...])` on a function taking a Task and returning an Outcome (or a
+    str, taken as the summary). `tools` names the tool plugins it wants."""
+
+    if not _NAME.match(name):
+        raise ValueError(f"role name {name!r}: use 1 to 64 lowercase letters, digits and '-', starting with a letter")
+
+    def declare(function):
+        if _ROLE:
+            raise ValueError(f"a plugin has one role; {_ROLE[0].name!r} is declared already")
+        _ROLE.append(_Role(name, description, list(tools), function))
+        return function
+
+    return declare
+
+
+def declared() -> _Role:
+    if not _ROLE:
+        raise LookupError("no role: decorate the function that works a task with @warden_plugin.role(...)")
+    return _ROLE[0]
+
+
+def outcome_of(value) -> Outcome:
+    if isinstance(value, Outcome):
+        return value
+    if isinstance(value, str):
+        return Outcome(summary=value)
+    raise TypeError(f"a role returns an Outcome or a str, not a {type(value).__name__}")
+
+
+def dumps(value) -> str:
+    return json.dumps(_schema.to_json_value(value), ensure_ascii=False, allow_nan=False)
+
+
+def loads(text: str):
+    try:
+        return json.loads(text) if text.strip() else None
+    except ValueError:
+        return text
+
+
+def error_kind(e: BaseException) -> str:
+    """The role-error case for an exception a role raised."""
+    from .errors import InvalidTask
+
+    if isinstance(e, InvalidTask):
+        return "invalid-task"
+    if isinstance(e, ToolError) and e.kind == "denied":
+        return "denied"
+    return "failed"
