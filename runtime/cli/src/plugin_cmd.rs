@@ -51,17 +51,20 @@ pub enum PluginCommand {
         #[arg(long)]
         runtimes: bool,
     },
-    /// Write a new plugin project: manifest, crate with one tool and its
-    /// test, README (Rust so far).
+    /// Write a new plugin project: manifest, code with one tool (or a role)
+    /// and its test, README.
     New {
         name: String,
-        #[arg(long, default_value = "rust")]
-        lang: String,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: crate::scaffold::Lang,
+        /// A role (one worker of a run) instead of a tool plugin.
+        #[arg(long)]
+        role: bool,
         /// Where to write it (default: ./NAME).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
-        /// The SDK directory of a warden checkout, for a path dependency
-        /// (default: warden-sdk from crates.io).
+        /// The kit in a warden checkout, for a path dependency: its `sdk`
+        /// (Rust) or `sdk/python` directory (default: the published kit).
         #[arg(long, value_name = "DIR")]
         sdk: Option<PathBuf>,
     },
@@ -125,11 +128,12 @@ pub async fn run(cmd: PluginCommand, dirs: &crate::Dirs) -> Result<ExitCode, Fai
         PluginCommand::New {
             name,
             lang,
+            role,
             dir,
             sdk,
         } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
-            crate::scaffold::new_project(&name, &lang, &dir, sdk.as_deref())?;
+            crate::scaffold::new_project(&name, lang, role, &dir, sdk.as_deref())?;
             eprintln!(
                 "warden: wrote {}; build it with `warden plugin build {}`",
                 dir.display(),

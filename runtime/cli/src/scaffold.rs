@@ -10,18 +10,31 @@ use warden_core::manifest::Manifest;
 
 use crate::exit::Failure;
 
-/// The languages `warden plugin new` writes projects in.
-const LANGUAGES: &str = "rust";
+/// The languages `warden plugin new` writes projects in and `warden plugin
+/// build` builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
+}
 
-/// Writes a Rust tool plugin project `name` into `dir` (made; it must not
-/// exist): a manifest, the crate with one tool and its test, a README.
-/// `sdk` is where the SDK is, for a path dependency; without it the
-/// project depends on `warden-sdk` from crates.io.
-pub fn new_project(name: &str, lang: &str, dir: &Path, sdk: Option<&Path>) -> Result<(), Failure> {
-    if lang != "rust" {
-        return Err(Failure::bad_input(format!(
-            "--lang {lang}: warden plugin new writes {LANGUAGES} projects so far; a Python or JavaScript plugin builds with componentize-py or componentize-js against wit/ and gets its manifest with `warden plugin pack`"
-        )));
+/// Writes a plugin project `name` into `dir` (made; it must not exist): a
+/// manifest, the code with one tool (or, with `role`, a role) and its test,
+/// a README; a role also gets a workflow that runs it. `sdk` is where the
+/// kit is (a warden checkout's `sdk` or `sdk/python`), for a path
+/// dependency; without it the project depends on the published kit.
+pub fn new_project(
+    name: &str,
+    lang: Lang,
+    role: bool,
+    dir: &Path,
+    sdk: Option<&Path>,
+) -> Result<(), Failure> {
+    if lang == Lang::Js {
+        return Err(Failure::bad_input(
+            "--lang js: the JavaScript kit is not built yet; write the plugin with componentize-js against warden's wit/ and add its manifest with `warden plugin pack`, or use --lang rust or python",
+        ));
     }
     if !is_valid_plugin_name(name) {
         return Err(Failure::bad_input(format!(
@@ -34,169 +47,199 @@ pub fn new_project(name: &str, lang: &str, dir: &Path, sdk: Option<&Path>) -> Re
             dir.display()
         )));
     }
-    let sdk = match sdk {
-        Some(path) => {
-            let path = std::path::absolute(path)
-                .map_err(|e| Failure::bad_input(format!("--sdk {}: {e}", path.display())))?;
-            if !path.join("Cargo.toml").is_file() {
-                return Err(Failure::bad_input(format!(
-                    "--sdk {}: no Cargo.toml there; point it at the sdk directory of a warden checkout",
-                    path.display()
-                )));
-            }
-            format!("{{ path = {:?} }}", path.display().to_string())
+    let kind = if role { "role" } else { "tool" };
+    let sdk = sdk
+        .map(|path| {
+            std::path::absolute(path)
+                .map_err(|e| Failure::bad_input(format!("--sdk {}: {e}", path.display())))
+        })
+        .transpose()?;
+    let mut files = vec![("warden.toml", if role { ROLE_TOML } else { TOOL_TOML })];
+    let mut extra = Vec::new();
+    match lang {
+        Lang::Rust => {
+            let dependency = match &sdk {
+                Some(path) if path.join("Cargo.toml").is_file() => {
+                    format!("{{ path = {:?} }}", path.display().to_string())
+                }
+                Some(path) => {
+                    return Err(Failure::bad_input(format!(
+                        "--sdk {}: no Cargo.toml there; point it at the sdk directory of a warden checkout",
+                        path.display()
+                    )));
+                }
+                None => format!("\"{}\"", env!("CARGO_PKG_VERSION")),
+            };
+            extra.push(("Cargo.toml", RUST_CARGO.replace("__SDK__", &dependency)));
+            files.push(("src/lib.rs", if role { RUST_ROLE } else { RUST_TOOL }));
+            files.push(("README.md", RUST_README));
+            files.push((".gitignore", RUST_GITIGNORE));
         }
-        None => format!("\"{}\"", env!("CARGO_PKG_VERSION")),
+        Lang::Python => {
+            let kit = match &sdk {
+                Some(path) if path.join("warden_plugin").is_dir() => {
+                    format!("-e {}", path.display())
+                }
+                Some(path) => {
+                    return Err(Failure::bad_input(format!(
+                        "--sdk {}: no warden_plugin package there; point it at the sdk/python directory of a warden checkout",
+                        path.display()
+                    )));
+                }
+                None => "warden-plugin".to_string(),
+            };
+            extra.push((
+                "requirements.txt",
+                PYTHON_REQUIREMENTS.replace("__KIT__", &kit),
+            ));
+            files.push(("app.py", if role { PYTHON_ROLE } else { PYTHON_TOOL }));
+            files.push((
+                if role { "test_role.py" } else { "test_tool.py" },
+                if role {
+                    PYTHON_TEST_ROLE
+                } else {
+                    PYTHON_TEST_TOOL
+                },
+            ));
+            files.push(("README.md", PYTHON_README));
+            files.push((".gitignore", PYTHON_GITIGNORE));
+        }
+        Lang::Js => unreachable!("refused above"),
+    }
+    if role {
+        files.push(("workflow.toml", WORKFLOW));
+    }
+    let try_it = if role {
+        format!("warden run workflow.toml --plugin-dir .     # a run with one task for {name}")
+    } else {
+        format!("warden tool call {name}.wasm greet --args '{{\"name\":\"Ada\"}}'")
     };
-    let files = [
-        ("Cargo.toml", cargo_toml(name, &sdk)),
-        ("warden.toml", manifest(name)),
-        ("src/lib.rs", LIB_RS.to_string()),
-        ("README.md", readme(name)),
-        (".gitignore", "/target\n/*.wasm\n".to_string()),
-    ];
-    let written = std::fs::create_dir_all(dir.join("src")).and_then(|()| {
-        files
+    let fill = |text: &str| {
+        text.replace("__NAME__", name)
+            .replace("__KIND__", kind)
+            .replace("__TRY__", &try_it)
+    };
+    let written = std::fs::create_dir_all(dir).and_then(|()| {
+        let all = files
             .iter()
-            .try_for_each(|(file, text)| std::fs::write(dir.join(file), text))
+            .map(|(file, text)| (*file, fill(text)))
+            .chain(extra.iter().map(|(file, text)| (*file, fill(text))));
+        for (file, text) in all {
+            let path = dir.join(file);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, text)?;
+        }
+        Ok(())
     });
     written.map_err(|e| Failure::bad_input(format!("cannot write {}: {e}", dir.display())))
 }
 
-fn cargo_toml(name: &str, sdk: &str) -> String {
-    format!(
-        r#"[package]
-name = "{name}"
-version = "0.1.0"
-edition = "2024"
+// The project templates; __NAME__, __KIND__, __TRY__, __SDK__ and __KIT__
+// are filled in.
+const TOOL_TOML: &str = include_str!("../templates/tool.toml");
+const ROLE_TOML: &str = include_str!("../templates/role.toml");
+const WORKFLOW: &str = include_str!("../templates/workflow.toml");
+const RUST_CARGO: &str = include_str!("../templates/rust/Cargo.toml");
+const RUST_TOOL: &str = include_str!("../templates/rust/tool.rs");
+const RUST_ROLE: &str = include_str!("../templates/rust/role.rs");
+const RUST_README: &str = include_str!("../templates/rust/README.md");
+const RUST_GITIGNORE: &str = include_str!("../templates/rust/.gitignore");
+const PYTHON_TOOL: &str = include_str!("../templates/python/tool.py");
+const PYTHON_TEST_TOOL: &str = include_str!("../templates/python/test_tool.py");
+const PYTHON_ROLE: &str = include_str!("../templates/python/role.py");
+const PYTHON_TEST_ROLE: &str = include_str!("../templates/python/test_role.py");
+const PYTHON_README: &str = include_str!("../templates/python/README.md");
+const PYTHON_REQUIREMENTS: &str = include_str!("../templates/python/requirements.txt");
+const PYTHON_GITIGNORE: &str = include_str!("../templates/python/.gitignore");
 
-# A crate of its own, even inside another workspace.
-[workspace]
-
-[lib]
-# cdylib: the .wasm component; rlib: `cargo test` runs the tools natively.
-crate-type = ["cdylib", "rlib"]
-
-[dependencies]
-warden-sdk = {sdk}
-schemars = "1"
-serde = {{ version = "1", features = ["derive"] }}
-
-[profile.release]
-opt-level = "s"
-lto = true
-strip = true
-"#
-    )
-}
-
-fn manifest(name: &str) -> String {
-    format!(
-        r#"manifest-version = 1
-name = "{name}"
-version = "0.1.0"
-kind = "tool"
-description = "Greets someone by name"
-
-# Ask only for what the tools need; the operator grants at most this.
-# [[capabilities.fs]]
-# path = "/data"
-# mode = "ro"
-# reason = "reads its input"
-#
-# [[capabilities.http]]
-# host = "https://api.example.com"
-# reason = "calls the example API"
-
-[limits]
-timeout-ms = 2000
-"#
-    )
-}
-
-const LIB_RS: &str = r##"//! A warden tool plugin: `greet`.
-
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use warden_sdk::{ToolError, Toolbox};
-
-/// Arguments of `greet`; doc comments become the schema's descriptions.
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GreetArgs {
-    /// Who to greet.
-    pub name: String,
-}
-
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct Greeting {
-    pub message: String,
-}
-
-pub fn greet(args: GreetArgs) -> Result<Greeting, ToolError> {
-    if args.name.is_empty() {
-        // Comes back to the caller as an `invalid-arguments` tool error.
-        return Err(ToolError::InvalidArguments("`name` is empty".into()));
-    }
-    warden_sdk::log::info(format!("greeting {}", args.name));
-    Ok(Greeting {
-        message: format!("Hello, {}!", args.name),
-    })
-}
-
-pub fn toolbox() -> Toolbox {
-    Toolbox::new().tool("greet", "Greets someone by name", greet)
-}
-
-warden_sdk::export!(toolbox);
-warden_sdk::embed_manifest!("../warden.toml");
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn greets_and_refuses_an_empty_name() {
-        let out = toolbox().call("greet", r#"{"name":"Ada"}"#);
-        assert_eq!(out.ok().as_deref(), Some(r#"{"message":"Hello, Ada!"}"#));
-        assert!(matches!(
-            toolbox().call("greet", r#"{"name":""}"#),
-            Err(ToolError::InvalidArguments(_))
-        ));
+/// The language of the project in `dir`, from the file its code starts
+/// from.
+pub fn project_lang(dir: &Path) -> Result<Lang, Failure> {
+    if dir.join("Cargo.toml").is_file() {
+        Ok(Lang::Rust)
+    } else if dir.join("app.py").is_file() {
+        Ok(Lang::Python)
+    } else {
+        Err(Failure::bad_input(format!(
+            "{} has no Cargo.toml (Rust) or app.py (Python): `warden plugin new NAME --lang rust|python` writes a plugin project",
+            dir.display()
+        )))
     }
 }
-"##;
 
-fn readme(name: &str) -> String {
-    format!(
-        r#"# {name}
-
-A warden tool plugin.
-
-```sh
-cargo test                                  # the tools, natively
-warden plugin build .                       # ./{name}.wasm, manifest inside
-warden tool call {name}.wasm greet --args '{{"name":"Ada"}}'
-```
-
-`warden plugin build` runs `cargo build --target wasm32-wasip2 --release`
-(`rustup target add wasm32-wasip2` once) and copies the component here.
-`warden.toml` is the manifest: what the plugin may ask for, checked by
-`warden plugin check`.
-"#
-    )
-}
-
-/// Builds the project in `dir` (a Rust crate) and copies the component to
-/// `dir/NAME.wasm`; returns that path.
+/// Builds the project in `dir` into `dir/NAME.wasm`, its manifest inside;
+/// returns that path.
 pub fn build_project(dir: &Path) -> Result<PathBuf, Failure> {
-    let cargo_toml = dir.join("Cargo.toml");
-    if !cargo_toml.is_file() {
+    match project_lang(dir)? {
+        Lang::Rust => build_rust(dir),
+        Lang::Python => build_python(dir),
+        Lang::Js => unreachable!("project_lang does not detect JavaScript projects yet"),
+    }
+}
+
+/// The Python that builds a Python project: $WARDEN_PYTHON, else the
+/// project's own `.venv`, else `python3`.
+fn python_for(dir: &Path) -> PathBuf {
+    if let Some(python) = std::env::var_os("WARDEN_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let venv = dir.join(".venv/bin/python");
+    if venv.is_file() {
+        return venv;
+    }
+    PathBuf::from("python3")
+}
+
+/// Runs the Python kit's build (componentize-py, then the manifest into the
+/// component) and checks what it wrote as loading would.
+fn build_python(dir: &Path) -> Result<PathBuf, Failure> {
+    let manifest = read_manifest(&dir.join("warden.toml"))?;
+    let python = python_for(dir);
+    let probe = Command::new(&python)
+        .args(["-c", "import warden_plugin, componentize_py"])
+        .output()
+        .map_err(|e| {
+            Failure::bad_input(format!(
+                "cannot run {} ({e}); install Python 3.11 or later, or point WARDEN_PYTHON at one",
+                python.display()
+            ))
+        })?;
+    if !probe.status.success() {
         return Err(Failure::bad_input(format!(
-            "{} has no Cargo.toml: warden plugin build builds Rust plugin projects so far (`warden plugin new NAME` writes one)",
+            "{} cannot import the Python kit (warden_plugin, componentize-py): run `{} -m pip install -r {}`, or point WARDEN_PYTHON at a Python that has it\n{}",
+            python.display(),
+            python.display(),
+            dir.join("requirements.txt").display(),
+            String::from_utf8_lossy(&probe.stderr).trim_end()
+        )));
+    }
+    let out = dir.join(format!("{}.wasm", manifest.name));
+    let status = Command::new(&python)
+        .args(["-m", "warden_plugin", "build"])
+        .arg(dir)
+        .arg("-o")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| Failure::bad_input(format!("cannot run {}: {e}", python.display())))?;
+    if !status.success() {
+        return Err(Failure::bad_input(format!(
+            "the Python kit could not build {} (its errors are above)",
             dir.display()
         )));
     }
+    let bytes = std::fs::read(&out)
+        .map_err(|e| Failure::bad_input(format!("the kit wrote no {} ({e})", out.display())))?;
+    warden_core::engine::inspect_bytes(&bytes, &out)?;
+    Ok(out)
+}
+
+/// Builds the Rust crate in `dir` and copies the component to
+/// `dir/NAME.wasm`; returns that path.
+fn build_rust(dir: &Path) -> Result<PathBuf, Failure> {
+    let cargo_toml = dir.join("Cargo.toml");
     let crate_name = check_project(dir)?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(&cargo)

@@ -28,15 +28,24 @@ pub(crate) mod role {
 
 #[cfg(test)]
 mod tests {
-    /// The Rust SDK carries a copy of the contract inside its crate (so it
-    /// packages and publishes on its own); it must be the contract.
+    /// The Rust SDK and the Python kit carry a copy of the contract inside
+    /// their packages (so each packages and publishes on its own); it must
+    /// be the contract.
     #[test]
-    fn the_sdk_carries_the_contract_unchanged() {
+    fn the_kits_carry_the_contract_unchanged() {
         let contract = include_str!("../../../wit/plugin.wit");
-        let carried = include_str!("../../../sdk/wit/plugin.wit");
-        assert!(
-            contract == carried,
-            "sdk/wit/plugin.wit differs from wit/plugin.wit: copy the contract into the SDK (cp wit/plugin.wit sdk/wit/)"
-        );
+        let carried = [
+            ("sdk/wit/", include_str!("../../../sdk/wit/plugin.wit")),
+            (
+                "sdk/python/warden_plugin/wit/deps/",
+                include_str!("../../../sdk/python/warden_plugin/wit/deps/plugin.wit"),
+            ),
+        ];
+        for (dir, copy) in carried {
+            assert!(
+                contract == copy,
+                "{dir}plugin.wit differs from wit/plugin.wit: copy the contract into the kit (cp wit/plugin.wit {dir})"
+            );
+        }
     }
 }

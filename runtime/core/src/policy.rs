@@ -102,10 +102,17 @@ pub fn effective(
     for pattern in &grant.allow_hosts {
         tracing::debug!(%tenant, plugin, %pattern, "outbound host granted");
     }
-    caps.net = NetPolicy::new(
-        grant.allow_hosts.clone(),
-        manifest.map(Manifest::http_patterns),
-    );
+    let declared_hosts = manifest.map(Manifest::http_patterns);
+    if declared_hosts.as_ref().is_some_and(Vec::is_empty) && !grant.allow_hosts.is_empty() {
+        let hosts: Vec<String> = grant.allow_hosts.iter().map(|p| p.to_string()).collect();
+        let why = format!(
+            "host {} dropped: plugin {plugin} declares no network access (capabilities.http in its manifest)",
+            hosts.join(", ")
+        );
+        tracing::info!(%tenant, plugin, reason = %why, "grant denied by manifest");
+        caps.narrowed.push(why);
+    }
+    caps.net = NetPolicy::new(grant.allow_hosts.clone(), declared_hosts);
     caps.models = effective_models(&grant.models, manifest, tenant, plugin, &mut caps.narrowed);
     caps.memory = effective_memory(&grant.memory, manifest, tenant, plugin, &mut caps.narrowed);
     caps
@@ -687,6 +694,19 @@ mod tests {
         assert_eq!(caps.dirs[1].mode, DirMode::ReadWrite);
         assert_eq!(caps.narrowed.len(), 2);
         assert!(caps.narrowed[1].contains("declares no filesystem access to /other"));
+        // A host granted to a plugin that declares no network access is
+        // named as dropped too.
+        let mut g = grant(&[]);
+        g.allow_hosts = vec![HostPattern::parse("https://api.example.com").unwrap()];
+        let caps = effective(&g, Some(&m), &TenantId::default(), "p");
+        assert_eq!(caps.narrowed.len(), 1, "{:?}", caps.narrowed);
+        assert!(
+            caps.narrowed[0].contains(
+                "host https://api.example.com dropped: plugin p declares no network access"
+            ),
+            "{:?}",
+            caps.narrowed
+        );
         // A manifest can never widen: ro grant under an rw ceiling stays ro.
         let m = manifest(vec![("*", DirMode::ReadWrite)]);
         let caps = effective(

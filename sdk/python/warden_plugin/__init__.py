@@ -33,11 +33,12 @@ import os
 
 from . import http, llm, log, memory, tools
 from ._tools import tool
-from ._role import NewTask, Outcome, Task, role
+from ._role import Dependency, NewTask, Outcome, Task, role
 from .errors import Denied, Failed, InvalidArguments, InvalidTask, ToolError, UnknownTool
 
 __all__ = [
     "Denied",
+    "Dependency",
     "Failed",
     "InvalidArguments",
     "InvalidTask",

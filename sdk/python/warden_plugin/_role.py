@@ -40,6 +40,23 @@ class Task:
     def dependency(self, task_id: str) -> Dependency | None:
         return next((d for d in self.dependencies if d.task_id == task_id), None)
 
+    def brief(self) -> str:
+        """The task as a model reads it: the run's goal, the instructions,
+        the input, what the tasks before it did, what memory recalled, and
+        why the last attempt failed."""
+        text = f"Goal of the run: {self.goal}\n\nYour task ({self.id}): {self.instructions}\n"
+        if self.input not in (None, {}):
+            text += f"\nInput: {dumps(self.input)}\n"
+        for d in self.dependencies:
+            text += f"\nDone before you, by {d.role} ({d.task_id}): {d.summary}\n"
+            if d.artifacts:
+                text += f"Files: {', '.join(d.artifacts)}\n"
+        for m in self.memories:
+            text += f"\nRemembered: {m['content']}\n"
+        if self.last_error:
+            text += f"\nAttempt {max(self.attempt - 1, 0)} failed with: {self.last_error}\n"
+        return text
+
 
 @dataclass
 class NewTask:
@@ -107,7 +124,7 @@ def outcome_of(value) -> Outcome:
 
 
 def dumps(value) -> str:
-    return json.dumps(_schema.to_json_value(value), ensure_ascii=False, allow_nan=False)
+    return json.dumps(_schema.to_json_value(value), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def loads(text: str):

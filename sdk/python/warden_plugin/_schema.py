@@ -9,6 +9,7 @@ an integer, got a string`) instead of the tool failing halfway.
 import collections.abc
 import dataclasses
 import enum
+import json
 import types
 import typing
 from typing import Any
@@ -131,7 +132,9 @@ def _own_doc(tp) -> str:
 
 
 def _name(tp) -> str:
-    return getattr(tp, "__name__", None) or repr(tp)
+    if typing.get_origin(tp) is None and hasattr(tp, "__name__"):
+        return tp.__name__
+    return repr(tp).replace("typing.", "")
 
 
 def _json_type(value) -> str:
@@ -269,8 +272,6 @@ def check_keys(value: dict, known, path: str):
 
 
 def _show(value) -> str:
-    import json
-
     try:
         return json.dumps(value)
     except (TypeError, ValueError):

@@ -147,7 +147,7 @@ def call(name: str, arguments: str) -> str:
         raise InvalidArguments(f"{name}: {e}" if not str(e).startswith(name) else str(e)) from None
     result = run_guarded(name, lambda: spec.function(**values))
     try:
-        return json.dumps(_schema.to_json_value(result), ensure_ascii=False, allow_nan=False)
+        return json.dumps(_schema.to_json_value(result), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except TypeError as e:
         raise Failed(f"{name}: {e}") from None
 

@@ -7,6 +7,7 @@ mod cluster;
 mod exec;
 mod exit_codes;
 mod inspect;
+mod kits;
 mod llm;
 mod mcp;
 mod memory;
