@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use warden_tests::fake_llm::{FakeLlm, Reply as LlmReply};
 use warden_tests::server::{RecordingServer, Reply};
 
 use crate::{Scratch, code, stderr, stdout};
@@ -304,4 +305,108 @@ fn a_python_project_without_the_kit_is_told_how_to_get_it() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Runs DIR/workflow.toml (the one `plugin new --role` writes) against the
+/// fake model; returns the report.
+fn run_workflow(s: &Scratch, project: &Path, llm: &Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .current_dir(project)
+        .env("WARDEN_DATA_DIR", s.data.path())
+        .args([
+            "run",
+            "workflow.toml",
+            "--plugin-dir",
+            ".",
+            "--json",
+            "--llm-config",
+        ])
+        .arg(llm)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}\n{}", stdout(&out), stderr(&out));
+    serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap()
+}
+
+#[test]
+fn the_role_templates_run_as_a_workflow_in_rust_and_python() {
+    let s = Scratch::new();
+    let dir = s.cwd.path();
+    let fake = FakeLlm::start();
+    let llm = dir.join("llm.toml");
+    std::fs::write(
+        &llm,
+        format!(
+            "version = 1\ndefault = \"fake/m\"\n[providers.fake]\nkind = \"openai\"\nbase-url = \"{}/v1\"\n",
+            fake.origin()
+        ),
+    )
+    .unwrap();
+
+    // Python.
+    let out = s.run(&[
+        "plugin", "new", "pyrole", "--lang", "python", "--role", "--sdk", KIT,
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let project = dir.join("pyrole");
+    let out = with_kit(warden_tests::python())
+        .current_dir(&project)
+        .args(["-m", "unittest", "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = with_kit(env!("CARGO_BIN_EXE_warden"))
+        .current_dir(dir)
+        .env("WARDEN_DATA_DIR", s.data.path())
+        .args(["plugin", "build", "pyrole"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    fake.push(LlmReply::openai_text("  Sandboxes keep code apart.  "));
+    let report = run_workflow(&s, &project, &llm);
+    assert_eq!(report["status"], "succeeded", "{report}");
+    let outcome = &report["tasks"][0]["outcome"];
+    assert_eq!(outcome["summary"], "Sandboxes keep code apart.");
+    assert_eq!(outcome["output"], serde_json::json!({"words": 4}));
+
+    // Rust, in the target dir the tool template's test builds in.
+    let sdk = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk");
+    let out = s.run(&["plugin", "new", "rsrole", "--role", "--sdk", sdk]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let project = dir.join("rsrole");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"),
+        project.join("Cargo.lock"),
+    )
+    .unwrap();
+    let target = Path::new(warden_tests::artifacts::RUNTIME_DIR)
+        .parent()
+        .unwrap()
+        .join("plugin-new");
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .current_dir(dir)
+        .env("WARDEN_DATA_DIR", s.data.path())
+        .env("CARGO_TARGET_DIR", &target)
+        .args(["plugin", "build", "rsrole"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    fake.push(LlmReply::openai_text("Rust says the same."));
+    let report = run_workflow(&s, &project, &llm);
+    assert_eq!(report["status"], "succeeded", "{report}");
+    let outcome = &report["tasks"][0]["outcome"];
+    assert_eq!(outcome["summary"], "Rust says the same.");
+    assert_eq!(outcome["output"], serde_json::json!({"words": 4}));
+
+    // Both asked the model with the task's brief.
+    let asked = fake.requests();
+    assert_eq!(asked.len(), 2);
+    for request in asked {
+        let body = request.body.to_string();
+        assert!(body.contains("Answer the goal in two sentences."), "{body}");
+        assert!(
+            body.contains("Explain in two sentences what a sandbox is."),
+            "{body}"
+        );
+    }
 }
