@@ -1,5 +1,6 @@
-"""A Python-kit plugin served by `warden mcp` over stdio, through the
-official MCP client: run by runtime/cli/tests/all/kits.rs.
+"""A plugin built with the Python or JavaScript kit, served by `warden mcp`
+over stdio, through the official MCP client: run by
+runtime/cli/tests/all/kits.rs.
 
     python tests/kits/mcp_kit.py --warden W --plugin P.wasm --data-dir D
 """
@@ -28,7 +29,7 @@ async def main(a):
             greet = tools.get(f"{a.name}__greet")
             assert greet is not None, sorted(tools)
             assert greet.input_schema["required"] == ["name"], greet.input_schema
-            assert greet.description == "Greets someone by name.", greet.description
+            assert greet.description.startswith("Greets someone by name"), greet.description
 
             ok = await session.call_tool(f"{a.name}__greet", {"name": "Ada", "excited": True})
             assert not ok.is_error, ok
@@ -40,7 +41,7 @@ async def main(a):
 
             crash = await session.call_tool(f"{a.name}__crash", {"how": "zero"})
             assert crash.is_error, crash
-            assert "ZeroDivisionError" in text(crash), text(crash)
+            assert text(crash).startswith("failed: crash: "), text(crash)
 
             # The server survives all of it.
             again = await session.call_tool(f"{a.name}__greet", {"name": "Bo"})

@@ -22,8 +22,8 @@ pub enum Lang {
 /// Writes a plugin project `name` into `dir` (made; it must not exist): a
 /// manifest, the code with one tool (or, with `role`, a role) and its test,
 /// a README; a role also gets a workflow that runs it. `sdk` is where the
-/// kit is (a warden checkout's `sdk` or `sdk/python`), for a path
-/// dependency; without it the project depends on the published kit.
+/// kit is (a warden checkout's `sdk`, `sdk/python` or `sdk/js`), for a
+/// path dependency; without it the project depends on the published kit.
 pub fn new_project(
     name: &str,
     lang: Lang,
@@ -31,11 +31,6 @@ pub fn new_project(
     dir: &Path,
     sdk: Option<&Path>,
 ) -> Result<(), Failure> {
-    if lang == Lang::Js {
-        return Err(Failure::bad_input(
-            "--lang js: the JavaScript kit is not built yet; write the plugin with componentize-js against warden's wit/ and add its manifest with `warden plugin pack`, or use --lang rust or python",
-        ));
-    }
     if !is_valid_plugin_name(name) {
         return Err(Failure::bad_input(format!(
             "{name:?} is not a plugin name: use 1 to 64 lowercase letters, digits and '-', starting with a letter"
@@ -104,7 +99,28 @@ pub fn new_project(
             files.push(("README.md", PYTHON_README));
             files.push((".gitignore", PYTHON_GITIGNORE));
         }
-        Lang::Js => unreachable!("refused above"),
+        Lang::Js => {
+            let kit = match &sdk {
+                Some(path) if path.join("bin/warden-plugin.js").is_file() => {
+                    format!("file:{}", path.display())
+                }
+                Some(path) => {
+                    return Err(Failure::bad_input(format!(
+                        "--sdk {}: no bin/warden-plugin.js there; point it at the sdk/js directory of a warden checkout",
+                        path.display()
+                    )));
+                }
+                None => "^0.1.0".to_string(),
+            };
+            extra.push(("package.json", JS_PACKAGE.replace("__KIT__", &kit)));
+            files.push(("app.js", if role { JS_ROLE } else { JS_TOOL }));
+            files.push((
+                if role { "role.test.js" } else { "tool.test.js" },
+                if role { JS_TEST_ROLE } else { JS_TEST_TOOL },
+            ));
+            files.push(("README.md", JS_README));
+            files.push((".gitignore", JS_GITIGNORE));
+        }
     }
     if role {
         files.push(("workflow.toml", WORKFLOW));
@@ -153,6 +169,13 @@ const PYTHON_TEST_ROLE: &str = include_str!("../templates/python/test_role.py");
 const PYTHON_README: &str = include_str!("../templates/python/README.md");
 const PYTHON_REQUIREMENTS: &str = include_str!("../templates/python/requirements.txt");
 const PYTHON_GITIGNORE: &str = include_str!("../templates/python/.gitignore");
+const JS_TOOL: &str = include_str!("../templates/js/tool.js");
+const JS_TEST_TOOL: &str = include_str!("../templates/js/tool.test.js");
+const JS_ROLE: &str = include_str!("../templates/js/role.js");
+const JS_TEST_ROLE: &str = include_str!("../templates/js/role.test.js");
+const JS_README: &str = include_str!("../templates/js/README.md");
+const JS_PACKAGE: &str = include_str!("../templates/js/package.json");
+const JS_GITIGNORE: &str = include_str!("../templates/js/.gitignore");
 
 /// The language of the project in `dir`, from the file its code starts
 /// from.
@@ -161,9 +184,11 @@ pub fn project_lang(dir: &Path) -> Result<Lang, Failure> {
         Ok(Lang::Rust)
     } else if dir.join("app.py").is_file() {
         Ok(Lang::Python)
+    } else if dir.join("app.js").is_file() {
+        Ok(Lang::Js)
     } else {
         Err(Failure::bad_input(format!(
-            "{} has no Cargo.toml (Rust) or app.py (Python): `warden plugin new NAME --lang rust|python` writes a plugin project",
+            "{} has no Cargo.toml (Rust), app.py (Python) or app.js (JavaScript): `warden plugin new NAME --lang rust|python|js` writes a plugin project",
             dir.display()
         )))
     }
@@ -175,7 +200,7 @@ pub fn build_project(dir: &Path) -> Result<PathBuf, Failure> {
     match project_lang(dir)? {
         Lang::Rust => build_rust(dir),
         Lang::Python => build_python(dir),
-        Lang::Js => unreachable!("project_lang does not detect JavaScript projects yet"),
+        Lang::Js => build_js(dir),
     }
 }
 
@@ -216,24 +241,52 @@ fn build_python(dir: &Path) -> Result<PathBuf, Failure> {
         )));
     }
     let out = dir.join(format!("{}.wasm", manifest.name));
-    let status = Command::new(&python)
-        .args(["-m", "warden_plugin", "build"])
-        .arg(dir)
-        .arg("-o")
-        .arg(&out)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .map_err(|e| Failure::bad_input(format!("cannot run {}: {e}", python.display())))?;
-    if !status.success() {
+    let mut build = Command::new(&python);
+    build.args(["-m", "warden_plugin", "build"]).arg(dir);
+    run_kit(build, "the Python kit", dir, &out)
+}
+
+/// Runs the JavaScript kit's build (esbuild, componentize-js, then the
+/// manifest into the component) with the kit the project installed (or
+/// $WARDEN_JS_KIT), and checks what it wrote as loading would.
+fn build_js(dir: &Path) -> Result<PathBuf, Failure> {
+    let manifest = read_manifest(&dir.join("warden.toml"))?;
+    let kit = std::env::var_os("WARDEN_JS_KIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("node_modules/warden-plugin"));
+    let script = kit.join("bin/warden-plugin.js");
+    if !script.is_file() {
         return Err(Failure::bad_input(format!(
-            "the Python kit could not build {} (its errors are above)",
+            "the JavaScript kit is not installed in {}: run `npm install` there (its package.json names warden-plugin), or point WARDEN_JS_KIT at the kit",
             dir.display()
         )));
     }
-    let bytes = std::fs::read(&out)
-        .map_err(|e| Failure::bad_input(format!("the kit wrote no {} ({e})", out.display())))?;
-    warden_core::engine::inspect_bytes(&bytes, &out)?;
-    Ok(out)
+    let out = dir.join(format!("{}.wasm", manifest.name));
+    let mut build = Command::new("node");
+    build.arg(&script).arg("build").arg(dir);
+    run_kit(build, "the JavaScript kit", dir, &out)
+}
+
+/// Runs a kit's `build` (given its project) with `-o out`, then checks the
+/// component it wrote as loading would; returns `out`.
+fn run_kit(mut build: Command, kit: &str, dir: &Path, out: &Path) -> Result<PathBuf, Failure> {
+    let program = build.get_program().to_string_lossy().into_owned();
+    let status = build
+        .arg("-o")
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| Failure::bad_input(format!("cannot run {program} for {kit} ({e})")))?;
+    if !status.success() {
+        return Err(Failure::bad_input(format!(
+            "{kit} could not build {} (its errors are above)",
+            dir.display()
+        )));
+    }
+    let bytes = std::fs::read(out)
+        .map_err(|e| Failure::bad_input(format!("{kit} wrote no {} ({e})", out.display())))?;
+    warden_core::engine::inspect_bytes(&bytes, out)?;
+    Ok(out.to_path_buf())
 }
 
 /// Builds the Rust crate in `dir` and copies the component to

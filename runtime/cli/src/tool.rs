@@ -60,8 +60,10 @@ pub async fn run(
             let plugin = engine.load_file(&crate::oci::local(&plugin, data).await?)?;
             let options = sandbox.call_options(&plugin)?;
             let outcome = plugin.call_tool(&options, &tool, &args).await;
-            let failed = !matches!(outcome.result, Ok(Ok(_)));
-            if failed {
+            // A tool error (not a limit or a trap): the guest ran and said
+            // it failed, perhaps on a file it was not given.
+            let tool_failed = matches!(outcome.result, Ok(Err(_)));
+            if tool_failed {
                 for hint in ungranted_dirs(plugin.manifest(), &options.grant) {
                     eprintln!("warden: hint: {hint}");
                 }

@@ -28,7 +28,7 @@ pub(crate) mod role {
 
 #[cfg(test)]
 mod tests {
-    /// The Rust SDK and the Python kit carry a copy of the contract inside
+    /// The Rust SDK and the Python and JavaScript kits carry a copy of the contract inside
     /// their packages (so each packages and publishes on its own); it must
     /// be the contract.
     #[test]
@@ -39,6 +39,10 @@ mod tests {
             (
                 "sdk/python/warden_plugin/wit/deps/",
                 include_str!("../../../sdk/python/warden_plugin/wit/deps/plugin.wit"),
+            ),
+            (
+                "sdk/js/wit/deps/",
+                include_str!("../../../sdk/js/wit/deps/plugin.wit"),
             ),
         ];
         for (dir, copy) in carried {

@@ -423,9 +423,13 @@ fn new_writes_a_project_that_builds_into_a_working_plugin() {
         "{}",
         stderr(&out)
     );
-    let out = s.run(&["plugin", "new", "script", "--lang", "js"]);
+    let out = s.run(&["plugin", "new", "old", "--lang", "cobol"]);
     assert_eq!(code(&out), 2);
-    assert!(stderr(&out).contains("componentize-js"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("[possible values: rust, python, js]"),
+        "{}",
+        stderr(&out)
+    );
     let out = s.run(&["plugin", "build", "nowhere"]);
     assert_eq!(code(&out), 2);
     assert!(

@@ -1,9 +1,10 @@
-//! Plugins written with the Python kit (sdk/python): a project from
-//! `warden plugin new --lang python`, built by `warden plugin build`, with
-//! the hostile tools of tests/kits/hostile.py added, then called as a user
-//! and an MCP client would. Everything a Rust plugin gets holds for it: its
-//! grants, the network policy, the limits, and failures as tool errors
-//! (never a trap). One data dir, so the 18 MB component compiles once.
+//! Plugins written with the Python kit (sdk/python) and the JavaScript kit
+//! (sdk/js): a project from `warden plugin new --lang python|js`, built by
+//! `warden plugin build`, with the hostile tools of tests/kits/hostile.py or
+//! hostile.js added, then called as a user and an MCP client would.
+//! Everything a Rust plugin gets holds for them: grants, the network
+//! policy, the limits, and failures as tool errors (never a trap). One data
+//! dir per language, so each interpreter component compiles once.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -13,22 +14,131 @@ use warden_tests::server::{RecordingServer, Reply};
 
 use crate::{Scratch, code, stderr, stdout};
 
-const KIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk/python");
+const PYTHON_KIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk/python");
+const JS_KIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk/js");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/kits");
 
-/// A command with the Python that has componentize-py and the kit from this
-/// checkout on its path (as `pip install -r requirements.txt` would give).
+/// What differs between the kits' plugins.
+struct Kit {
+    lang: &'static str,
+    sdk: &'static str,
+    files: [&'static str; 5],
+    hostile: &'static str,
+    /// The line that adds the hostile tools to the project's app.
+    import_hostile: &'static str,
+    /// (how, kind, start of the message) for the `crash` tool.
+    crashes: [(&'static str, &'static str, &'static str); 5],
+    /// The tool error past the memory cap.
+    out_of_memory: &'static str,
+}
+
+const PYTHON: Kit = Kit {
+    lang: "python",
+    sdk: PYTHON_KIT,
+    files: [
+        "app.py",
+        "test_tool.py",
+        "warden.toml",
+        "requirements.txt",
+        "README.md",
+    ],
+    hostile: "hostile.py",
+    import_hostile: "import hostile  # noqa: E402,F401 - the hostile tools\n",
+    crashes: [
+        (
+            "zero",
+            "failed",
+            "crash: ZeroDivisionError: division by zero",
+        ),
+        (
+            "set",
+            "failed",
+            "crash: the result is a set, which is not JSON",
+        ),
+        ("exit", "failed", "crash: SystemExit: 7"),
+        ("recurse", "failed", "crash: RecursionError"),
+        ("it", "denied", "refused it"),
+    ],
+    // CPython raises MemoryError when the cap refuses to grow the heap.
+    out_of_memory: "hog: MemoryError",
+};
+
+const JS: Kit = Kit {
+    lang: "js",
+    sdk: JS_KIT,
+    files: [
+        "app.js",
+        "tool.test.js",
+        "warden.toml",
+        "package.json",
+        "README.md",
+    ],
+    hostile: "hostile.js",
+    import_hostile: "import './hostile.js';\n",
+    crashes: [
+        (
+            "zero",
+            "failed",
+            "crash: TypeError: can't access property \"zero\" of null",
+        ),
+        ("set", "failed", "crash: the result is not JSON"),
+        ("exit", "failed", "crash: Error: after an await"),
+        (
+            "recurse",
+            "failed",
+            "crash: InternalError: too much recursion",
+        ),
+        ("it", "denied", "refused it"),
+    ],
+    // SpiderMonkey throws "out of memory" when the cap refuses to grow it.
+    out_of_memory: "hog: out of memory",
+};
+
+/// A command with what the kit needs from this checkout: for Python, the
+/// venv's interpreter (with componentize-py) and the kit on its path, as
+/// `pip install -r requirements.txt` would give; the JavaScript project
+/// gets its kit from `npm install`.
 fn with_kit(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut command = Command::new(program);
     command
         .env("WARDEN_PYTHON", warden_tests::python())
-        .env("PYTHONPATH", KIT)
+        .env("PYTHONPATH", PYTHON_KIT)
         .env("PYTHONDONTWRITEBYTECODE", "1");
     command
 }
 
+/// Installs the JavaScript project's dependencies (the kit, linked from
+/// this checkout) as its README says, offline.
+fn npm_install(project: &Path) {
+    let out = Command::new("npm")
+        .current_dir(project)
+        .args(["install", "--offline", "--no-audit", "--no-fund"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Runs the project's own tests natively, as its README says.
+fn native_tests(kit: &Kit, project: &Path) {
+    let out = if kit.lang == "js" {
+        npm_install(project);
+        Command::new("npm")
+            .current_dir(project)
+            .args(["test", "--silent"])
+            .output()
+            .unwrap()
+    } else {
+        with_kit(warden_tests::python())
+            .current_dir(project)
+            .args(["-m", "unittest", "-q"])
+            .output()
+            .unwrap()
+    };
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+}
+
 fn call(s: &Scratch, tool: &str, args: &str, flags: &[&str]) -> Output {
-    let mut all = vec!["tool", "call", "pykit/pykit.wasm", tool, "--args", args];
+    let mut all = vec!["tool", "call", "kit/kit.wasm", tool, "--args", args];
     all.extend_from_slice(flags);
     s.run(&all)
 }
@@ -45,41 +155,39 @@ fn tool_error(out: &Output) -> (String, String) {
 
 #[test]
 fn a_python_plugin_from_the_kit_is_sandboxed_like_any_other() {
+    sandboxed_like_any_other(&PYTHON);
+}
+
+#[test]
+fn a_javascript_plugin_from_the_kit_is_sandboxed_like_any_other() {
+    sandboxed_like_any_other(&JS);
+}
+
+fn sandboxed_like_any_other(kit: &Kit) {
     let s = Scratch::new();
     let dir = s.cwd.path();
-    let project = dir.join("pykit");
+    let project = dir.join("kit");
 
-    let out = s.run(&["plugin", "new", "pykit", "--lang", "python", "--sdk", KIT]);
+    let out = s.run(&["plugin", "new", "kit", "--lang", kit.lang, "--sdk", kit.sdk]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    for file in [
-        "app.py",
-        "test_tool.py",
-        "warden.toml",
-        "requirements.txt",
-        "README.md",
-    ] {
+    for file in kit.files {
         assert!(project.join(file).is_file(), "{file}");
     }
-    // The template's own tests pass natively.
-    let out = with_kit(warden_tests::python())
-        .current_dir(&project)
-        .args(["-m", "unittest", "-q"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    native_tests(kit, &project);
 
-    // Add the hostile tools, and ask for a directory and one host.
+    // Add the hostile tools, and ask for a directory and two hosts.
     let allowed = RecordingServer::start(Reply::Body("from the granted host".into()));
     let other = RecordingServer::start(Reply::Body("SHOULD-NOT-BE-READ".into()));
     let redirect = RecordingServer::start(Reply::Redirect(format!("{}/x", other.origin())));
     std::fs::copy(
-        Path::new(FIXTURES).join("hostile.py"),
-        project.join("hostile.py"),
+        Path::new(FIXTURES).join(kit.hostile),
+        project.join(kit.hostile),
     )
     .unwrap();
-    let mut app = std::fs::read_to_string(project.join("app.py")).unwrap();
-    app.push_str("import hostile  # noqa: E402,F401 - the hostile tools\n");
-    std::fs::write(project.join("app.py"), app).unwrap();
+    let app = project.join(kit.files[0]);
+    let mut code_text = std::fs::read_to_string(&app).unwrap();
+    code_text.push_str(kit.import_hostile);
+    std::fs::write(&app, code_text).unwrap();
     let mut manifest = std::fs::read_to_string(project.join("warden.toml")).unwrap();
     manifest.push_str(&format!(
         "\n[[capabilities.fs]]\npath = \"/data\"\nmode = \"ro\"\nreason = \"reads its input\"\n\n[[capabilities.http]]\nhost = \"{}\"\nreason = \"the test server\"\n\n[[capabilities.http]]\nhost = \"{}\"\nreason = \"the redirecting server\"\n",
@@ -88,22 +196,22 @@ fn a_python_plugin_from_the_kit_is_sandboxed_like_any_other() {
     ));
     std::fs::write(project.join("warden.toml"), manifest).unwrap();
 
-    let out = s.run(&["plugin", "check", "pykit"]);
+    let out = s.run(&["plugin", "check", "kit"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let out = with_kit(env!("CARGO_BIN_EXE_warden"))
         .current_dir(dir)
         .env("WARDEN_DATA_DIR", s.data.path())
-        .args(["plugin", "build", "pykit"])
+        .args(["plugin", "build", "kit"])
         .output()
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "pykit/pykit.wasm");
+    assert_eq!(stdout(&out).trim(), "kit/kit.wasm");
 
-    // Its tools, described by their annotations and docstrings.
+    // Its tools, described as declared.
     let out = call(&s, "greet", r#"{"name":"Ada","excited":true}"#, &[]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), r#"{"message":"Hello, Ada!"}"#);
-    let out = s.run(&["tool", "list", "pykit/pykit.wasm"]);
+    let out = s.run(&["tool", "list", "kit/kit.wasm"]);
     let listed: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let greet = listed
         .as_array()
@@ -115,9 +223,12 @@ fn a_python_plugin_from_the_kit_is_sandboxed_like_any_other() {
         greet["inputSchema"]["required"],
         serde_json::json!(["name"])
     );
-    assert_eq!(
-        greet["inputSchema"]["properties"]["name"]["description"],
-        "Who to greet."
+    assert!(
+        greet["inputSchema"]["properties"]["name"]["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Who to greet"),
+        "{greet}"
     );
 
     // Every failure is a tool error of its kind, never a trap.
@@ -126,26 +237,20 @@ fn a_python_plugin_from_the_kit_is_sandboxed_like_any_other() {
         (kind.as_str(), message.as_str()),
         ("invalid-arguments", "greet: missing `name`")
     );
+    let (kind, message) = tool_error(&call(&s, "greet", r#"{"name":7}"#, &[]));
+    assert_eq!(
+        (kind.as_str(), message.as_str()),
+        (
+            "invalid-arguments",
+            "greet: name: expected a string, got an integer"
+        )
+    );
     let (kind, message) = tool_error(&call(&s, "greet", r#"{"name":""}"#, &[]));
     assert_eq!(
         (kind.as_str(), message.as_str()),
         ("invalid-arguments", "`name` is empty")
     );
-    for (how, kind, message) in [
-        (
-            "zero",
-            "failed",
-            "crash: ZeroDivisionError: division by zero",
-        ),
-        (
-            "set",
-            "failed",
-            "crash: the result is a set, which is not JSON",
-        ),
-        ("exit", "failed", "crash: SystemExit: 7"),
-        ("recurse", "failed", "crash: RecursionError"),
-        ("it", "denied", "refused it"),
-    ] {
+    for (how, kind, message) in kit.crashes {
         let (got_kind, got) = tool_error(&call(&s, "crash", &format!(r#"{{"how":"{how}"}}"#), &[]));
         assert_eq!(got_kind, kind, "{how}: {got}");
         assert!(got.starts_with(message), "{how}: {got}");
@@ -161,7 +266,9 @@ fn a_python_plugin_from_the_kit_is_sandboxed_like_any_other() {
     let (_, message) = tool_error(&out);
     assert!(message.contains("No such file"), "{message}");
     assert!(
-        stderr(&out).contains("/data is declared by pykit's manifest (reads its input) but not granted: pass --dir HOST::/data"),
+        stderr(&out).contains(
+            "/data is declared by kit's manifest (reads its input) but not granted: pass --dir HOST::/data"
+        ),
         "{}",
         stderr(&out)
     );
@@ -174,7 +281,8 @@ fn a_python_plugin_from_the_kit_is_sandboxed_like_any_other() {
             &format!(r#"{{"path":"{escape}"}}"#),
             &["--dir", &grant],
         );
-        assert_eq!(code(&out), 1, "{escape}");
+        let (kind, message) = tool_error(&out);
+        assert_eq!(kind, "failed", "{escape}: {message}");
         assert!(!stdout(&out).contains("CANARY"), "{escape}");
     }
     // An rw grant is narrowed to the manifest's ro.
@@ -184,7 +292,7 @@ fn a_python_plugin_from_the_kit_is_sandboxed_like_any_other() {
         r#"{"path":"/data/out.txt","text":"x"}"#,
         &["--dir-rw", &grant],
     );
-    assert_eq!(code(&out), 1, "{}", stdout(&out));
+    tool_error(&out);
     assert!(!data.join("out.txt").exists());
 
     // The network: refused unless granted, redirects not followed.
@@ -219,7 +327,7 @@ fn a_python_plugin_from_the_kit_is_sandboxed_like_any_other() {
         .current_dir(dir)
         .env("WARDEN_DATA_DIR", s.data.path())
         .env("SECRET_TOKEN", "hunter2")
-        .args(["tool", "call", "pykit/pykit.wasm", "environ"])
+        .args(["tool", "call", "kit/kit.wasm", "environ"])
         .output()
         .unwrap();
     assert_eq!(stdout(&out).trim(), "[]", "{}", stderr(&out));
@@ -239,11 +347,10 @@ fn a_python_plugin_from_the_kit_is_sandboxed_like_any_other() {
         "{}",
         stderr(&out)
     );
-    // Past the memory cap, CPython raises MemoryError: a tool error.
     let (kind, message) = tool_error(&call(&s, "hog", r#"{"mib":200}"#, &["--memory", "64"]));
     assert_eq!(
         (kind.as_str(), message.as_str()),
-        ("failed", "hog: MemoryError")
+        ("failed", kit.out_of_memory)
     );
     let out = call(&s, "hog", r#"{"mib":8}"#, &["--memory", "64"]);
     assert_eq!(stdout(&out).trim(), "8", "{}", stderr(&out));
@@ -251,9 +358,9 @@ fn a_python_plugin_from_the_kit_is_sandboxed_like_any_other() {
     // Over MCP, through the official client.
     let out = Command::new(warden_tests::python())
         .arg(Path::new(FIXTURES).join("mcp_kit.py"))
-        .args(["--warden", env!("CARGO_BIN_EXE_warden"), "--name", "pykit"])
+        .args(["--warden", env!("CARGO_BIN_EXE_warden"), "--name", "kit"])
         .arg("--plugin")
-        .arg(project.join("pykit.wasm"))
+        .arg(project.join("kit.wasm"))
         .arg("--data-dir")
         .arg(s.data.path())
         .output()
@@ -267,7 +374,7 @@ fn a_python_plugin_from_the_kit_is_sandboxed_like_any_other() {
 }
 
 #[test]
-fn a_python_project_without_the_kit_is_told_how_to_get_it() {
+fn a_project_without_its_kit_is_told_how_to_get_it() {
     let s = Scratch::new();
     let out = s.run(&["plugin", "new", "nokit", "--lang", "python"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -329,7 +436,7 @@ fn run_workflow(s: &Scratch, project: &Path, llm: &Path) -> serde_json::Value {
 }
 
 #[test]
-fn the_role_templates_run_as_a_workflow_in_rust_and_python() {
+fn the_role_templates_run_as_a_workflow_in_rust_python_and_javascript() {
     let s = Scratch::new();
     let dir = s.cwd.path();
     let fake = FakeLlm::start();
@@ -345,7 +452,7 @@ fn the_role_templates_run_as_a_workflow_in_rust_and_python() {
 
     // Python.
     let out = s.run(&[
-        "plugin", "new", "pyrole", "--lang", "python", "--role", "--sdk", KIT,
+        "plugin", "new", "pyrole", "--lang", "python", "--role", "--sdk", PYTHON_KIT,
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let project = dir.join("pyrole");
@@ -398,9 +505,25 @@ fn the_role_templates_run_as_a_workflow_in_rust_and_python() {
     assert_eq!(outcome["summary"], "Rust says the same.");
     assert_eq!(outcome["output"], serde_json::json!({"words": 4}));
 
-    // Both asked the model with the task's brief.
+    // JavaScript.
+    let out = s.run(&[
+        "plugin", "new", "jsrole", "--lang", "js", "--role", "--sdk", JS_KIT,
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let project = dir.join("jsrole");
+    native_tests(&JS, &project);
+    let out = s.run(&["plugin", "build", "jsrole"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    fake.push(LlmReply::openai_text("JavaScript agrees."));
+    let report = run_workflow(&s, &project, &llm);
+    assert_eq!(report["status"], "succeeded", "{report}");
+    let outcome = &report["tasks"][0]["outcome"];
+    assert_eq!(outcome["summary"], "JavaScript agrees.");
+    assert_eq!(outcome["output"], serde_json::json!({"words": 2}));
+
+    // All asked the model with the task's brief.
     let asked = fake.requests();
-    assert_eq!(asked.len(), 2);
+    assert_eq!(asked.len(), 3);
     for request in asked {
         let body = request.body.to_string();
         assert!(body.contains("Answer the goal in two sentences."), "{body}");
