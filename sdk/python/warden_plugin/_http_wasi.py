@@ -6,6 +6,7 @@ from .errors import InvalidArguments
 
 
 def send(types, target, method, headers, body, max_body):
+    """Sends the request; returns (status, headers, body, truncated)."""
     from wit_world.imports import outgoing_handler, streams
 
     entries = [(str(k).lower(), str(v).encode()) for k, v in headers.items()]
@@ -80,10 +81,7 @@ def send(types, target, method, headers, body, max_body):
         if size > max_body:
             truncated = True
             break
-    data = b"".join(chunks)[:max_body]
-    from .http import Response
-
-    return Response(status=status, headers=headers_out, body=data, truncated=truncated)
+    return status, headers_out, b"".join(chunks)[:max_body], truncated
 
 
 def _error(types, target, code):

@@ -79,7 +79,8 @@ def request(
     bindings = _host.require("wasi_http_types", "HTTP")
     from . import _http_wasi
 
-    return _http_wasi.send(bindings, target, method, headers or {}, body, max(0, int(max_body)))
+    status, got, data, truncated = _http_wasi.send(bindings, target, method, headers or {}, body, max(0, int(max_body)))
+    return Response(status=status, headers=got, body=data, truncated=truncated)
 
 
 @dataclass
