@@ -11,10 +11,17 @@ tool('write', { description: 'Writes a file', schema: args({ path: { type: 'stri
   fs.write(path, text),
 );
 
-tool('fetch', { description: 'Fetches a URL without following redirects', schema: args({ url: { type: 'string' } }) }, ({ url }) => {
-  const r = http.get(url);
+tool(
+  'fetch',
+  {
+    description: 'Fetches a URL without following redirects (a POST of `body` if given)',
+    schema: { type: 'object', properties: { url: { type: 'string' }, body: { type: 'string' } }, required: ['url'] },
+  },
+  ({ url, body }) => {
+  const r = body === undefined ? http.get(url) : http.post(url, body);
   return { status: r.status, location: r.header('location') ?? null, body: r.text() };
-});
+  },
+);
 
 tool('spin', { description: 'Never returns' }, () => {
   for (;;) {}

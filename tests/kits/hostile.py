@@ -21,9 +21,9 @@ def write(path: str, text: str) -> int:
 
 
 @warden.tool
-def fetch(url: str) -> dict:
-    """Fetches a URL without following redirects."""
-    r = warden.http.get(url)
+def fetch(url: str, body: str | None = None) -> dict:
+    """Fetches a URL without following redirects (a POST of `body` if given)."""
+    r = warden.http.get(url) if body is None else warden.http.post(url, body)
     return {"status": r.status, "location": r.header("location"), "body": r.text()}
 
 

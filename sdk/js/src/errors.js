@@ -52,7 +52,20 @@ export function asToolError(where, error) {
   if (error instanceof ToolError) return error;
   // The engine throws some failures as bare strings ("out of memory").
   if (typeof error === 'string') return new Failed(`${where}: ${error}`);
-  const name = error?.name ?? typeof error;
-  const message = error?.message ?? String(error);
-  return new Failed(`${where}: ${name}${message ? `: ${message}` : ''}`);
+  return new Failed(`${where}: ${describe(error)}`);
+}
+
+/** "Name: message" of anything thrown, without calling code of its own
+ * that could throw again (a getter, a toString). */
+export function describe(error) {
+  try {
+    if (error === null || (typeof error !== 'object' && typeof error !== 'function')) {
+      return `${typeof error}: ${String(error)}`;
+    }
+    const name = typeof error.name === 'string' ? error.name : 'Error';
+    const message = typeof error.message === 'string' ? error.message : '';
+    return message ? `${name}: ${message}` : name;
+  } catch {
+    return 'a value that cannot be described';
+  }
 }

@@ -1,6 +1,8 @@
 // The `warden:plugin/tool` export (`tool`), for the entry module the build
 // writes. Nothing a tool throws leaves here but a tool error.
 import { asToolError } from './errors.js';
+
+const KINDS = ['invalid-arguments', 'unknown-tool', 'denied', 'failed'];
 import { call, listTools } from './index.js';
 
 export const tool = {
@@ -13,8 +15,18 @@ export const tool = {
   },
   callTool(name, args) {
     return call(name, args).catch((e) => {
-      const error = asToolError(name, e);
-      throw { tag: error.kind, val: error.message };
+      throw toolError(name, e);
     });
   },
 };
+
+/** The WIT tool-error for what was thrown; never throws itself. */
+function toolError(name, e) {
+  try {
+    const error = asToolError(name, e);
+    const kind = KINDS.includes(error.kind) ? error.kind : 'failed';
+    return { tag: kind, val: String(error.message) };
+  } catch {
+    return { tag: 'failed', val: `${name}: it threw something that cannot be described` };
+  }
+}

@@ -6,6 +6,7 @@
 import { getDirectories } from 'wasi:filesystem/preopens@0.2.12';
 
 import { Failed } from './errors.js';
+import { drop } from './http.js';
 import { inside } from './host.js';
 
 const WHY = {
@@ -22,18 +23,31 @@ function failure(path) {
   return (tag) => new Failed(`${path}: ${WHY[tag] ?? tag}`);
 }
 
-/** The granted directory `path` is under and the rest of it. */
-function locate(path) {
+/** `work(directory, rest)` with the granted directory `path` is under and
+ * the rest of the path; the directories' handles are dropped after. */
+function under(path, work) {
   const clean = `/${String(path).split('/').filter(Boolean).join('/')}`;
-  let best;
-  for (const [descriptor, guest] of getDirectories()) {
-    const root = guest === '/' ? '' : guest.replace(/\/+$/, '');
-    if ((clean === root || clean.startsWith(`${root}/`)) && (!best || root.length > best[1].length)) {
-      best = [descriptor, root];
+  const preopens = getDirectories();
+  try {
+    let best;
+    for (const [descriptor, guest] of preopens) {
+      const root = guest === '/' ? '' : guest.replace(/\/+$/, '');
+      if ((clean === root || clean.startsWith(`${root}/`)) && (!best || root.length > best[1].length)) {
+        best = [descriptor, root];
+      }
     }
+    if (!best) throw new Failed(`${path}: No such file or directory (not under a granted directory)`);
+    return work(best[0], clean.slice(best[1].length + 1) || '.');
+  } finally {
+    for (const [descriptor] of preopens) drop(descriptor);
   }
-  if (!best) throw new Failed(`${path}: No such file or directory (not under a granted directory)`);
-  return [best[0], clean.slice(best[1].length + 1) || '.'];
+}
+
+function bytesOf(data) {
+  if (typeof data === 'string') return new TextEncoder().encode(data);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw new TypeError('fs.write takes a string, an ArrayBuffer or a typed array');
 }
 
 function readAll(stream) {
@@ -61,11 +75,19 @@ function readAll(stream) {
 
 /** The bytes of the file at `path`. */
 export function readBytes(path) {
-  return inside('files', () => {
-    const [dir, rest] = locate(path);
+  return inside('files', () => under(path, (dir, rest) => {
     const file = dir.openAt({}, rest, {}, { read: true });
-    return readAll(file.readViaStream(0n));
-  }, failure(path));
+    try {
+      const stream = file.readViaStream(0n);
+      try {
+        return readAll(stream);
+      } finally {
+        drop(stream);
+      }
+    } finally {
+      drop(file);
+    }
+  }), failure(path));
 }
 
 /** The text (UTF-8) of the file at `path`. */
@@ -76,29 +98,42 @@ export function readText(path) {
 /** Writes `data` (a string or bytes) to `path`, replacing the file;
  * returns the number of bytes written. */
 export function write(path, data) {
-  const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
-  return inside('files', () => {
-    const [dir, rest] = locate(path);
+  const bytes = bytesOf(data);
+  return inside('files', () => under(path, (dir, rest) => {
     const file = dir.openAt({}, rest, { create: true, truncate: true }, { write: true });
-    const stream = file.writeViaStream(0n);
-    for (let start = 0; start < bytes.length; start += 4096) {
-      stream.blockingWriteAndFlush(bytes.subarray(start, start + 4096));
+    try {
+      const stream = file.writeViaStream(0n);
+      try {
+        for (let start = 0; start < bytes.length; start += 4096) {
+          stream.blockingWriteAndFlush(bytes.subarray(start, start + 4096));
+        }
+      } finally {
+        drop(stream);
+      }
+    } finally {
+      drop(file);
     }
-    stream[Symbol.dispose]?.();
     return bytes.length;
-  }, failure(path));
+  }), failure(path));
 }
 
 /** The names in the directory at `path`. */
 export function list(path) {
-  return inside('files', () => {
-    const [dir, rest] = locate(path);
+  return inside('files', () => under(path, (dir, rest) => {
     const target = rest === '.' ? dir : dir.openAt({}, rest, { directory: true }, { read: true });
-    const entries = target.readDirectory();
-    const names = [];
-    for (let entry; (entry = entries.readDirectoryEntry()) !== undefined; ) names.push(entry.name);
-    return names.sort();
-  }, failure(path));
+    try {
+      const entries = target.readDirectory();
+      try {
+        const names = [];
+        for (let entry; (entry = entries.readDirectoryEntry()) !== undefined; ) names.push(entry.name);
+        return names.sort();
+      } finally {
+        drop(entries);
+      }
+    } finally {
+      if (target !== dir) drop(target);
+    }
+  }), failure(path));
 }
 
 export const fs = { readBytes, readText, write, list };

@@ -109,42 +109,90 @@ function send(t, method, headers, body, maxBody, encoder) {
   set('scheme', () => request.setScheme({ tag: t.scheme === 'https' ? 'HTTPS' : 'HTTP' }));
   set('authority', () => request.setAuthority(t.u.host));
   set('path', () => request.setPathWithQuery(`${t.u.pathname || '/'}${t.u.search}`));
+  // Each resource is dropped before the one it came from: the host refuses
+  // to drop a parent whose children live.
   const outgoing = body === undefined ? undefined : request.body();
-  const pending = handle(request, undefined);
+  let pending;
+  try {
+    pending = handle(request, undefined);
+  } catch (e) {
+    drop(outgoing);
+    throw e;
+  }
   if (outgoing !== undefined) {
     const stream = outgoing.write();
-    for (let start = 0; start < body.length; start += 4096) {
-      stream.blockingWriteAndFlush(body.subarray(start, start + 4096));
+    try {
+      for (let start = 0; start < body.length; start += 4096) {
+        stream.blockingWriteAndFlush(body.subarray(start, start + 4096));
+      }
+    } catch {
+      drop(stream);
+      // The host may have refused the request already: say why.
+      throw refusal(t, pending) ?? new Failed(`${t.url}: sending the body failed`);
     }
-    stream[Symbol.dispose]?.();
+    drop(stream);
     OutgoingBody.finish(outgoing, undefined);
   }
   let got;
-  while ((got = pending.get()) === undefined) pending.subscribe().block();
+  try {
+    while ((got = pending.get()) === undefined) {
+      const ready = pending.subscribe();
+      try {
+        ready.block();
+      } finally {
+        drop(ready);
+      }
+    }
+  } finally {
+    drop(pending);
+  }
   if (got.tag === 'err') throw new Failed(`${t.url}: the response was already taken`);
   if (got.val.tag === 'err') throw hostError(t, got.val.val.tag);
   const response = got.val.val;
+  try {
+    return read(t, response, maxBody);
+  } finally {
+    drop(response);
+  }
+}
+
+function read(t, response, maxBody) {
   const decoder = new TextDecoder();
-  const headersOut = response.headers().entries().map(([k, v]) => [k, decoder.decode(v)]);
+  const fields = response.headers();
+  let headers;
+  try {
+    headers = fields.entries().map(([k, v]) => [k, decoder.decode(v)]);
+  } finally {
+    drop(fields);
+  }
   const status = response.status();
-  const stream = response.consume().stream();
+  const incoming = response.consume();
   const chunks = [];
   let size = 0;
   let truncated = false;
-  for (;;) {
-    let chunk;
+  try {
+    const stream = incoming.stream();
     try {
-      chunk = stream.blockingRead(BigInt(Math.min(64 * 1024, maxBody - size + 1)));
-    } catch (e) {
-      if (e?.payload?.tag === 'closed') break;
-      throw new Failed(`${t.url}: reading the body failed`);
+      for (;;) {
+        let chunk;
+        try {
+          chunk = stream.blockingRead(BigInt(Math.min(64 * 1024, maxBody - size + 1)));
+        } catch (e) {
+          if (e?.payload?.tag === 'closed') break;
+          throw new Failed(`${t.url}: reading the body failed`);
+        }
+        chunks.push(chunk);
+        size += chunk.length;
+        if (size > maxBody) {
+          truncated = true;
+          break;
+        }
+      }
+    } finally {
+      drop(stream);
     }
-    chunks.push(chunk);
-    size += chunk.length;
-    if (size > maxBody) {
-      truncated = true;
-      break;
-    }
+  } finally {
+    drop(incoming);
   }
   const all = new Uint8Array(Math.min(size, maxBody));
   let at = 0;
@@ -153,7 +201,31 @@ function send(t, method, headers, body, maxBody, encoder) {
     all.set(part, at);
     at += part.length;
   }
-  return new Response(status, headersOut, all, truncated);
+  return new Response(status, headers, all, truncated);
+}
+
+/** The host's error for a request it refused, once its answer is there;
+ * undefined otherwise. Drops the pending answer. */
+function refusal(t, pending) {
+  try {
+    const ready = pending.subscribe();
+    try {
+      ready.block();
+    } finally {
+      drop(ready);
+    }
+    const got = pending.get();
+    return got?.tag === 'ok' && got.val.tag === 'err' ? hostError(t, got.val.val.tag) : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    drop(pending);
+  }
+}
+
+/** Drops a resource now rather than when the collector gets to it. */
+export function drop(resource) {
+  resource?.[Symbol.dispose]?.();
 }
 
 export const http = {

@@ -4,7 +4,7 @@
 // build DIR`) turns DIR/app.js into DIR/NAME.wasm with DIR/warden.toml
 // inside. See README.md.
 
-import { Failed, InvalidArguments, ToolError, UnknownTool, asToolError } from './errors.js';
+import { Failed, InvalidArguments, ToolError, UnknownTool, asToolError, describe } from './errors.js';
 import { getEnvironment, hostLog, inside } from './host.js';
 import { jsonType, problem } from './schema.js';
 
@@ -39,6 +39,11 @@ export function tool(name, spec, handler) {
   if (schema.type !== 'object') {
     throw new Error(`tool ${name}: its schema describes the arguments object, so its type is "object"`);
   }
+  try {
+    JSON.parse(JSON.stringify(schema));
+  } catch (e) {
+    throw new Error(`tool ${name}: its schema is not JSON (${e.message})`);
+  }
   TOOLS.set(name, { name, description, schema, handler });
 }
 
@@ -69,15 +74,34 @@ export async function call(name, args = '{}') {
   try {
     result = await spec.handler(value);
   } catch (e) {
-    if (!(e instanceof ToolError)) log.debug(`${name} threw: ${e?.stack ?? e}`);
+    if (!(e instanceof ToolError)) {
+      try {
+        log.debug(`${name} threw: ${typeof e?.stack === 'string' ? e.stack : describe(e)}`);
+      } catch {
+        // Logging is best effort; the error still goes back.
+      }
+    }
     throw asToolError(name, e);
   }
-  let text;
   try {
-    text = JSON.stringify(result === undefined ? null : result);
+    return toJson(result === undefined ? null : result);
   } catch (e) {
     throw new Failed(`${name}: the result is not JSON: ${e.message}`);
   }
+}
+
+/** `value` as JSON text, refusing what JSON.stringify would quietly turn
+ * into something else (NaN into null, a Map into {}, a function into
+ * nothing). */
+function toJson(value) {
+  const text = JSON.stringify(value, (key, v) => {
+    const where = key === '' ? 'it' : JSON.stringify(key);
+    if (typeof v === 'number' && !Number.isFinite(v)) throw new TypeError(`${where} is ${v}`);
+    if (typeof v === 'function' || typeof v === 'symbol') throw new TypeError(`${where} is a ${typeof v}`);
+    if (v instanceof Map || v instanceof Set) throw new TypeError(`${where} is a ${v.constructor.name}; use an object or an array`);
+    return v;
+  });
+  if (typeof text !== 'string') throw new TypeError('it has no JSON form');
   return text;
 }
 

@@ -13,6 +13,9 @@ export function role(spec, run) {
   if (!ROLE_NAME.test(String(spec?.name))) {
     throw new Error(`role name ${JSON.stringify(spec?.name)}: use 1 to 64 lowercase letters, digits and '-', starting with a letter`);
   }
+  if (spec.tools !== undefined && (!Array.isArray(spec.tools) || !spec.tools.every((t) => typeof t === 'string'))) {
+    throw new Error(`role ${spec.name}: \`tools\` is a list of plugin names, such as tools: ['fs']`);
+  }
   if (declared) throw new Error(`a plugin has one role; ${JSON.stringify(declared.name)} is declared already`);
   if (typeof run !== 'function') throw new Error(`role ${spec.name}: the last argument is the function that works a task`);
   declared = { name: spec.name, description: String(spec.description ?? ''), tools: [...(spec.tools ?? [])], run };

@@ -11,6 +11,7 @@ export function jsonType(value) {
     case 'boolean':
       return 'a boolean';
     case 'number':
+      if (!Number.isFinite(value)) return `${value}`;
       return Number.isInteger(value) ? 'an integer' : 'a number';
     case 'string':
       return 'a string';
@@ -52,6 +53,16 @@ function isType(value, type) {
   }
 }
 
+/** JSON equality: same type and value, objects regardless of key order. */
+function equal(a, b) {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  const kb = Object.keys(b);
+  return ka.length === kb.length && ka.every((k) => Object.hasOwn(b, k) && equal(a[k], b[k]));
+}
+
 /** The first way `value` does not fit `schema`, as a message naming the
  * path to it, or null when it fits. */
 export function problem(value, schema, path) {
@@ -69,10 +80,10 @@ export function problem(value, schema, path) {
       return `${path}: expected ${types.map((t) => NAMES[t] ?? t).join(' or ')}, got ${jsonType(value)}`;
     }
   }
-  if (schema.const !== undefined && JSON.stringify(value) !== JSON.stringify(schema.const)) {
+  if (schema.const !== undefined && !equal(value, schema.const)) {
     return `${path}: expected ${JSON.stringify(schema.const)}, got ${JSON.stringify(value)}`;
   }
-  if (schema.enum && !schema.enum.some((e) => JSON.stringify(e) === JSON.stringify(value))) {
+  if (schema.enum && !schema.enum.some((e) => equal(e, value))) {
     return `${path}: expected one of ${schema.enum.map((e) => JSON.stringify(e)).join(', ')}, got ${JSON.stringify(value)}`;
   }
   if (Array.isArray(value) && schema.items) {
@@ -83,16 +94,16 @@ export function problem(value, schema, path) {
   }
   if (isType(value, 'object')) {
     const properties = schema.properties ?? {};
-    const missing = (schema.required ?? []).filter((k) => !(k in value));
+    const missing = (schema.required ?? []).filter((k) => !Object.hasOwn(value, k));
     if (missing.length) return `${path}: missing ${missing.map((k) => `\`${k}\``).join(', ')}`;
     const extra = schema.additionalProperties;
-    const unknown = Object.keys(value).filter((k) => !(k in properties));
+    const unknown = Object.keys(value).filter((k) => !Object.hasOwn(properties, k));
     if (extra === false && unknown.length) {
       const takes = Object.keys(properties).join(', ') || 'nothing';
       return `${path}: unknown ${unknown.map((k) => `\`${k}\``).join(', ')}; it takes ${takes}`;
     }
     for (const [k, v] of Object.entries(value)) {
-      const sub = k in properties ? properties[k] : typeof extra === 'object' ? extra : undefined;
+      const sub = Object.hasOwn(properties, k) ? properties[k] : typeof extra === 'object' ? extra : undefined;
       const p = problem(v, sub, path === '' ? k : `${path}.${k}`);
       if (p) return p;
     }

@@ -158,3 +158,71 @@ test('a project without a usable manifest is refused', async () => {
   await writeFile(join(dir, 'warden.toml'), 'name = "x"\nkind = "tool"\n');
   await assert.rejects(build(dir), /no app.js/);
 });
+
+test('what JSON.stringify would quietly change is refused as a result', async () => {
+  warden.tool(
+    'odd',
+    { description: 'Returns odd things', schema: { type: 'object', properties: { what: { type: 'string' } } } },
+    ({ what }) => ({ nan: { n: NaN }, map: new Map(), fn: () => 1, sym: Symbol('s') })[what],
+  );
+  for (const [what, message] of [
+    ['nan', 'odd: the result is not JSON: "n" is NaN'],
+    ['map', 'odd: the result is not JSON: it is a Map; use an object or an array'],
+    ['fn', 'odd: the result is not JSON: it is a function'],
+    ['sym', 'odd: the result is not JSON: it is a symbol'],
+  ]) {
+    assert.deepEqual(await kindOf(warden.call('odd', JSON.stringify({ what }))), ['failed', message]);
+  }
+  assert.throws(
+    () => warden.tool('bigschema', { description: 'd', schema: { type: 'object', default: 1n } }, () => 1),
+    /its schema is not JSON/,
+  );
+});
+
+test('the exports turn anything thrown into an error of the interface', async () => {
+  const { tool } = await import('../src/export-tool.js');
+  class RateLimited extends warden.ToolError {
+    static kind = 'rate-limited';
+  }
+  warden.tool('odd-kind', { description: 'd' }, () => {
+    throw new RateLimited('slow down');
+  });
+  warden.tool('hostile', { description: 'd' }, () => {
+    throw Object.create(null, { name: { get: () => { throw new Error('no'); } } });
+  });
+  await assert.rejects(tool.callTool('odd-kind', '{}'), (e) => e.tag === 'failed' && e.val === 'slow down');
+  await assert.rejects(tool.callTool('hostile', '{}'), (e) => e.tag === 'failed' && /hostile: /.test(e.val));
+  await assert.rejects(tool.callTool('nope', '{}'), (e) => e.tag === 'unknown-tool');
+
+  const { roleError } = await import('../src/export-role.js');
+  assert.deepEqual(roleError(new warden.InvalidTask('no goal')), { tag: 'invalid-task', val: 'no goal' });
+  assert.deepEqual(roleError(new warden.Denied('not granted')), { tag: 'denied', val: 'not granted' });
+  assert.deepEqual(roleError(Symbol('s')), { tag: 'failed', val: 'symbol: Symbol(s)' });
+  assert.deepEqual(roleError(new RangeError('deep')), { tag: 'failed', val: 'RangeError: deep' });
+});
+
+test('a role outcome is checked before the host reads it', async () => {
+  const { role } = await import('../src/export-role.js');
+  const task = {
+    id: 't',
+    goal: 'g',
+    instructions: 'i',
+    input: 'null',
+    context: { dependencies: [], memories: [], roles: [], attempt: 1, lastError: undefined },
+  };
+  // The role declared by an earlier test returns 's'.
+  assert.deepEqual(await role.run(task), { summary: 's', output: 'null', artifacts: [], followUps: [] });
+  assert.throws(() => warden.role({ name: 'x', tools: 'fs' }, () => 's'), /`tools` is a list of plugin names/);
+});
+
+test('the schema check reads only own keys and compares JSON by value', () => {
+  const schema = {
+    type: 'object',
+    properties: { mode: { enum: [{ a: 1, b: 2 }] }, n: { type: 'number' } },
+    additionalProperties: false,
+  };
+  assert.equal(problem({ mode: { b: 2, a: 1 } }, schema, ''), null);
+  assert.equal(problem(JSON.parse('{"constructor": 1}'), schema, ''), ': unknown `constructor`; it takes mode, n');
+  assert.equal(problem({ n: Infinity }, schema, ''), 'n: expected a number, got Infinity');
+  assert.equal(problem({}, { type: 'object', required: ['toString'] }, ''), ': missing `toString`');
+});

@@ -10,7 +10,7 @@ import sys
 import unittest
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal, Optional, TypedDict
+from typing import Annotated, Literal, NotRequired, Optional, TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,6 +34,25 @@ class Point:
 
 class Options(TypedDict, total=False):
     depth: int
+
+
+class Strict(TypedDict):
+    name: str
+    note: NotRequired[str]
+
+
+class Half(enum.Enum):
+    ONE = 1.0
+
+
+@dataclass
+class Checked:
+    n: int
+    derived: int = field(init=False, default=0)
+
+    def __post_init__(self):
+        if self.n < 0:
+            raise ValueError("n must not be negative")
 
 
 def fresh(test):
@@ -67,6 +86,14 @@ class SchemaTest(unittest.TestCase):
         self.assertFalse(point["additionalProperties"])
         self.assertEqual(point["description"], "A point on the plane.")
         self.assertNotIn("required", s(Options))
+        self.assertEqual(s(Strict)["required"], ["name"])
+        self.assertEqual(s(Literal[Colour.RED, 2]), {"enum": ["red", 2]})
+        self.assertEqual(list(s(Checked)["properties"]), ["n"])
+        # A dataclass's own checks refuse bad arguments, as arguments.
+        with self.assertRaisesRegex(_schema.ArgumentError, "c: n must not be negative"):
+            _schema.convert({"n": -1}, Checked, "c")
+        with self.assertRaisesRegex(_schema.ArgumentError, "unknown `derived`"):
+            _schema.convert({"n": 1, "derived": 2}, Checked, "c")
 
     def test_an_annotation_without_a_schema_is_refused_naming_it(self):
         with self.assertRaisesRegex(_schema.SchemaError, r"t: set\[int\] has no JSON Schema"):
@@ -80,6 +107,11 @@ class SchemaTest(unittest.TestCase):
         self.assertIs(c("red", Colour, "c"), Colour.RED)
         self.assertEqual(c(3.0, int, "n"), 3)
         self.assertIsNone(c(None, Optional[str], "o"))
+        # JSON equality: true is not 1, 1 is 1.0.
+        self.assertIs(c(1, Literal[1, True], "l"), 1)
+        self.assertIs(c(True, Literal[1, True], "l"), True)
+        self.assertEqual(c(0, Literal[0, False, "a"], "l"), 0)
+        self.assertIs(c(1, Half, "h"), Half.ONE)
         for value, tp, message in [
             (True, int, "n: expected an integer, got a boolean"),
             ("3", int, "n: expected an integer, got a string"),
@@ -88,6 +120,7 @@ class SchemaTest(unittest.TestCase):
             ({"y": 1}, Point, "n: missing `x`"),
             ("green", Colour, 'n: expected one of "red", "blue", got "green"'),
             (1, Literal["1"], 'expected one of "1", got 1'),
+            (1, Literal[True, "a"], 'expected one of true, "a", got 1'),
         ]:
             with self.assertRaisesRegex(_schema.ArgumentError, message):
                 c(value, tp, "n")
@@ -134,6 +167,10 @@ class ToolTest(unittest.TestCase):
                 """Splat."""
         with self.assertRaisesRegex(ValueError, "tool name 'Bad Name'"):
             warden.tool(name="Bad Name")(lambda: None)
+        with self.assertRaisesRegex(TypeError, "positional-only"):
+            @warden.tool
+            def positional(a: int, /):
+                """Positional."""
 
         @warden.tool
         def twice():
@@ -184,12 +221,31 @@ class ToolTest(unittest.TestCase):
         self.assertEqual(kind('{"how": "x", "extra": 1}'), ("invalid-arguments", "work: unknown `extra`; it takes how"))
         with self.assertRaisesRegex(warden.UnknownTool, "no tool 'nope' in this plugin; it has: work"):
             warden.call("nope")
+        self.assertEqual(kind('{"how": NaN}'), ("invalid-arguments", "work: the arguments are not JSON: NaN is not JSON"))
+        self.assertEqual(kind("[" * 100000 + "]" * 100000),
+                         ("invalid-arguments", "work: the arguments are nested too deeply"))
+
+    @fresh
+    def test_a_none_default_takes_null(self):
+        @warden.tool
+        def maybe(n: int = None):
+            """Maybe a number."""
+            return n
+
+        self.assertEqual(warden.call("maybe", '{"n": null}'), "null")
+        self.assertEqual(warden.call("maybe", '{"n": 2}'), "2")
+        self.assertEqual(warden.list_tools()[0]["input_schema"]["properties"]["n"]["anyOf"][1], {"type": "null"})
 
     def test_host_interfaces_say_they_need_warden_natively(self):
         for call in (lambda: warden.http.get("https://example.com"), lambda: warden.llm.ask("hi"),
                      lambda: warden.memory.store("n", "c"), lambda: warden.tools.call("fs.read_file")):
             with self.assertRaisesRegex(warden.Failed, "only available inside warden"):
                 call()
+
+    def test_a_denied_ipv6_host_is_named_as_a_grant_would_name_it(self):
+        from warden_plugin.http import _Target
+
+        self.assertIn("--allow-host http://[::1]:8080", _Target.parse("http://[::1]:8080/x").denied().message)
 
     def test_http_urls_are_checked_before_anything_is_sent(self):
         for url, message in [("ftp://x/", "scheme 'ftp' is not supported"), ("http:///p", "no host"),
@@ -222,9 +278,29 @@ class RoleTest(unittest.TestCase):
         self.assertEqual(_role.outcome_of("s"), warden.Outcome(summary="s"))
         with self.assertRaisesRegex(TypeError, "not a dict"):
             _role.outcome_of({})
-        self.assertEqual(_role.error_kind(warden.InvalidTask("x")), "invalid-task")
-        self.assertEqual(_role.error_kind(warden.Denied("x")), "denied")
-        self.assertEqual(_role.error_kind(KeyError("x")), "failed")
+        self.assertEqual(_role.describe_error(warden.InvalidTask("x")), ("invalid-task", "x"))
+        self.assertEqual(_role.describe_error(warden.Denied("no")), ("denied", "no"))
+        self.assertEqual(_role.describe_error(KeyError("x")), ("failed", "role: KeyError: 'x'"))
+
+        class Unprintable(Exception):
+            def __str__(self):
+                raise RuntimeError("no")
+
+        self.assertEqual(
+            _role.describe_error(Unprintable()), ("failed", "role: Unprintable (its message could not be read)")
+        )
+        # What the host would fail to read is refused here, naming the field.
+        for bad, message in [
+            (warden.Outcome(summary=1), "Outcome.summary is a str"),
+            (warden.Outcome(summary="s", artifacts=[Path("x")]), "Outcome.artifacts is a list of str"),
+            (warden.Outcome(summary="s", follow_ups=[{"id": "x"}]), "Outcome.follow_ups is a list of NewTask"),
+            (warden.Outcome(summary="s", follow_ups=[warden.NewTask("a", "r", "i", priority=2**40)]),
+             "NewTask.priority is an int that fits 32 bits"),
+        ]:
+            with self.assertRaisesRegex(TypeError, message):
+                _role.outcome_of(bad)
+        with self.assertRaisesRegex(ValueError, "`tools` is a list of plugin names"):
+            warden.role(name="t", description="d", tools="fs")
 
     def test_the_brief_names_the_task_and_what_came_before(self):
         task = warden.Task(id="t", goal="G", instructions="I", input={"k": 1},

@@ -1,6 +1,6 @@
 """Write a warden plugin in Python: tools as annotated functions, a role as
-one function, and the host's interfaces (HTTP, llm, memory, tools, exec)
-as plain calls.
+one function, and the host's interfaces (HTTP, llm, memory, tools) as plain
+calls.
 
 ```python
 import warden_plugin as warden

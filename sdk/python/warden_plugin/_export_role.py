@@ -63,13 +63,13 @@ class Role(exports.Role):
         return wit.RoleSpec(name=r.name, description=r.description, tools=list(r.tools))
 
     def run(self, task):
-        r = _role.declared()
         try:
+            r = _role.declared()
             return _outcome(_role.outcome_of(r.function(_task(task))))
         except BaseException as e:  # noqa: BLE001 - never trap
             try:
-                log.debug(f"{r.name} raised:\n{traceback.format_exc()}")
+                log.debug(f"the role raised:\n{traceback.format_exc()}")
             except BaseException:  # noqa: BLE001
                 pass
-            message = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
-            raise Err(_ERRORS[_role.error_kind(e)](message)) from None
+            kind, message = _role.describe_error(e)
+            raise Err(_ERRORS[kind](message)) from None

@@ -8,7 +8,7 @@ from wit_world import exports
 from wit_world.imports import warden_plugin_types as types
 
 from . import _tools
-from .errors import ToolError
+from .errors import describe
 
 _CASES = {
     "invalid-arguments": types.ToolError_InvalidArguments,
@@ -16,10 +16,6 @@ _CASES = {
     "denied": types.ToolError_Denied,
     "failed": types.ToolError_Failed,
 }
-
-
-def to_wit(error: ToolError):
-    return _CASES.get(error.kind, types.ToolError_Failed)(error.message)
 
 
 class Tool(exports.Tool):
@@ -32,7 +28,6 @@ class Tool(exports.Tool):
     def call_tool(self, name: str, arguments: str) -> str:
         try:
             return _tools.call(name, arguments)
-        except ToolError as e:
-            raise Err(to_wit(e)) from None
         except BaseException as e:  # noqa: BLE001 - never trap
-            raise Err(types.ToolError_Failed(f"{name}: {type(e).__name__}: {e}")) from None
+            kind, message = describe(name, e)
+            raise Err(_CASES[kind](message)) from None

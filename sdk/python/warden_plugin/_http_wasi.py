@@ -35,53 +35,73 @@ def send(types, target, method, headers, body, max_body):
             setter(value)
         except Err:
             raise InvalidArguments(f"{target.url}: invalid {what}") from None
+    # Each resource is dropped (`with`) before the one it came from: the
+    # host refuses to drop a parent whose children live.
     outgoing = request.body() if body is not None else None
     try:
         pending = outgoing_handler.handle(request, None)
     except Err as e:
+        if outgoing is not None:
+            outgoing.__exit__(None, None, None)
         raise _error(types, target, e.value) from None
     if outgoing is not None:
-        stream = outgoing.write()
         try:
-            for start in range(0, len(body), 4096):
-                stream.blocking_write_and_flush(body[start : start + 4096])
+            with outgoing.write() as stream:
+                for start in range(0, len(body), 4096):
+                    stream.blocking_write_and_flush(body[start : start + 4096])
         except Err as e:
-            raise target.failed(f"sending the body failed: {e.value}") from None
-        finally:
-            stream.__exit__(None, None, None)
+            # The host may have refused the request already: say why.
+            refused = _refusal(types, target, pending)
+            raise refused or target.failed(f"sending the body failed: {type(e.value).__name__}") from None
         types.OutgoingBody.finish(outgoing, None)
-    while True:
-        got = pending.get()
-        if got is None:
-            pending.subscribe().block()
-            continue
-        if isinstance(got, Err):
-            raise target.failed("the response was already taken")
-        answer = got.value if isinstance(got, Ok) else got
-        if isinstance(answer, Err):
-            raise _error(types, target, answer.value)
-        response = answer.value if isinstance(answer, Ok) else answer
-        break
-    status = response.status()
-    headers_out = [(k, v.decode("utf-8", errors="replace")) for k, v in response.headers().entries()]
-    incoming = response.consume()
-    stream = incoming.stream()
-    chunks = []
-    size = 0
-    truncated = False
-    while True:
-        try:
-            chunk = stream.blocking_read(min(64 * 1024, max(1, max_body - size + 1)))
-        except Err as e:
-            if isinstance(e.value, streams.StreamError_Closed):
+    with pending:
+        while True:
+            got = pending.get()
+            if got is not None:
                 break
-            raise target.failed("reading the body failed") from None
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > max_body:
-            truncated = True
-            break
+            with pending.subscribe() as ready:
+                ready.block()
+    if isinstance(got, Err):
+        raise target.failed("the response was already taken")
+    answer = got.value if isinstance(got, Ok) else got
+    if isinstance(answer, Err):
+        raise _error(types, target, answer.value)
+    with answer.value if isinstance(answer, Ok) else answer as response:
+        status = response.status()
+        with response.headers() as fields:
+            headers_out = [(k, v.decode("utf-8", errors="replace")) for k, v in fields.entries()]
+        chunks = []
+        size = 0
+        truncated = False
+        with response.consume() as incoming, incoming.stream() as stream:
+            while True:
+                try:
+                    chunk = stream.blocking_read(min(64 * 1024, max(1, max_body - size + 1)))
+                except Err as e:
+                    if isinstance(e.value, streams.StreamError_Closed):
+                        break
+                    raise target.failed("reading the body failed") from None
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_body:
+                    truncated = True
+                    break
     return status, headers_out, b"".join(chunks)[:max_body], truncated
+
+
+def _refusal(types, target, pending):
+    """The host's error for a request it refused, once its answer is there;
+    None otherwise."""
+    try:
+        with pending.subscribe() as ready:
+            ready.block()
+        got = pending.get()
+    except Err:
+        return None
+    answer = got.value if isinstance(got, Ok) else None
+    if isinstance(answer, Err):
+        return _error(types, target, answer.value)
+    return None
 
 
 def _error(types, target, code):

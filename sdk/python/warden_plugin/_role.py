@@ -97,8 +97,10 @@ def role(*, name: str, description: str, tools: list[str] = ()):
     tools=[...])` on a function taking a Task and returning an Outcome (or a
     str, taken as the summary). `tools` names the tool plugins it wants."""
 
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"role name {name!r}: use 1 to 64 lowercase letters, digits and '-', starting with a letter")
+    if isinstance(tools, str) or not all(isinstance(t, str) for t in tools):
+        raise ValueError(f"role {name}: `tools` is a list of plugin names, such as tools=[\"fs\"]")
 
     def declare(function):
         if _ROLE:
@@ -116,11 +118,34 @@ def declared() -> _Role:
 
 
 def outcome_of(value) -> Outcome:
-    if isinstance(value, Outcome):
-        return value
+    """The Outcome a role returned, checked field by field (a wrong type
+    would otherwise trap where the host reads it)."""
     if isinstance(value, str):
         return Outcome(summary=value)
-    raise TypeError(f"a role returns an Outcome or a str, not a {type(value).__name__}")
+    if not isinstance(value, Outcome):
+        raise TypeError(f"a role returns an Outcome or a str, not a {type(value).__name__}")
+    _check(isinstance(value.summary, str), "Outcome.summary is a str")
+    _check(_strings(value.artifacts), "Outcome.artifacts is a list of str")
+    _check(isinstance(value.follow_ups, (list, tuple)), "Outcome.follow_ups is a list of NewTask")
+    for task in value.follow_ups:
+        _check(isinstance(task, NewTask), "Outcome.follow_ups is a list of NewTask")
+        for field_name in ("id", "role", "instructions"):
+            _check(isinstance(getattr(task, field_name), str), f"NewTask.{field_name} is a str")
+        _check(_strings(task.depends_on), "NewTask.depends_on is a list of str")
+        _check(
+            isinstance(task.priority, int) and not isinstance(task.priority, bool) and -(2**31) <= task.priority < 2**31,
+            "NewTask.priority is an int that fits 32 bits",
+        )
+    return value
+
+
+def _strings(value) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+
+def _check(ok: bool, what: str) -> None:
+    if not ok:
+        raise TypeError(what)
 
 
 def dumps(value) -> str:
@@ -134,12 +159,12 @@ def loads(text: str):
         return text
 
 
-def error_kind(e: BaseException) -> str:
-    """The role-error case for an exception a role raised."""
-    from .errors import InvalidTask
+def describe_error(e: BaseException) -> tuple[str, str]:
+    """(role-error case, message) for what a role raised; never raises."""
+    from .errors import InvalidTask, describe
 
     if isinstance(e, InvalidTask):
-        return "invalid-task"
-    if isinstance(e, ToolError) and e.kind == "denied":
-        return "denied"
-    return "failed"
+        message = getattr(e, "message", None)
+        return "invalid-task", message if isinstance(message, str) else describe("role", e)[1]
+    kind, message = describe("role", e)
+    return ("denied" if kind == "denied" else "failed"), message

@@ -50,6 +50,8 @@ def schema_of(tp, where: str) -> dict:
     args = typing.get_args(tp)
     if tp is Any or tp is object:
         return {}
+    if origin in (typing.Required, typing.NotRequired):
+        return schema_of(args[0], where)
     if origin is typing.Annotated:
         schema = schema_of(args[0], where)
         notes = [a for a in args[1:] if isinstance(a, str)]
@@ -71,7 +73,10 @@ def schema_of(tp, where: str) -> dict:
     if tp is dict:
         return {"type": "object"}
     if origin is typing.Literal:
-        return {"enum": list(args)}
+        try:
+            return {"enum": [to_json_value(a) for a in args]}
+        except TypeError as e:
+            raise SchemaError(f"{where}: {e}") from None
     if origin in (typing.Union, types.UnionType):
         options = [a for a in args if a is not type(None)]
         schemas = [schema_of(a, where) for a in options]
@@ -99,7 +104,7 @@ def schema_of(tp, where: str) -> dict:
         hints = _hints(tp)
         properties = {}
         required = []
-        for field in dataclasses.fields(tp):
+        for field in _init_fields(tp):
             properties[field.name] = schema_of(hints[field.name], f"{where}.{field.name}")
             if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
                 required.append(field.name)
@@ -163,7 +168,7 @@ def convert(value, tp, path: str):
     args = typing.get_args(tp)
     if tp is Any or tp is object:
         return value
-    if origin is typing.Annotated:
+    if origin in (typing.Annotated, typing.Required, typing.NotRequired):
         return convert(value, args[0], path)
 
     def wrong(expected: str):
@@ -200,9 +205,11 @@ def convert(value, tp, path: str):
             raise wrong("an object")
         return value
     if origin is typing.Literal:
-        if value not in args or any(type(value) is not type(a) for a in args if a == value):
-            raise ArgumentError(f"{path}: expected one of {', '.join(_show(a) for a in args)}, got {_show(value)}")
-        return value
+        for a in args:
+            if _same(to_json_value(a), value):
+                return a
+        shown = ", ".join(_show(to_json_value(a)) for a in args)
+        raise ArgumentError(f"{path}: expected one of {shown}, got {_show(value)}")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -235,14 +242,14 @@ def convert(value, tp, path: str):
         return {k: convert(v, item, f"{path}.{k}") for k, v in value.items()}
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         for member in tp:
-            if member.value == value and type(member.value) is type(value):
+            if _same(member.value, value):
                 return member
         raise ArgumentError(f"{path}: expected one of {', '.join(_show(m.value) for m in tp)}, got {_show(value)}")
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, dict):
             raise wrong("an object")
         hints = _hints(tp)
-        fields = {f.name: f for f in dataclasses.fields(tp)}
+        fields = {f.name: f for f in _init_fields(tp)}
         check_keys(value, fields, path)
         missing = [
             name
@@ -251,7 +258,12 @@ def convert(value, tp, path: str):
         ]
         if missing:
             raise ArgumentError(f"{path}: missing {', '.join(f'`{m}`' for m in missing)}")
-        return tp(**{k: convert(v, hints[k], f"{path}.{k}") for k, v in value.items()})
+        converted = {k: convert(v, hints[k], f"{path}.{k}") for k, v in value.items()}
+        try:
+            return tp(**converted)
+        except (TypeError, ValueError) as e:
+            # The dataclass's own checks (__post_init__) refused it.
+            raise ArgumentError(f"{path}: {e}") from None
     if _is_typeddict(tp):
         if not isinstance(value, dict):
             raise wrong("an object")
@@ -262,6 +274,32 @@ def convert(value, tp, path: str):
             raise ArgumentError(f"{path}: missing {', '.join(f'`{m}`' for m in missing)}")
         return {k: convert(v, hints[k], f"{path}.{k}") for k, v in value.items()}
     raise ArgumentError(f"{path}: {_name(tp)} cannot be read from JSON")
+
+
+def _init_fields(tp) -> list:
+    """The fields a dataclass takes when it is made (not `init=False`)."""
+    return [f for f in dataclasses.fields(tp) if f.init]
+
+
+def _same(a, b) -> bool:
+    """JSON equality: 1 and 1.0 are the same number, true is not 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def admits_none(tp) -> bool:
+    """Whether annotation `tp` takes null."""
+    if tp is Any or tp is object or tp is None or tp is type(None):
+        return True
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return admits_none(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(admits_none(a) for a in typing.get_args(tp))
+    return False
 
 
 def check_keys(value: dict, known, path: str):

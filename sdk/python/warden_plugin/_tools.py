@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import _schema
-from .errors import Failed, InvalidArguments, ToolError, UnknownTool
+from .errors import Failed, InvalidArguments, ToolError, UnknownTool, describe
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
@@ -59,7 +59,12 @@ def _spec(f, name: str, description: str | None) -> Spec:
         where = f"tool {name}, parameter {p.name}"
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             raise _schema.SchemaError(f"{where}: *args and **kwargs have no schema; name each argument")
+        if p.kind is p.POSITIONAL_ONLY:
+            raise _schema.SchemaError(f"{where}: positional-only; arguments arrive by name, so drop the `/`")
         annotation = hints.get(p.name, Any)
+        if p.default is None and not _schema.admits_none(annotation):
+            # `x: int = None` means "an int, or nothing".
+            annotation = typing.Optional[annotation]
         schema = _schema.schema_of(annotation, where)
         if p.name in notes and "description" not in schema:
             schema = dict(schema, description=notes[p.name])
@@ -75,6 +80,10 @@ def _spec(f, name: str, description: str | None) -> Spec:
     schema = {"type": "object", "properties": properties, "additionalProperties": False}
     if required:
         schema["required"] = required
+    try:
+        json.dumps(schema, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise _schema.SchemaError(f"tool {name}: its schema is not JSON ({e})") from None
     text = description if description is not None else summary
     if not text:
         raise ValueError(f"tool {name}: give it a docstring or @tool(description=...); callers and models read it")
@@ -128,9 +137,11 @@ def call(name: str, arguments: str) -> str:
         known = ", ".join(_TOOLS) or "none"
         raise UnknownTool(f"no tool {name!r} in this plugin; it has: {known}")
     try:
-        args = json.loads(arguments) if arguments.strip() else {}
+        args = json.loads(arguments, parse_constant=_not_json) if arguments.strip() else {}
     except ValueError as e:
         raise InvalidArguments(f"{name}: the arguments are not JSON: {e}") from None
+    except RecursionError:
+        raise InvalidArguments(f"{name}: the arguments are nested too deeply") from None
     if not isinstance(args, dict):
         raise InvalidArguments(f"{name}: the arguments must be a JSON object, got {_schema._json_type(args)}")
     try:
@@ -143,13 +154,19 @@ def call(name: str, arguments: str) -> str:
         if missing:
             raise _schema.ArgumentError(f"{name}: missing {', '.join(f'`{m}`' for m in missing)}")
         values = {k: _schema.convert(v, spec.parameters[k], k) for k, v in args.items()}
+    except RecursionError:
+        raise InvalidArguments(f"{name}: the arguments are nested too deeply") from None
     except _schema.ArgumentError as e:
         raise InvalidArguments(f"{name}: {e}" if not str(e).startswith(name) else str(e)) from None
     result = run_guarded(name, lambda: spec.function(**values))
     try:
         return json.dumps(_schema.to_json_value(result), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except TypeError as e:
-        raise Failed(f"{name}: {e}") from None
+    except (TypeError, ValueError, RecursionError) as e:
+        raise Failed(f"{name}: {e or 'the result is nested too deeply'}") from None
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
 
 
 def run_guarded(name: str, work: Callable[[], Any]):
@@ -161,17 +178,9 @@ def run_guarded(name: str, work: Callable[[], Any]):
         return work()
     except ToolError:
         raise
-    except RecursionError:
-        raise Failed(f"{name}: RecursionError: maximum recursion depth exceeded") from None
     except BaseException as e:  # noqa: BLE001 - a plugin's bug must not trap
         try:
             log.debug(f"{name} raised:\n{traceback.format_exc()}")
         except BaseException:  # noqa: BLE001
             pass
-        message = str(e)
-        if isinstance(e, ImportError):
-            message += (
-                " (a plugin imports its modules when it is built, not while a call runs: "
-                "import it at the top of the module)"
-            )
-        raise Failed(f"{name}: {type(e).__name__}{': ' + message if message else ''}") from None
+        raise Failed(describe(name, e)[1]) from None

@@ -72,6 +72,13 @@ def build(project: Path, module: str = "app", output: Path | None = None) -> Pat
     if not (project / f"{module}.py").is_file():
         raise BuildError(f"{project}: no {module}.py; the plugin's code goes there (or name its module with --module)")
     kind = parsed["kind"]
+    try:
+        import componentize_py  # noqa: F401 - only to say it is missing
+    except ImportError:
+        raise BuildError(
+            f"componentize-py is not installed for {sys.executable}: `{sys.executable} -m pip install "
+            "componentize-py==0.25.1` (the kit's requirement)"
+        ) from None
     output = (output or project / f"{parsed['name']}.wasm").resolve()
     with tempfile.TemporaryDirectory(prefix="warden-build-") as tmp:
         tmp = Path(tmp)
@@ -101,11 +108,14 @@ def build(project: Path, module: str = "app", output: Path | None = None) -> Pat
         # Bytecode files written into the project during the snapshot are
         # noise there.
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+        # The Python error says what went wrong; componentize-py's own Rust
+        # backtrace after it would only bury it.
+        env["RUST_LIB_BACKTRACE"] = "0"
         done = subprocess.run(command, cwd=tmp, env=env)
         if done.returncode != 0:
             raise BuildError(
-                "componentize-py failed (its message is above); a module the app imports must be pure Python "
-                "and installed for this interpreter"
+                "componentize-py failed: its message is above (an error your module raised when the build "
+                "imported it, or a module it imports that is not pure Python or not installed for this interpreter)"
             )
         component = built.read_bytes() + custom_section(MANIFEST_SECTION, manifest_bytes)
         partial = output.with_suffix(".wasm.partial")

@@ -50,3 +50,26 @@ class InvalidTask(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = str(message)
+
+
+#: The cases of the WIT `tool-error` variant.
+KINDS = ("invalid-arguments", "unknown-tool", "denied", "failed")
+
+
+def describe(where: str, error: BaseException) -> tuple[str, str]:
+    """(kind, message) of what a tool raised, as the host will see it; never
+    raises itself, whatever the exception's own methods do."""
+    try:
+        if isinstance(error, ToolError):
+            kind = error.kind if error.kind in KINDS else "failed"
+            message = getattr(error, "message", None)
+            return kind, message if isinstance(message, str) else str(error)
+        text = str(error)
+        if isinstance(error, ImportError):
+            text += (
+                " (a plugin imports its modules when it is built, not while a call runs: "
+                "import it at the top of the module)"
+            )
+        return "failed", f"{where}: {type(error).__name__}{': ' + text if text else ''}"
+    except BaseException:  # noqa: BLE001 - a broken __str__ must not trap
+        return "failed", f"{where}: {type(error).__name__} (its message could not be read)"

@@ -111,9 +111,10 @@ class _Target:
         return cls(url, parts.scheme, host, port or default, authority, path)
 
     def denied(self) -> Denied:
+        host = f"[{self.host}]" if ":" in self.host else self.host
         return Denied(
             f"{self.url}: refused by the operator's network policy; it needs a grant such as "
-            f"--allow-host {self.scheme}://{self.host}:{self.port}"
+            f"--allow-host {self.scheme}://{host}:{self.port}"
         )
 
     def prohibited(self) -> Denied:

@@ -38,7 +38,7 @@ def complete(
         wit_messages.append(
             llm.Message(
                 role=getattr(llm.MessageRole, str(role).upper()),
-                content=content,
+                content="" if content is None else str(content),
                 tool_calls=[],
                 tool_call_id=m.get("tool_call_id") if isinstance(m, dict) else None,
             )

@@ -310,6 +310,10 @@ fn sandboxed_like_any_other(kit: &Kit) {
     assert_eq!(fetched["status"], 200);
     assert_eq!(fetched["body"], "from the granted host");
     assert_eq!(allowed.hits(), vec!["GET /page HTTP/1.1"]);
+    let post = format!(r#"{{"url":"{}/form","body":"a=1"}}"#, allowed.origin());
+    let out = call(&s, "fetch", &post, &["--allow-host", &allowed.origin()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(allowed.hits()[1], "POST /form HTTP/1.1");
     let out = call(
         &s,
         "fetch",
