@@ -57,7 +57,10 @@ fn main() {
     let target_dir = guest_target_dir(&out_dir);
 
     for watched in [
-        "sdk",
+        "sdk/src",
+        "sdk/wit",
+        "sdk/Cargo.toml",
+        "sdk/python/warden_plugin",
         "wit",
         "plugins",
         "examples",
@@ -237,14 +240,26 @@ fn cargo_metadata(workspace: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("cargo metadata JSON")
 }
 
-/// CPython as a WASI command, by componentize-py, against the WASI WIT that
-/// the host's wasmtime-wasi implements. Skipped when the output is newer
-/// than the app.
+/// CPython as a WASI command that may also make HTTP requests, by
+/// componentize-py, against the WASI WIT that the host's wasmtime-wasi-http
+/// implements; its HTTP client is the Python kit's (sdk/python). Skipped
+/// when the output is newer than every source it is made of.
 fn build_python(workspace: &Path, output: &Path) {
     let app_dir = workspace.join("runtimes/python");
-    let app = app_dir.join("app.py");
+    let kit = workspace.join("sdk/python");
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if let (Some(built), Some(source)) = (modified(output), modified(&app))
+    let newest_source = [app_dir.clone(), kit.join("warden_plugin")]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten().flatten())
+        .filter(|entry| {
+            entry
+                .path()
+                .extension()
+                .is_some_and(|e| e == "py" || e == "wit")
+        })
+        .filter_map(|entry| modified(&entry.path()))
+        .max();
+    if let (Some(built), Some(source)) = (modified(output), newest_source)
         && built > source
     {
         return;
@@ -261,8 +276,18 @@ fn build_python(workspace: &Path, output: &Path) {
         .current_dir(&app_dir)
         .arg("-q")
         .arg("-d")
-        .arg(wasi_wit_dir(workspace))
-        .args(["-w", "wasi:cli/command@0.2.12", "componentize", "app", "-o"])
+        .arg(python_wit_dir(workspace, &app_dir))
+        .args([
+            "-w",
+            "exec",
+            "componentize",
+            "app",
+            "-p",
+            ".",
+            "-p",
+        ])
+        .arg(&kit)
+        .arg("-o")
         .arg(output)
         .status()
         .unwrap_or_else(|e| {
@@ -278,7 +303,27 @@ fn build_python(workspace: &Path, output: &Path) {
     );
 }
 
-/// wasmtime-wasi's WASI 0.2 WIT, from the crate cargo already fetched.
+/// A WIT directory for the Python runtime: its world (`world.wit` in the
+/// app's directory) with the WASI WIT of the host's wasmtime-wasi-http as
+/// its deps, in OUT_DIR.
+fn python_wit_dir(workspace: &Path, app_dir: &Path) -> PathBuf {
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("python-wit");
+    let deps = out.join("deps");
+    std::fs::create_dir_all(&deps).expect("create the Python runtime's WIT dir");
+    std::fs::copy(app_dir.join("world.wit"), out.join("world.wit"))
+        .expect("copy runtimes/python/world.wit");
+    let wasi = wasi_wit_dir(workspace).join("deps");
+    for entry in std::fs::read_dir(&wasi).expect("read wasmtime-wasi-http's WIT deps") {
+        let path = entry.expect("a WIT deps entry").path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, deps.join(name)).expect("copy a WASI WIT file");
+        }
+    }
+    out
+}
+
+/// wasmtime-wasi-http's WASI 0.2 WIT (with the rest of WASI among its
+/// deps), from the crate cargo already fetched.
 fn wasi_wit_dir(workspace: &Path) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
@@ -294,13 +339,13 @@ fn wasi_wit_dir(workspace: &Path) -> PathBuf {
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
     let manifest = meta["packages"]
         .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["name"] == "wasmtime-wasi"))
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "wasmtime-wasi-http"))
         .and_then(|p| p["manifest_path"].as_str())
-        .expect("wasmtime-wasi is a dependency");
+        .expect("wasmtime-wasi-http is a dependency");
     Path::new(manifest)
         .parent()
         .expect("a manifest has a parent")
-        .join("src/p2/wit")
+        .join("wit")
 }
 
 /// `<target>/guests`, where `<target>` is the directory holding the profile

@@ -47,6 +47,13 @@ def _preload_stdlib():
 
 _preload_stdlib()
 
+# HTTP through the host (and its network policy) for urllib.request.urlopen;
+# the kit's wasi:http client does the requests.
+import http_shim  # noqa: E402
+
+http_shim.install()
+import warden_plugin._http_wasi  # noqa: E402,F401 - imported now, or never
+
 from wit_world import exports
 from wit_world.imports import environment
 from wit_world.imports import exit as wasi_exit

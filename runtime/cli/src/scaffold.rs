@@ -102,6 +102,10 @@ pub fn new_project(
         Lang::Js => {
             let kit = match &sdk {
                 Some(path) if path.join("bin/warden-plugin.js").is_file() => {
+                    // Installed as a copy with its own dependencies, as the
+                    // published package would be (a link would leave them
+                    // out).
+                    extra.push((".npmrc", "install-links=true\n".to_string()));
                     format!("file:{}", path.display())
                 }
                 Some(path) => {

@@ -2,13 +2,16 @@
 
 from componentize_py_types import Err, Ok
 
+# Imported here, at build time: a binding first imported during a call
+# cannot be found.
+from wit_world.imports import outgoing_handler, streams
+from wit_world.imports import wasi_http_types as types
+
 from .errors import InvalidArguments
 
 
-def send(types, target, method, headers, body, max_body):
+def send(target, method, headers, body, max_body):
     """Sends the request; returns (status, headers, body, truncated)."""
-    from wit_world.imports import outgoing_handler, streams
-
     entries = [(str(k).lower(), str(v).encode()) for k, v in headers.items()]
     try:
         fields = types.Fields.from_list(entries)
@@ -43,7 +46,7 @@ def send(types, target, method, headers, body, max_body):
     except Err as e:
         if outgoing is not None:
             outgoing.__exit__(None, None, None)
-        raise _error(types, target, e.value) from None
+        raise _error(target, e.value) from None
     if outgoing is not None:
         try:
             with outgoing.write() as stream:
@@ -51,7 +54,7 @@ def send(types, target, method, headers, body, max_body):
                     stream.blocking_write_and_flush(body[start : start + 4096])
         except Err as e:
             # The host may have refused the request already: say why.
-            refused = _refusal(types, target, pending)
+            refused = _refusal(target, pending)
             raise refused or target.failed(f"sending the body failed: {type(e.value).__name__}") from None
         types.OutgoingBody.finish(outgoing, None)
     with pending:
@@ -65,7 +68,7 @@ def send(types, target, method, headers, body, max_body):
         raise target.failed("the response was already taken")
     answer = got.value if isinstance(got, Ok) else got
     if isinstance(answer, Err):
-        raise _error(types, target, answer.value)
+        raise _error(target, answer.value)
     with answer.value if isinstance(answer, Ok) else answer as response:
         status = response.status()
         with response.headers() as fields:
@@ -89,7 +92,7 @@ def send(types, target, method, headers, body, max_body):
     return status, headers_out, b"".join(chunks)[:max_body], truncated
 
 
-def _refusal(types, target, pending):
+def _refusal(target, pending):
     """The host's error for a request it refused, once its answer is there;
     None otherwise."""
     try:
@@ -100,11 +103,11 @@ def _refusal(types, target, pending):
         return None
     answer = got.value if isinstance(got, Ok) else None
     if isinstance(answer, Err):
-        return _error(types, target, answer.value)
+        return _error(target, answer.value)
     return None
 
 
-def _error(types, target, code):
+def _error(target, code):
     if isinstance(code, types.ErrorCode_HttpRequestDenied):
         return target.denied()
     if isinstance(code, types.ErrorCode_DestinationIpProhibited):

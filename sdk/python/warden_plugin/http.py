@@ -76,10 +76,10 @@ def request(
         raise InvalidArguments(f"{url}: method {method!r}: use one of {', '.join(_METHODS)}")
     if isinstance(body, str):
         body = body.encode()
-    bindings = _host.require("wasi_http_types", "HTTP")
+    _host.require("wasi_http_types", "HTTP")
     from . import _http_wasi
 
-    status, got, data, truncated = _http_wasi.send(bindings, target, method, headers or {}, body, max(0, int(max_body)))
+    status, got, data, truncated = _http_wasi.send(target, method, headers or {}, body, max(0, int(max_body)))
     return Response(status=status, headers=got, body=data, truncated=truncated)
 
 

@@ -169,3 +169,73 @@ fn bad_input_is_2() {
     let out = exec(s.cwd.path(), &["python", "a.py", "--files", "nope"], "");
     assert_exit(&out, 2, "--files nope: not a directory", &"--files");
 }
+
+/// Python's `urllib.request.urlopen` goes through the host: a granted host
+/// answers, an ungranted one is refused naming the grant, a redirect is
+/// followed only while each hop is granted, and an error status is urllib's
+/// HTTPError.
+#[test]
+fn python_http_goes_through_the_network_policy() {
+    use warden_tests::server::{RecordingServer, Reply};
+
+    let s = Scratch::new();
+    let granted = RecordingServer::start(Reply::Body("hello from the granted host".into()));
+    let ungranted = RecordingServer::start(Reply::Body("SHOULD-NOT-BE-READ".into()));
+    let hop = RecordingServer::start(Reply::Redirect(format!("{}/next", granted.origin())));
+    let away = RecordingServer::start(Reply::Redirect(format!("{}/x", ungranted.origin())));
+    std::fs::write(
+        s.cwd.path().join("fetch.py"),
+        "import sys, urllib.request, urllib.error\n\
+         try:\n    with urllib.request.urlopen(sys.argv[1]) as r:\n        print(r.status, r.geturl(), r.read().decode())\n\
+         except urllib.error.URLError as e:\n    print('refused:', e.reason)\n    sys.exit(3)\n",
+    )
+    .unwrap();
+    let fetch = |url: String, grants: &[&str]| {
+        let mut args = vec!["python", "fetch.py"];
+        for g in grants {
+            args.extend(["--allow-host", g]);
+        }
+        args.extend(["--", &url]);
+        exec(s.cwd.path(), &args, "")
+    };
+
+    let out = fetch(format!("{}/page", granted.origin()), &[&granted.origin()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("200 {}/page hello from the granted host", granted.origin())
+    );
+
+    let out = fetch(format!("{}/page", ungranted.origin()), &[&granted.origin()]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "refused by the operator's network policy; it needs a grant such as --allow-host {}",
+            ungranted.origin()
+        )),
+        "{}",
+        stdout(&out)
+    );
+
+    // A redirect between granted hosts is followed, one to an ungranted host
+    // is refused, and the ungranted host never hears of it.
+    let out = fetch(
+        format!("{}/start", hop.origin()),
+        &[&hop.origin(), &granted.origin()],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("200 {}/next", granted.origin())),
+        "{}",
+        stdout(&out)
+    );
+    let out = fetch(format!("{}/start", away.origin()), &[&away.origin()]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("--allow-host {}", ungranted.origin())),
+        "{}",
+        stdout(&out)
+    );
+    assert!(ungranted.hits().is_empty(), "{:?}", ungranted.hits());
+    assert_eq!(away.hits(), vec!["GET /start HTTP/1.1"]);
+}

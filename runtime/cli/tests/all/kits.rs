@@ -107,12 +107,13 @@ fn with_kit(program: impl AsRef<std::ffi::OsStr>) -> Command {
     command
 }
 
-/// Installs the JavaScript project's dependencies (the kit, linked from
-/// this checkout) as its README says, offline.
+/// Installs the JavaScript project's dependencies as its README says,
+/// offline, linking the kit from this checkout (whose own dependencies
+/// `scripts/dev setup` installed) where a user's install copies it.
 fn npm_install(project: &Path) {
     let out = Command::new("npm")
         .current_dir(project)
-        .args(["install", "--offline", "--no-audit", "--no-fund"])
+        .args(["install", "--offline", "--install-links=false", "--no-audit", "--no-fund"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
