@@ -277,15 +277,7 @@ fn build_python(workspace: &Path, output: &Path) {
         .arg("-q")
         .arg("-d")
         .arg(python_wit_dir(workspace, &app_dir))
-        .args([
-            "-w",
-            "exec",
-            "componentize",
-            "app",
-            "-p",
-            ".",
-            "-p",
-        ])
+        .args(["-w", "exec", "componentize", "app", "-p", ".", "-p"])
         .arg(&kit)
         .arg("-o")
         .arg(output)

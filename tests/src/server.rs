@@ -65,10 +65,21 @@ fn serve(stream: TcpStream, reply: &Reply, seen: &Mutex<Vec<String>>) {
     if let Ok(mut hits) = seen.lock() {
         hits.push(request_line.trim_end().to_string());
     }
-    // Drain the headers.
+    // Drain the headers, then the body, so that the client has sent all it
+    // meant to before the answer and the close.
     let mut line = String::new();
+    let mut length = 0usize;
     while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
         line.clear();
+    }
+    let mut body = vec![0u8; length.min(1 << 20)];
+    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+        return;
     }
     let response = match reply {
         Reply::Body(body) => format!(

@@ -90,6 +90,10 @@ export function request(method, url, options = {}) {
 
 function send(t, method, headers, body, maxBody, encoder) {
   const entries = Object.entries(headers).map(([k, v]) => [String(k).toLowerCase(), encoder.encode(String(v))]);
+  if (body !== undefined && !entries.some(([k]) => k === 'content-length')) {
+    // A length, not chunks: what most servers expect of a request body.
+    entries.push(['content-length', encoder.encode(String(body.length))]);
+  }
   let fields;
   try {
     fields = Fields.fromList(entries);

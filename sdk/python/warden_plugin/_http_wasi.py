@@ -13,6 +13,9 @@ from .errors import InvalidArguments
 def send(target, method, headers, body, max_body):
     """Sends the request; returns (status, headers, body, truncated)."""
     entries = [(str(k).lower(), str(v).encode()) for k, v in headers.items()]
+    if body is not None and not any(k == "content-length" for k, _ in entries):
+        # A length, not chunks: what most servers expect of a request body.
+        entries.append(("content-length", str(len(body)).encode()))
     try:
         fields = types.Fields.from_list(entries)
     except Err as e:

@@ -113,7 +113,13 @@ fn with_kit(program: impl AsRef<std::ffi::OsStr>) -> Command {
 fn npm_install(project: &Path) {
     let out = Command::new("npm")
         .current_dir(project)
-        .args(["install", "--offline", "--install-links=false", "--no-audit", "--no-fund"])
+        .args([
+            "install",
+            "--offline",
+            "--install-links=false",
+            "--no-audit",
+            "--no-fund",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
