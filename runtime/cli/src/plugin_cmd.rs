@@ -64,7 +64,8 @@ pub enum PluginCommand {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
         /// The kit in a warden checkout, for a path dependency: its `sdk`
-        /// (Rust) or `sdk/python` directory (default: the published kit).
+        /// (Rust), `sdk/python` or `sdk/js` directory (default: the
+        /// published kit).
         #[arg(long, value_name = "DIR")]
         sdk: Option<PathBuf>,
     },
