@@ -189,6 +189,15 @@ impl FakeLlm {
         format!("http://127.0.0.1:{}", self.addr.port())
     }
 
+    /// An LLM router config (`llm.toml`) whose default model is this server,
+    /// spoken to as OpenAI (`fake/m`).
+    pub fn config(&self) -> String {
+        format!(
+            "version = 1\ndefault = \"fake/m\"\n[providers.fake]\nkind = \"openai\"\nbase-url = \"{}/v1\"\n",
+            self.origin()
+        )
+    }
+
     /// Queues the reply to the next request that finds the queue non-empty.
     pub fn push(&self, reply: Reply) {
         self.lock().queue.push_back(reply);

@@ -375,25 +375,8 @@ fn new_writes_a_project_that_builds_into_a_working_plugin() {
         stderr(&out)
     );
 
-    // It builds into a component whose tool answers. (Its own target dir
-    // beside the guests', kept between runs; the workspace's lock file, so
-    // it builds what the workspace builds.)
-    let target = std::path::Path::new(warden_tests::artifacts::RUNTIME_DIR)
-        .parent()
-        .unwrap()
-        .join("plugin-new");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"),
-        dir.join("greeter/Cargo.lock"),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-        .current_dir(dir)
-        .env("WARDEN_DATA_DIR", s.data.path())
-        .env("CARGO_TARGET_DIR", &target)
-        .args(["plugin", "build", "greeter"])
-        .output()
-        .unwrap();
+    // It builds into a component whose tool answers.
+    let out = crate::build_rust_template(&s, "greeter");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "greeter/greeter.wasm");
     let out = s.run(&[

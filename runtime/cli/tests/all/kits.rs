@@ -144,6 +144,17 @@ fn native_tests(kit: &Kit, project: &Path) {
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
 }
 
+/// `warden plugin build NAME` of a Python or JavaScript project in the
+/// scratch dir.
+fn build(s: &Scratch, name: &str) -> Output {
+    with_kit(env!("CARGO_BIN_EXE_warden"))
+        .current_dir(s.cwd.path())
+        .env("WARDEN_DATA_DIR", s.data.path())
+        .args(["plugin", "build", name])
+        .output()
+        .unwrap()
+}
+
 fn call(s: &Scratch, tool: &str, args: &str, flags: &[&str]) -> Output {
     let mut all = vec!["tool", "call", "kit/kit.wasm", tool, "--args", args];
     all.extend_from_slice(flags);
@@ -205,12 +216,7 @@ fn sandboxed_like_any_other(kit: &Kit) {
 
     let out = s.run(&["plugin", "check", "kit"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let out = with_kit(env!("CARGO_BIN_EXE_warden"))
-        .current_dir(dir)
-        .env("WARDEN_DATA_DIR", s.data.path())
-        .args(["plugin", "build", "kit"])
-        .output()
-        .unwrap();
+    let out = build(&s, "kit");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "kit/kit.wasm");
 
@@ -446,20 +452,22 @@ fn run_workflow(s: &Scratch, project: &Path, llm: &Path) -> serde_json::Value {
     serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap()
 }
 
+/// The run succeeded with the summary the model gave, trimmed, and the
+/// template's output (the summary's word count).
+fn ran_once(report: &serde_json::Value, summary: &str, words: u64) {
+    assert_eq!(report["status"], "succeeded", "{report}");
+    let outcome = &report["tasks"][0]["outcome"];
+    assert_eq!(outcome["summary"], summary, "{report}");
+    assert_eq!(outcome["output"], serde_json::json!({ "words": words }));
+}
+
 #[test]
 fn the_role_templates_run_as_a_workflow_in_rust_python_and_javascript() {
     let s = Scratch::new();
     let dir = s.cwd.path();
     let fake = FakeLlm::start();
     let llm = dir.join("llm.toml");
-    std::fs::write(
-        &llm,
-        format!(
-            "version = 1\ndefault = \"fake/m\"\n[providers.fake]\nkind = \"openai\"\nbase-url = \"{}/v1\"\n",
-            fake.origin()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&llm, fake.config()).unwrap();
 
     // Python.
     let out = s.run(&[
@@ -467,54 +475,25 @@ fn the_role_templates_run_as_a_workflow_in_rust_python_and_javascript() {
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let project = dir.join("pyrole");
-    let out = with_kit(warden_tests::python())
-        .current_dir(&project)
-        .args(["-m", "unittest", "-q"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = with_kit(env!("CARGO_BIN_EXE_warden"))
-        .current_dir(dir)
-        .env("WARDEN_DATA_DIR", s.data.path())
-        .args(["plugin", "build", "pyrole"])
-        .output()
-        .unwrap();
+    native_tests(&PYTHON, &project);
+    let out = build(&s, "pyrole");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     fake.push(LlmReply::openai_text("  Sandboxes keep code apart.  "));
-    let report = run_workflow(&s, &project, &llm);
-    assert_eq!(report["status"], "succeeded", "{report}");
-    let outcome = &report["tasks"][0]["outcome"];
-    assert_eq!(outcome["summary"], "Sandboxes keep code apart.");
-    assert_eq!(outcome["output"], serde_json::json!({"words": 4}));
+    ran_once(
+        &run_workflow(&s, &project, &llm),
+        "Sandboxes keep code apart.",
+        4,
+    );
 
     // Rust, in the target dir the tool template's test builds in.
     let sdk = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk");
     let out = s.run(&["plugin", "new", "rsrole", "--role", "--sdk", sdk]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let project = dir.join("rsrole");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"),
-        project.join("Cargo.lock"),
-    )
-    .unwrap();
-    let target = Path::new(warden_tests::artifacts::RUNTIME_DIR)
-        .parent()
-        .unwrap()
-        .join("plugin-new");
-    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .current_dir(dir)
-        .env("WARDEN_DATA_DIR", s.data.path())
-        .env("CARGO_TARGET_DIR", &target)
-        .args(["plugin", "build", "rsrole"])
-        .output()
-        .unwrap();
+    let out = crate::build_rust_template(&s, "rsrole");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     fake.push(LlmReply::openai_text("Rust says the same."));
-    let report = run_workflow(&s, &project, &llm);
-    assert_eq!(report["status"], "succeeded", "{report}");
-    let outcome = &report["tasks"][0]["outcome"];
-    assert_eq!(outcome["summary"], "Rust says the same.");
-    assert_eq!(outcome["output"], serde_json::json!({"words": 4}));
+    ran_once(&run_workflow(&s, &project, &llm), "Rust says the same.", 4);
 
     // JavaScript.
     let out = s.run(&[
@@ -523,14 +502,10 @@ fn the_role_templates_run_as_a_workflow_in_rust_python_and_javascript() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let project = dir.join("jsrole");
     native_tests(&JS, &project);
-    let out = s.run(&["plugin", "build", "jsrole"]);
+    let out = build(&s, "jsrole");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     fake.push(LlmReply::openai_text("JavaScript agrees."));
-    let report = run_workflow(&s, &project, &llm);
-    assert_eq!(report["status"], "succeeded", "{report}");
-    let outcome = &report["tasks"][0]["outcome"];
-    assert_eq!(outcome["summary"], "JavaScript agrees.");
-    assert_eq!(outcome["output"], serde_json::json!({"words": 2}));
+    ran_once(&run_workflow(&s, &project, &llm), "JavaScript agrees.", 2);
 
     // All asked the model with the task's brief.
     let asked = fake.requests();

@@ -58,6 +58,29 @@ pub struct Scratch {
     pub data: tempfile::TempDir,
 }
 
+/// `warden plugin build NAME` of a Rust project `warden plugin new` wrote in
+/// the scratch dir, with the workspace's lock file (so it builds what the
+/// workspace builds) and a target dir of its own beside the guests', kept
+/// between runs and shared by every test that builds a template.
+pub fn build_rust_template(s: &Scratch, name: &str) -> Output {
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"),
+        s.cwd.path().join(name).join("Cargo.lock"),
+    )
+    .expect("copy the workspace's Cargo.lock");
+    let target = Path::new(warden_tests::artifacts::RUNTIME_DIR)
+        .parent()
+        .expect("the runtime dir is in the target dir")
+        .join("plugin-new");
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+        .current_dir(s.cwd.path())
+        .env("WARDEN_DATA_DIR", s.data.path())
+        .env("CARGO_TARGET_DIR", &target)
+        .args(["plugin", "build", name])
+        .output()
+        .expect("run warden")
+}
+
 impl Default for Scratch {
     fn default() -> Self {
         Scratch::new()

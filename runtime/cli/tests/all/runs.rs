@@ -64,14 +64,7 @@ fn a_run_killed_mid_task_resumes_without_repeating_finished_work() {
     // The second task's model call hangs: the run is killed while it waits.
     fake.push(Reply::echo_after(Duration::from_secs(120)));
     let llm = s.cwd.path().join("llm.toml");
-    std::fs::write(
-        &llm,
-        format!(
-            "version = 1\ndefault = \"fake/m\"\n[providers.fake]\nkind = \"openai\"\nbase-url = \"{}/v1\"\n",
-            fake.origin()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&llm, fake.config()).unwrap();
     std::fs::write(s.cwd.path().join("flow.toml"), WORKFLOW).unwrap();
     let caller_dir = Path::new(CALLER)
         .parent()
