@@ -253,6 +253,54 @@ pub(crate) async fn javascript_runs_and_hostile_javascript_is_contained() {
     assert_eq!(limit(&out), LimitKind::Deadline);
     still_works(Language::Js).await;
 
+    // Values print as node prints them; promise jobs run to the end, and
+    // a rejection nobody handles fails the program as a throw does.
+    let out = js(
+        "console.log('n', 1, {a: [1, 'x'], 'b-c': null}, new Map([[1, 2]]));\n\
+         (async () => { await null; console.error('later', [scriptArgs.length]) })()",
+        &short(),
+    )
+    .await;
+    assert_eq!(exit_code(&out), 0, "{}", out.stderr.to_text());
+    assert_eq!(
+        out.stdout.to_text(),
+        "n 1 { a: [ 1, 'x' ], 'b-c': null } Map(1) { 1 => 2 }\n"
+    );
+    assert_eq!(out.stderr.to_text(), "later [ 0 ]\n");
+    let out = js("Promise.reject(new RangeError('late'))", &short()).await;
+    assert_eq!(exit_code(&out), 1);
+    assert!(
+        out.stderr
+            .to_text()
+            .starts_with("Uncaught RangeError: late"),
+        "{}",
+        out.stderr.to_text()
+    );
+    // Sloppy-mode scripts, as a browser runs them.
+    let out = js("undeclared = 5; console.log(undeclared)", &short()).await;
+    assert_eq!(out.stdout.to_text(), "5\n", "{}", out.stderr.to_text());
+
+    // Recursion without end is stopped, one way or the other, and the
+    // runtime is as good as new afterwards.
+    let out = js(
+        "function down(n) { return down(n + 1) + 1 } down(0)",
+        &short(),
+    )
+    .await;
+    match &out.result {
+        Ok(code) => {
+            assert_eq!(*code, 1);
+            assert!(
+                out.stderr.to_text().contains("RangeError"),
+                "{}",
+                out.stderr.to_text()
+            );
+        }
+        Err(CallError::Trap(why)) => assert!(why.contains("stack overflow"), "{why}"),
+        Err(other) => panic!("unexpected: {other:?}"),
+    }
+    still_works(Language::Js).await;
+
     for bomb in [
         "new ArrayBuffer(2 ** 30)",
         "const a = []; for (;;) a.push(new Uint8Array(1 << 24))",
@@ -275,6 +323,35 @@ pub(crate) async fn javascript_runs_and_hostile_javascript_is_contained() {
     }
 }
 
+/// A FIFO in a directory the operator granted blocks whoever opens it. The
+/// run's file operations must then stay off the thread that keeps the
+/// deadline (they do their blocking on tokio's pool), so the deadline still
+/// stops the run. (Runs that see only warden's own directories do their
+/// file operations on the calling thread.)
+#[tokio::test]
+async fn a_fifo_in_a_granted_dir_cannot_hold_the_run_past_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let mut options = with_limits(Grant::default(), |l| l.timeout = Duration::from_secs(2));
+    options.grant.dirs.push(warden_core::DirGrant {
+        host: dir.path().to_path_buf(),
+        guest: "/data".into(),
+        mode: warden_core::DirMode::ReadOnly,
+    });
+    let started = std::time::Instant::now();
+    let out = python("print(open('/data/pipe').read())", &options).await;
+    assert_eq!(limit(&out), LimitKind::Deadline, "{}", out.stderr.to_text());
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // Let the pool's thread that is still waiting in open() go.
+    drop(std::fs::OpenOptions::new().write(true).open(&fifo));
+    still_works(Language::Python).await;
+}
+
 #[tokio::test]
 pub(crate) async fn a_wasi_program_gets_args_stdin_and_the_scratch_dir_only() {
     let program = plugin(PROGRAM);
@@ -292,6 +369,8 @@ pub(crate) async fn a_wasi_program_gets_args_stdin_and_the_scratch_dir_only() {
         .to_vec(),
         stdin: b"the input".to_vec(),
         cwd: Some("/work".into()),
+        // Only the scratch dir: its file operations run on this thread.
+        own_dirs_only: true,
     };
     let out = program.run_program(&options, &input).await;
     assert_eq!(out.result, Ok(9), "{}", out.stderr.to_text());

@@ -64,6 +64,18 @@ pub struct RunArgs {
     sandbox: SandboxArgs,
 }
 
+impl ExecCommand {
+    /// Whether the run's engine meters fuel (not with `--fuel none`).
+    pub fn meters_fuel(&self) -> bool {
+        match self {
+            ExecCommand::Python(code) | ExecCommand::Js(code) => &code.run,
+            ExecCommand::Wasm(wasm) => &wasm.run,
+        }
+        .sandbox
+        .meters_fuel()
+    }
+}
+
 pub async fn run(cmd: ExecCommand, engine: &Engine) -> Result<ExitCode, Failure> {
     let (program, run_args, args) = match cmd {
         ExecCommand::Python(code) => (

@@ -175,7 +175,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Plugin(cmd) => plugin_cmd::run(cmd, &dirs).await,
         Command::Mcp(args) => mcp::run(args, &dirs).await,
-        Command::Exec(cmd) => exec::run(cmd, &dirs.engine(ONE_SHOT_SLOTS)?).await,
+        Command::Exec(cmd) => {
+            let engine = dirs.engine_config(ONE_SHOT_SLOTS, None, None, cmd.meters_fuel())?;
+            exec::run(cmd, &engine).await
+        }
         Command::Llm(cmd) => llm::run(cmd, &dirs).await,
         Command::Models(cmd) => llm::models(cmd, dirs.data.as_deref()),
         Command::Memory(cmd) => {
@@ -208,7 +211,7 @@ impl Dirs {
     /// An engine for commands whose plugins never ask a model nor remember
     /// (`exec`, `plugin`): no LLM config is read.
     pub(crate) fn engine(&self, slots: u32) -> Result<Engine, Failure> {
-        self.engine_config(slots, None, None)
+        self.engine_config(slots, None, None, true)
     }
 
     /// An engine whose plugins may ask the models and use the memory
@@ -236,14 +239,17 @@ impl Dirs {
         memory: Option<Arc<dyn warden_api::memory::Memories>>,
     ) -> Result<Engine, Failure> {
         let router = Arc::new(self.router(None)?);
-        self.engine_config(slots, Some(router), memory)
+        self.engine_config(slots, Some(router), memory, true)
     }
 
+    /// An engine with these services; `meters_fuel` false for a `warden
+    /// exec --fuel none`.
     fn engine_config(
         &self,
         slots: u32,
         llm: Option<Arc<Router>>,
         memory: Option<Arc<dyn warden_api::memory::Memories>>,
+        meters_fuel: bool,
     ) -> Result<Engine, Failure> {
         let config = EngineConfig {
             cache_dir: self.data.as_deref().map(datadir::compiled_cache),
@@ -253,6 +259,7 @@ impl Dirs {
             llm: llm.map(|router| router as Arc<dyn warden_api::llm::Models>),
             memory,
             slow_compile: Some(slow_compile_notice(self.data.is_some())),
+            meters_fuel,
         };
         Engine::new(&config).map_err(|e| Failure::internal(e.to_string()))
     }

@@ -38,9 +38,11 @@ pub struct SandboxArgs {
     #[arg(long = "memory-ns", value_name = "NS[:rw]")]
     pub memory_ns: Vec<String>,
 
-    /// Fuel budget (about one unit per wasm instruction).
-    #[arg(long, value_name = "N")]
-    pub fuel: Option<u64>,
+    /// Fuel budget (about one unit per wasm instruction). `warden exec`
+    /// also takes `none` (or 0): no fuel metering, so the code runs faster
+    /// and only --timeout stops it.
+    #[arg(long, value_name = "N", value_parser = parse_fuel)]
+    pub fuel: Option<Fuel>,
 
     /// Linear-memory cap in MiB.
     #[arg(long, value_name = "MIB")]
@@ -64,7 +66,30 @@ pub struct SandboxArgs {
     pub tenant: String,
 }
 
+/// What `--fuel` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fuel {
+    Budget(u64),
+    /// `none` or `0`: no metering at all.
+    Unmetered,
+}
+
+fn parse_fuel(text: &str) -> Result<Fuel, String> {
+    match text {
+        "none" | "0" => Ok(Fuel::Unmetered),
+        _ => text.parse().map(Fuel::Budget).map_err(|_| {
+            format!("{text:?} is not a number of fuel units; give one, e.g. 1000000000, or `none` (warden exec only)")
+        }),
+    }
+}
+
 impl SandboxArgs {
+    /// Whether the engine should meter fuel: not when `--fuel none` asks
+    /// it not to.
+    pub fn meters_fuel(&self) -> bool {
+        self.fuel != Some(Fuel::Unmetered)
+    }
+
     /// The operator's grant and limits for one call of `plugin`.
     pub fn call_options(&self, plugin: &CompiledPlugin) -> Result<CallOptions, Failure> {
         self.options(plugin, self.policy()?)
@@ -94,8 +119,17 @@ impl SandboxArgs {
             .for_plugin(plugin.name(), plugin.sha256(), plugin.signer())
             .map_err(|e| Failure::bad_input(e.to_string()))?;
         grant.extend(&self.grant()?);
+        let fuel = match self.fuel {
+            Some(Fuel::Budget(units)) => Some(units),
+            Some(Fuel::Unmetered) if plugin.meters_fuel() => {
+                return Err(Failure::bad_input(
+                    "--fuel none turns fuel metering off, which only `warden exec` does; give this command a budget, e.g. --fuel 1000000000",
+                ));
+            }
+            Some(Fuel::Unmetered) | None => None,
+        };
         let explicit = LimitSettings {
-            fuel: self.fuel,
+            fuel,
             timeout_ms: self.timeout,
             memory_mib: self.memory,
             output_kib: self.output_kib,

@@ -81,11 +81,32 @@ impl<T> CallOutcome<T> {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {
-    /// Fuel the call used, the fuel of every sandbox it started included.
+    /// Fuel the call used, the fuel of every sandbox it started included;
+    /// 0 on an engine that does not meter fuel.
     pub fuel_used: u64,
     pub duration: Duration,
     /// Log lines past the per-call budget that were dropped.
     pub log_lines_dropped: u32,
+    /// Where `duration` went.
+    #[serde(skip)]
+    pub phases: Phases,
+}
+
+/// Where a call's time went, phase by phase; together they make up
+/// [`Usage::duration`]. For benchmarks and traces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// Building the store: the WASI context with its grants opened, the
+    /// limiter, fuel and deadline.
+    pub setup: Duration,
+    /// Instantiating the component in the store (zero when it did not get
+    /// that far).
+    pub instantiate: Duration,
+    /// The export's call: the guest's own code and the host calls it made.
+    pub call: Duration,
+    /// Dropping the store: the instance's memories and tables go back to
+    /// the pool, their dirty pages reset.
+    pub teardown: Duration,
 }
 
 /// Why a call produced no result. A tool's own error is not one of these: it
@@ -141,6 +162,13 @@ pub struct RunInput {
     pub stdin: Vec<u8>,
     /// The guest's working directory, e.g. `/work`.
     pub cwd: Option<String>,
+    /// Every directory granted is one warden made for this run (the
+    /// scratch and code directories), holding only regular files and
+    /// directories it or the guest wrote (WASI cannot make a FIFO or a
+    /// device). File operations then run on the calling thread. Leave it
+    /// false when an operator's directory is granted: a FIFO or a slow
+    /// mount there could block the thread past the deadline.
+    pub own_dirs_only: bool,
 }
 
 /// What every call of one engine shares: the wasmtime engine and the
@@ -148,6 +176,8 @@ pub struct RunInput {
 /// epoch ticker) lives as long as any of them.
 pub(crate) struct Services {
     pub(crate) wasmtime: wasmtime::Engine,
+    /// Whether the engine meters fuel ([`crate::EngineConfig::meters_fuel`]).
+    pub(crate) meters_fuel: bool,
     pub(crate) models: Option<Arc<dyn Models>>,
     pub(crate) memories: Option<Arc<dyn Memories>>,
     pub(crate) programs: Arc<dyn Programs>,
@@ -211,6 +241,8 @@ pub(crate) struct Sandbox {
     store: Store<CallState>,
     limits: Limits,
     started: Instant,
+    /// When the store was ready.
+    set_up: Instant,
     stdout: CapturedOutput,
     stderr: CapturedOutput,
 }
@@ -311,13 +343,16 @@ impl Sandbox {
             }),
             deadline,
             deadline_hit: false,
+            instantiated: None,
         };
         let mut store = Store::new(&services.wasmtime, state);
         store.limiter(|state| &mut state.limiter);
         store.set_hostcall_fuel(usize::try_from(hostcall_data(&limits)).unwrap_or(usize::MAX));
-        store
-            .set_fuel(limits.fuel)
-            .map_err(|e| CallError::Setup(format!("cannot set fuel: {e}")))?;
+        if services.meters_fuel {
+            store
+                .set_fuel(limits.fuel)
+                .map_err(|e| CallError::Setup(format!("cannot set fuel: {e}")))?;
+        }
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
@@ -333,6 +368,7 @@ impl Sandbox {
             store,
             limits,
             started,
+            set_up: Instant::now(),
             stdout,
             stderr,
         })
@@ -446,16 +482,38 @@ impl Sandbox {
         result: Result<T, CallError>,
         narrowed: Vec<String>,
     ) -> CallOutcome<T> {
-        let fuel_left = self.store.get_fuel().unwrap_or(0);
+        let returned = Instant::now();
+        let Sandbox {
+            store,
+            limits,
+            started,
+            set_up,
+            stdout,
+            stderr,
+        } = self;
+        // No fuel to read: the engine does not meter it.
+        let fuel_used = store
+            .get_fuel()
+            .map_or(0, |left| limits.fuel.saturating_sub(left));
+        let log_lines_dropped = store.data().log.dropped();
+        let instantiated = store.data().instantiated.unwrap_or(set_up);
+        drop(store);
+        let done = Instant::now();
         CallOutcome {
             result,
             usage: Usage {
-                fuel_used: self.limits.fuel.saturating_sub(fuel_left),
-                duration: self.started.elapsed(),
-                log_lines_dropped: self.store.data().log.dropped(),
+                fuel_used,
+                duration: done - started,
+                log_lines_dropped,
+                phases: Phases {
+                    setup: set_up - started,
+                    instantiate: instantiated - set_up,
+                    call: returned - instantiated,
+                    teardown: done - returned,
+                },
             },
-            stdout: self.stdout.take(),
-            stderr: self.stderr.take(),
+            stdout: stdout.take(),
+            stderr: stderr.take(),
             narrowed,
         }
     }
@@ -490,7 +548,11 @@ fn build_wasi(
         .stderr(stderr.clone())
         .allow_tcp(false)
         .allow_udp(false)
-        .allow_ip_name_lookup(false);
+        .allow_ip_name_lookup(false)
+        // See RunInput::own_dirs_only: a file operation there is quick and
+        // cannot hang, so it runs here instead of hopping to tokio's
+        // blocking pool and back (tens of µs each).
+        .allow_blocking_current_thread(run_input.is_some_and(|input| input.own_dirs_only));
     if let Some(input) = run_input {
         builder.args(&input.args);
         builder.stdin(MemoryInputPipe::new(input.stdin.clone()));

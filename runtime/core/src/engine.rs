@@ -28,10 +28,18 @@ use crate::host::files::{FileBudget, TenantDisks};
 use crate::limits::MAX_MEMORY_BYTES;
 use crate::manifest;
 use crate::plugin::{CompiledPlugin, Exports};
+use crate::snapshot;
 use crate::state::CallState;
 
 /// Bytes of each linear memory kept resident between calls in a pool slot.
 const KEEP_RESIDENT_BYTES: usize = 2 * 1024 * 1024;
+
+/// Initial memories up to this size always get a copy-on-write image, so
+/// instantiating maps them instead of copying their data in. The Python
+/// runtime's snapshot is about 30 MB with gaps that wasmtime's density
+/// heuristic (and its 16 MiB default here) would refuse. Bounded, because a
+/// plugin's sparse data segments decide how big the image is.
+const DENSE_IMAGE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Process-wide settings.
 #[derive(Clone)]
@@ -58,6 +66,11 @@ pub struct EngineConfig {
     /// first use: the compiled cache keeps it afterwards), so a person
     /// waiting knows why.
     pub slow_compile: Option<SlowCompile>,
+    /// Whether guests are metered by fuel (the default). Off, the code
+    /// wasmtime compiles has no fuel checks and runs faster, fuel limits
+    /// are not applied and `fuel_used` reads 0: only the deadline (epoch
+    /// interruption, which is always on) stops a guest that runs away.
+    pub meters_fuel: bool,
 }
 
 /// See [`EngineConfig::slow_compile`].
@@ -76,6 +89,7 @@ impl Default for EngineConfig {
             llm: None,
             memory: None,
             slow_compile: None,
+            meters_fuel: true,
         }
     }
 }
@@ -90,6 +104,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("llm", &self.llm.is_some())
             .field("memory", &self.memory.is_some())
             .field("slow_compile", &self.slow_compile.is_some())
+            .field("meters_fuel", &self.meters_fuel)
             .finish()
     }
 }
@@ -151,12 +166,13 @@ impl Engine {
     pub fn new(config: &EngineConfig) -> Result<Engine, EngineError> {
         let err = |e: wasmtime::Error| EngineError(format!("{e:#}"));
         let mut wasm = Config::new();
-        wasm.consume_fuel(true)
+        wasm.consume_fuel(config.meters_fuel)
             .epoch_interruption(true)
             .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(16))
             .wasm_component_model(true)
             // Deep recursion traps cleanly as a stack overflow well before
             // the fiber's own stack runs out.
+            .memory_guaranteed_dense_image_size(DENSE_IMAGE_BYTES)
             .max_wasm_stack(1024 * 1024)
             .async_stack_size(2 * 1024 * 1024);
 
@@ -176,7 +192,7 @@ impl Engine {
             // fresh slot. Keep the low pages of reused slots resident and
             // reset only the dirty ones (PAGEMAP_SCAN on Linux 6.7+, a memset
             // elsewhere) instead of unmapping and faulting them in again.
-            .pagemap_scan(Enabled::Auto)
+            .pagemap_scan(pagemap_scan(&read_swaps()))
             .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
             .table_keep_resident(64 * 1024);
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -201,6 +217,7 @@ impl Engine {
         let inner = Arc::new_cyclic(|weak: &Weak<EngineInner>| EngineInner {
             services: Arc::new(Services {
                 wasmtime: engine,
+                meters_fuel: config.meters_fuel,
                 models: config.llm.clone(),
                 memories: config.memory.clone(),
                 programs: Arc::new(EnginePrograms(weak.clone())),
@@ -227,6 +244,11 @@ impl Engine {
     /// `None` takes the quota away.
     pub fn share_tenant_disk(&self, tenant: &str, left: Option<Arc<AtomicU64>>) {
         self.inner.services.disks.set(tenant, left);
+    }
+
+    /// Whether guests are metered by fuel ([`EngineConfig::meters_fuel`]).
+    pub fn meters_fuel(&self) -> bool {
+        self.inner.services.meters_fuel
     }
 
     /// The underlying wasmtime engine, for embedders that need it.
@@ -343,11 +365,36 @@ impl Engine {
                 language.runtime_file()
             )));
         }
-        let plugin = self
-            .load_file(&path)
-            .map_err(|e| ExecError::Unsupported(format!("the {language} runtime: {e}")))?;
+        let unusable = |e: &dyn std::fmt::Display| {
+            ExecError::Unsupported(format!("the {language} runtime: {e}"))
+        };
+        let bytes = std::fs::read(&path).map_err(|e| {
+            unusable(&LoadError::Read {
+                path: path.clone(),
+                error: e.to_string(),
+            })
+        })?;
+        let bytes = if snapshot::wants_snapshot(&bytes) {
+            self.snapshot(&bytes).map_err(|e| {
+                unusable(&format_args!("pre-initialising {}: {e:#}", path.display()))
+            })?
+        } else {
+            bytes
+        };
+        let plugin = self.load_bytes(&bytes, &path).map_err(|e| unusable(&e))?;
         loaded.insert(language, plugin.clone());
         Ok(plugin)
+    }
+
+    /// The runtime `bytes` pre-initialised (see [`crate::snapshot`]), from
+    /// the compiled cache's directory when it was made before.
+    fn snapshot(&self, bytes: &[u8]) -> wasmtime::Result<Vec<u8>> {
+        let wasmtime = self.wasmtime();
+        let make = || snapshot::snapshot(wasmtime, bytes);
+        match &self.inner.cache {
+            Some(cache) => cache.get_or_snapshot(&hex::encode(Sha256::digest(bytes)), make),
+            None => make(),
+        }
     }
 
     /// Runs `code` in `language`'s runtime: the code read-only at
@@ -365,6 +412,37 @@ impl Engine {
     ) -> Result<CallOutcome<i32>, ExecError> {
         let runtime = self.runtime(language)?;
         exec::run_code(&runtime, language, code, scratch, stdin, args, options).await
+    }
+}
+
+/// Whether slots are reset with `PAGEMAP_SCAN`, given `/proc/swaps`.
+///
+/// wasmtime 48's scan resets only the dirty pages that are present: a
+/// dirty page the kernel has swapped out is neither reset nor unmapped, so
+/// the next instance in that slot would read the previous one's data. With
+/// any swap configured the scan is off, and slots are reset by copying
+/// their first pages back from the image and unmapping the rest, which
+/// does not depend on where a page is.
+fn pagemap_scan(swaps: &str) -> Enabled {
+    // The first line is the header; each further line is a swap area.
+    if swaps.lines().skip(1).any(|line| !line.trim().is_empty()) {
+        tracing::info!(
+            "swap is on: slots are reset without PAGEMAP_SCAN, which cannot see swapped-out pages"
+        );
+        Enabled::No
+    } else {
+        Enabled::Auto
+    }
+}
+
+/// `/proc/swaps`; a host without it (not Linux, or no procfs) reads as
+/// having no swap, and there PAGEMAP_SCAN does not exist either.
+fn read_swaps() -> String {
+    match std::fs::read_to_string("/proc/swaps") {
+        Ok(swaps) => swaps,
+        // Linux without a readable /proc/swaps: assume the worst.
+        Err(_) if Path::new("/proc/self/pagemap").exists() => "header\nunknown\n".into(),
+        Err(_) => String::new(),
     }
 }
 
@@ -557,6 +635,9 @@ impl ArtifactCache {
     fn new(dir: &Path, engine: &wasmtime::Engine) -> ArtifactCache {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        // Settings that change what is compiled without making an artifact
+        // incompatible: an artifact compiled without them is not reused.
+        DENSE_IMAGE_BYTES.hash(&mut hasher);
         let mac = match cache_key(dir) {
             Ok(key) => Some(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key)),
             Err(e) => {
@@ -620,19 +701,8 @@ impl ArtifactCache {
         sha256: &str,
         path: &Path,
     ) -> wasmtime::Result<Component> {
-        let file = std::fs::read(path)?;
-        let Some(split) = file.len().checked_sub(MAC_BYTES) else {
-            wasmtime::bail!("too short to be a cached artifact");
-        };
-        let (artifact, tag) = file.split_at(split);
-        let mut signed = self.context(sha256);
-        signed.extend_from_slice(artifact);
-        if ring::hmac::verify(mac, &signed, tag).is_err() {
-            wasmtime::bail!(
-                "its MAC does not hold: warden did not write it for this component (written by someone else, or another component's)"
-            );
-        }
-        load_artifact(engine, artifact)
+        let artifact = read_signed(mac, &self.context(sha256), path)?;
+        load_artifact(engine, &artifact)
     }
 
     fn store(
@@ -642,19 +712,78 @@ impl ArtifactCache {
         component: &Component,
         path: &Path,
     ) -> std::io::Result<()> {
-        let mut serialized = component
+        let serialized = component
             .serialize()
             .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-        let mut signed = self.context(sha256);
-        signed.extend_from_slice(&serialized);
-        serialized.extend_from_slice(ring::hmac::sign(mac, &signed).as_ref());
+        self.write_signed(mac, &self.context(sha256), serialized, path)
+    }
+
+    /// The pre-initialised runtime made from the component `sha256`:
+    /// from the cache when it holds one warden wrote, else `make`'s, kept
+    /// for the next process.
+    fn get_or_snapshot(
+        &self,
+        sha256: &str,
+        make: impl FnOnce() -> wasmtime::Result<Vec<u8>>,
+    ) -> wasmtime::Result<Vec<u8>> {
+        let Some(mac) = &self.mac else {
+            return make();
+        };
+        let path = self.dir.join(format!("{sha256}.snapshot.wasm"));
+        let context = format!("warden runtime snapshot v1\0{sha256}\0").into_bytes();
+        if path.exists() {
+            match read_signed(mac, &context, &path) {
+                Ok(snapshot) => return Ok(snapshot),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "discarding unusable cached snapshot");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let snapshot = make()?;
+        if let Err(e) = self.write_signed(mac, &context, snapshot.clone(), &path) {
+            tracing::warn!(path = %path.display(), error = %e, "could not cache the snapshot");
+        }
+        Ok(snapshot)
+    }
+
+    /// Writes `bytes` to `path` with their MAC (over `context` and them)
+    /// appended, whole or not at all.
+    fn write_signed(
+        &self,
+        mac: &ring::hmac::Key,
+        context: &[u8],
+        mut bytes: Vec<u8>,
+        path: &Path,
+    ) -> std::io::Result<()> {
+        let mut signed = context.to_vec();
+        signed.extend_from_slice(&bytes);
+        bytes.extend_from_slice(ring::hmac::sign(mac, &signed).as_ref());
         std::fs::create_dir_all(&self.dir)?;
         // Write beside, then rename: a reader never sees half a file.
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        std::io::Write::write_all(&mut tmp, &serialized)?;
+        std::io::Write::write_all(&mut tmp, &bytes)?;
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
     }
+}
+
+/// What [`ArtifactCache::write_signed`] wrote to `path` under `context`,
+/// without its MAC; an error when the MAC does not hold.
+fn read_signed(mac: &ring::hmac::Key, context: &[u8], path: &Path) -> wasmtime::Result<Vec<u8>> {
+    let mut file = std::fs::read(path)?;
+    let Some(split) = file.len().checked_sub(MAC_BYTES) else {
+        wasmtime::bail!("too short to be a cached artifact");
+    };
+    let tag = file.split_off(split);
+    let mut signed = context.to_vec();
+    signed.extend_from_slice(&file);
+    if ring::hmac::verify(mac, &signed, &tag).is_err() {
+        wasmtime::bail!(
+            "its MAC does not hold: warden did not write it for this component (written by someone else, or another component's)"
+        );
+    }
+    Ok(file)
 }
 
 /// The cache's secret: `DIR/.key`, made on first use, readable and
@@ -734,10 +863,24 @@ fn load_artifact(engine: &wasmtime::Engine, artifact: &[u8]) -> wasmtime::Result
 
 #[cfg(test)]
 mod tests {
-    use super::{SlowCompile, name_from_path, told_if_slow};
+    use super::{SlowCompile, name_from_path, pagemap_scan, told_if_slow};
     use std::path::Path;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
+
+    /// A hostile test for hosts with swap: there, a slot reset by
+    /// PAGEMAP_SCAN would hand the next instance a swapped-out page of the
+    /// previous one, so the scan must be off.
+    #[test]
+    fn pagemap_scan_is_off_on_a_host_with_swap() {
+        let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+        assert!(matches!(pagemap_scan(header), wasmtime::Enabled::Auto));
+        assert!(matches!(pagemap_scan(""), wasmtime::Enabled::Auto));
+        let zram = format!("{header}/dev/zram0  partition\t4194300\t0\t100\n");
+        assert!(matches!(pagemap_scan(&zram), wasmtime::Enabled::No));
+        let file = format!("{header}/swapfile  file  1048572  0  -2\n");
+        assert!(matches!(pagemap_scan(&file), wasmtime::Enabled::No));
+    }
 
     #[test]
     fn names_from_paths() {

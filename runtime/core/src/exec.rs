@@ -322,6 +322,7 @@ pub(crate) async fn run_code(
         .map_err(|e| ExecError::Io(format!("cannot write the code: {e}")))?;
 
     let mut options = options.clone();
+    let own_dirs_only = options.grant.dirs.is_empty();
     options.grant.dirs.extend(scratch.grants());
     options.grant.dirs.push(DirGrant {
         host: code_dir.path().to_path_buf(),
@@ -337,6 +338,7 @@ pub(crate) async fn run_code(
         args: argv,
         stdin,
         cwd: Some(WORK_DIR.to_string()),
+        own_dirs_only,
     };
     Ok(runtime.run_program(&options, &input).await)
 }
@@ -353,6 +355,7 @@ pub async fn run_wasi_program(
     options: &CallOptions,
 ) -> CallOutcome<i32> {
     let mut options = options.clone();
+    let own_dirs_only = options.grant.dirs.is_empty();
     options.grant.dirs.extend(scratch.grants());
     let input = RunInput {
         args: std::iter::once(name.to_string())
@@ -360,6 +363,7 @@ pub async fn run_wasi_program(
             .collect(),
         stdin,
         cwd: Some(WORK_DIR.to_string()),
+        own_dirs_only,
     };
     program.run_program(&options, &input).await
 }

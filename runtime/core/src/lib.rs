@@ -64,12 +64,13 @@ pub mod role;
 mod scope;
 mod sections;
 pub mod signature;
+mod snapshot;
 mod state;
 pub mod stdio;
 pub mod tool;
 pub mod tools;
 
-pub use call::{CALL_KEY_VAR, CallError, CallOptions, CallOutcome, RunInput, Usage};
+pub use call::{CALL_KEY_VAR, CallError, CallOptions, CallOutcome, Phases, RunInput, Usage};
 pub use engine::{Engine, EngineConfig, EngineError, LoadError, SlowCompile};
 pub use epoch::EPOCH_TICK;
 pub use exec::{ExecError, Language, Scratch};

@@ -138,6 +138,11 @@ impl CompiledPlugin {
         &self.inner.sha256
     }
 
+    /// Whether its engine meters fuel ([`crate::EngineConfig::meters_fuel`]).
+    pub fn meters_fuel(&self) -> bool {
+        self.inner.services.meters_fuel
+    }
+
     /// Who signed the component (its signature held at load), if anyone.
     pub fn signer(&self) -> Option<&PublicKey> {
         self.inner.signer.as_ref()
@@ -378,11 +383,13 @@ async fn invoke(
     match (exports, invocation) {
         (Exports::Tool(pre), Invocation::ListTools) => {
             let instance = pre.instantiate_async(&mut *store).await?;
+            instantiated(store);
             let tool = instance.warden_plugin_tool();
             tool.call_list_tools(store).await.map(Returned::Tools)
         }
         (Exports::Tool(pre), Invocation::CallTool { name, arguments }) => {
             let instance = pre.instantiate_async(&mut *store).await?;
+            instantiated(store);
             let tool = instance.warden_plugin_tool();
             tool.call_call_tool(store, name, &arguments.to_string())
                 .await
@@ -390,16 +397,19 @@ async fn invoke(
         }
         (Exports::Command(pre), Invocation::Run(_)) => {
             let command = pre.instantiate_async(&mut *store).await?;
+            instantiated(store);
             let ran = command.wasi_cli_run().call_run(store).await?;
             Ok(Returned::Exit(if ran.is_ok() { 0 } else { 1 }))
         }
         (Exports::Role(pre), Invocation::Describe) => {
             let instance = pre.instantiate_async(&mut *store).await?;
+            instantiated(store);
             let role = instance.warden_plugin_role();
             role.call_describe(store).await.map(Returned::Spec)
         }
         (Exports::Role(pre), Invocation::RunRole(task)) => {
             let instance = pre.instantiate_async(&mut *store).await?;
+            instantiated(store);
             let role = instance.warden_plugin_role();
             role.call_run(store, &role::to_wit_task(task))
                 .await
@@ -418,6 +428,11 @@ async fn invoke(
             "is a program (wasi:cli/run), not a tool plugin; run it with `warden exec wasm`",
         ))),
     }
+}
+
+/// Notes when the instance was ready, for the call's [`crate::Phases`].
+fn instantiated(store: &mut wasmtime::Store<CallState>) {
+    store.data_mut().instantiated = Some(std::time::Instant::now());
 }
 
 /// Asking a tool plugin to run as a program, or the other way round.

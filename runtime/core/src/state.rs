@@ -33,6 +33,8 @@ pub(crate) struct CallState {
     pub(crate) deadline: Instant,
     /// Set by the epoch callback when it stopped the guest for the deadline.
     pub(crate) deadline_hit: bool,
+    /// When the component was instantiated, for [`crate::call::Phases`].
+    pub(crate) instantiated: Option<Instant>,
 }
 
 impl WasiView for CallState {

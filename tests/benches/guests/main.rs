@@ -7,21 +7,18 @@
 //! ```
 //!
 //! `call`: cold tool calls through warden against a bare wasmtime
-//! embedding; `exec`: `warden exec` of Python and JavaScript against the
-//! native interpreters; `llm`: the local model's tokens per second and what
+//! embedding; `llm`: the local model's tokens per second and what
 //! the host interface adds to a model call; `memory`: the store at 100 000
 //! entries, directly, through a guest and against LanceDB itself.
 
 mod call;
-mod exec;
 mod llm;
 mod memory;
 
 fn main() {
     let only = std::env::var("WARDEN_BENCH").ok();
-    let benches: [(&str, fn()); 4] = [
+    let benches: [(&str, fn()); 3] = [
         ("call", call::main),
-        ("exec", exec::main),
         ("llm", llm::main),
         ("memory", memory::main),
     ];
@@ -35,7 +32,7 @@ fn main() {
     }
     if !ran {
         eprintln!(
-            "WARDEN_BENCH={} is not a benchmark here; use call, exec, llm or memory",
+            "WARDEN_BENCH={} is not a benchmark here; use call, llm or memory",
             only.unwrap_or_default()
         );
         std::process::exit(2);

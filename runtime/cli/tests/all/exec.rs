@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output};
 
-use warden_tests::artifacts::{DATA_DIR, PROGRAM};
+use warden_tests::artifacts::{DATA_DIR, HELLO, PROGRAM};
 
 use crate::*;
 
@@ -168,6 +168,54 @@ fn bad_input_is_2() {
     );
     let out = exec(s.cwd.path(), &["python", "a.py", "--files", "nope"], "");
     assert_exit(&out, 2, "--files nope: not a directory", &"--files");
+}
+
+/// `--fuel none` (or 0) runs the code unmetered: it reports no fuel used,
+/// and only the deadline stops a loop. Commands that cannot turn metering
+/// off say so.
+#[test]
+fn fuel_none_runs_unmetered_under_the_deadline() {
+    let s = Scratch::new();
+    std::fs::write(s.cwd.path().join("ok.js"), "console.log(6 * 7)").unwrap();
+    for off in ["none", "0"] {
+        let out = exec(s.cwd.path(), &["js", "ok.js", "--fuel", off, "--json"], "");
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(v["stdout"], "42\n");
+        assert_eq!(v["fuel_used"], 0, "{v}");
+    }
+    std::fs::write(s.cwd.path().join("spin.js"), "for (;;) {}").unwrap();
+    let out = exec(
+        s.cwd.path(),
+        &[
+            "js",
+            "spin.js",
+            "--fuel",
+            "none",
+            "--timeout",
+            "300",
+            "--json",
+        ],
+        "",
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["limit"], "deadline", "{v}");
+
+    let out = exec(s.cwd.path(), &["js", "ok.js", "--fuel", "lots"], "");
+    assert_exit(
+        &out,
+        2,
+        "\"lots\" is not a number of fuel units",
+        &"--fuel lots",
+    );
+    let out = warden(
+        s.cwd.path(),
+        std::path::Path::new(DATA_DIR),
+        &[
+            "tool", "call", HELLO, "greet", "--args", "{}", "--fuel", "none",
+        ],
+    );
+    assert_exit(&out, 2, "only `warden exec` does", &"tool call --fuel none");
 }
 
 /// Python's `urllib.request.urlopen` goes through the host: a granted host
