@@ -91,7 +91,16 @@ fn main() {
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET");
+        .env_remove("CARGO_BUILD_TARGET")
+        // QuickJS's C, for the JavaScript runtime: rquickjs-sys compiles it
+        // with the WASI_SDK it is given (Debian's clang-14 and wasi-libc
+        // behind two wrappers) instead of downloading one.
+        .env("WASI_SDK", workspace.join("runtimes/js/wasi-sdk"));
+    if !Path::new("/usr/include/wasm32-wasi/stdio.h").exists() {
+        panic!(
+            "the JavaScript runtime's QuickJS needs clang-14 and wasi-libc's headers: run `scripts/dev setup` (or `apt-get install clang-14 wasi-libc`)"
+        );
+    }
     for guest in &guests {
         cmd.args(["-p", &guest.package]);
     }
