@@ -276,6 +276,14 @@ pub(crate) async fn javascript_runs_and_hostile_javascript_is_contained() {
         "{}",
         out.stderr.to_text()
     );
+    // Every run starts from the same snapshot, yet draws its own random
+    // numbers, and its clock starts with it.
+    let draw = "console.log(Math.random(), performance.now() < 5000)";
+    let first = js(draw, &short()).await.stdout.to_text();
+    let second = js(draw, &short()).await.stdout.to_text();
+    assert!(first.ends_with(" true\n"), "{first}");
+    assert_ne!(first, second);
+
     // Sloppy-mode scripts, as a browser runs them.
     let out = js("undeclared = 5; console.log(undeclared)", &short()).await;
     assert_eq!(out.stdout.to_text(), "5\n", "{}", out.stderr.to_text());
