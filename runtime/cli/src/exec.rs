@@ -18,7 +18,7 @@ use crate::terminal;
 pub enum ExecCommand {
     /// Run Python (CPython with its standard library) from FILE, or - for stdin.
     Python(CodeArgs),
-    /// Run JavaScript (the boa engine) from FILE, or - for stdin.
+    /// Run JavaScript (QuickJS) from FILE, or - for stdin.
     Js(CodeArgs),
     /// Run a WASI program: any component exporting wasi:cli/run.
     Wasm(WasmArgs),

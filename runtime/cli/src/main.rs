@@ -209,7 +209,8 @@ pub(crate) struct Dirs {
 
 impl Dirs {
     /// An engine for commands whose plugins never ask a model nor remember
-    /// (`exec`, `plugin`): no LLM config is read.
+    /// (`plugin`; `exec` picks its fuel metering too): no LLM config is
+    /// read.
     pub(crate) fn engine(&self, slots: u32) -> Result<Engine, Failure> {
         self.engine_config(slots, None, None, true)
     }

@@ -170,9 +170,9 @@ impl Engine {
             .epoch_interruption(true)
             .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(16))
             .wasm_component_model(true)
+            .memory_guaranteed_dense_image_size(DENSE_IMAGE_BYTES)
             // Deep recursion traps cleanly as a stack overflow well before
             // the fiber's own stack runs out.
-            .memory_guaranteed_dense_image_size(DENSE_IMAGE_BYTES)
             .max_wasm_stack(1024 * 1024)
             .async_stack_size(2 * 1024 * 1024);
 
