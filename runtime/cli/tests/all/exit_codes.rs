@@ -157,7 +157,7 @@ fn bad_input_is_2_with_a_message_that_says_what_to_fix() {
         ),
         (
             &["tool", "call", HELLO, "greet", "--fuel", "0"],
-            "`fuel` must be greater than 0",
+            "--fuel none turns fuel metering off, which only `warden exec` does",
         ),
         (
             &["tool", "call", HELLO, "greet", "--tenant", "../x"],
