@@ -240,6 +240,14 @@ pub(crate) async fn javascript_runs_and_hostile_javascript_is_contained() {
     .await;
     assert_eq!(exit_code(&out), 0, "{}", out.stderr.to_text());
     assert_eq!(out.stdout.to_text(), "{\"xs\":[1,2,3],\"n\":3}\n");
+    // The run starts from the runtime's snapshot, QuickJS's context already
+    // made: making it takes about 4.6 million units of fuel, this whole run
+    // about 160 000.
+    assert!(
+        out.usage.fuel_used < 500_000,
+        "{} units of fuel: was the runtime pre-initialised?",
+        out.usage.fuel_used
+    );
 
     let out = js("throw new TypeError('nope')", &short()).await;
     assert_eq!(exit_code(&out), 1);
