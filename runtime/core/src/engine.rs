@@ -246,11 +246,6 @@ impl Engine {
         self.inner.services.disks.set(tenant, left);
     }
 
-    /// Whether guests are metered by fuel ([`EngineConfig::meters_fuel`]).
-    pub fn meters_fuel(&self) -> bool {
-        self.inner.services.meters_fuel
-    }
-
     /// The underlying wasmtime engine, for embedders that need it.
     pub fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner.services.wasmtime
