@@ -18,14 +18,18 @@ async fn python(code: &str, options: &CallOptions) -> CallOutcome<i32> {
     run(Language::Python, code, options).await
 }
 
-async fn js(code: &str, options: &CallOptions) -> CallOutcome<i32> {
-    run(Language::Js, code, options).await
+async fn run(language: Language, code: &str, options: &CallOptions) -> CallOutcome<i32> {
+    run_on(engine(), language, code, options).await
 }
 
-async fn run(language: Language, code: &str, options: &CallOptions) -> CallOutcome<i32> {
+async fn run_on(
+    on: &Engine,
+    language: Language,
+    code: &str,
+    options: &CallOptions,
+) -> CallOutcome<i32> {
     let scratch = Scratch::new().unwrap();
-    engine()
-        .run_code(language, code, &scratch, Vec::new(), &[], options)
+    on.run_code(language, code, &scratch, Vec::new(), &[], options)
         .await
         .expect("the runtime is there")
 }
@@ -36,11 +40,15 @@ fn short() -> CallOptions {
 
 /// The ordinary snippet every hostile one is followed by.
 async fn still_works(language: Language) {
+    still_works_on(engine(), language).await
+}
+
+async fn still_works_on(on: &Engine, language: Language) {
     let code = match language {
         Language::Python => "print(6 * 7)",
         Language::Js => "console.log(6 * 7)",
     };
-    let out = run(language, code, &short()).await;
+    let out = run_on(on, language, code, &short()).await;
     assert_eq!(out.result, Ok(0), "{}", out.stderr.to_text());
     assert_eq!(out.stdout.to_text(), "42\n");
 }
@@ -118,8 +126,16 @@ async fn python_exit_codes_exceptions_stdin_args_and_scratch() {
     );
 }
 
+/// The hostile Python suite, on an engine that instantiates each run's
+/// instance in the run and on one that makes instances ahead.
 #[tokio::test]
 async fn hostile_python_is_contained() {
+    for on in [engine(), ahead()] {
+        hostile_python_on(on).await;
+    }
+}
+
+async fn hostile_python_on(on: &Engine) {
     let outside = tempfile::tempdir().unwrap();
     let canary = outside.path().join("canary.txt");
     std::fs::write(&canary, CANARY).unwrap();
@@ -200,7 +216,7 @@ async fn hostile_python_is_contained() {
         ),
     ];
     for (snippet, check) in cases {
-        let out = python(&snippet, &short()).await;
+        let out = run_on(on, Language::Python, &snippet, &short()).await;
         check(&out);
         let everything = format!(
             "{:?}{}{}",
@@ -209,7 +225,7 @@ async fn hostile_python_is_contained() {
             out.stderr.to_text()
         );
         assert!(!everything.contains(CANARY), "{snippet}: the canary leaked");
-        still_works(Language::Python).await;
+        still_works_on(on, Language::Python).await;
     }
     assert_eq!(
         server.hits(),
@@ -231,11 +247,22 @@ fn expect_error(out: &CallOutcome<i32>, needle: &str) {
     );
 }
 
+/// The JavaScript suite, on an engine that instantiates each run's
+/// instance in the run and on one that makes instances ahead.
 #[tokio::test]
 pub(crate) async fn javascript_runs_and_hostile_javascript_is_contained() {
+    for on in [engine(), ahead()] {
+        javascript_on(on).await;
+    }
+}
+
+async fn javascript_on(on: &Engine) {
+    let js = |code: &'static str, options: CallOptions| async move {
+        run_on(on, Language::Js, code, &options).await
+    };
     let out = js(
         "const xs = [3, 1, 2].sort(); console.log(JSON.stringify({xs, n: xs.length}))",
-        &short(),
+        short(),
     )
     .await;
     assert_eq!(exit_code(&out), 0, "{}", out.stderr.to_text());
@@ -249,7 +276,7 @@ pub(crate) async fn javascript_runs_and_hostile_javascript_is_contained() {
         out.usage.fuel_used
     );
 
-    let out = js("throw new TypeError('nope')", &short()).await;
+    let out = js("throw new TypeError('nope')", short()).await;
     assert_eq!(exit_code(&out), 1);
     assert!(
         out.stderr.to_text().contains("Uncaught TypeError: nope"),
@@ -257,16 +284,16 @@ pub(crate) async fn javascript_runs_and_hostile_javascript_is_contained() {
         out.stderr.to_text()
     );
 
-    let out = js("for (;;) {}", &short()).await;
+    let out = js("for (;;) {}", short()).await;
     assert_eq!(limit(&out), LimitKind::Deadline);
-    still_works(Language::Js).await;
+    still_works_on(on, Language::Js).await;
 
     // Values print as node prints them; promise jobs run to the end, and
     // a rejection nobody handles fails the program as a throw does.
     let out = js(
         "console.log('n', 1, {a: [1, 'x'], 'b-c': null}, new Map([[1, 2]]));\n\
          (async () => { await null; console.error('later', [scriptArgs.length]) })()",
-        &short(),
+        short(),
     )
     .await;
     assert_eq!(exit_code(&out), 0, "{}", out.stderr.to_text());
@@ -275,7 +302,7 @@ pub(crate) async fn javascript_runs_and_hostile_javascript_is_contained() {
         "n 1 { a: [ 1, 'x' ], 'b-c': null } Map(1) { 1 => 2 }\n"
     );
     assert_eq!(out.stderr.to_text(), "later [ 0 ]\n");
-    let out = js("Promise.reject(new RangeError('late'))", &short()).await;
+    let out = js("Promise.reject(new RangeError('late'))", short()).await;
     assert_eq!(exit_code(&out), 1);
     assert!(
         out.stderr
@@ -287,20 +314,20 @@ pub(crate) async fn javascript_runs_and_hostile_javascript_is_contained() {
     // Every run starts from the same snapshot, yet draws its own random
     // numbers, and its clock starts with it.
     let draw = "console.log(Math.random(), performance.now() < 5000)";
-    let first = js(draw, &short()).await.stdout.to_text();
-    let second = js(draw, &short()).await.stdout.to_text();
+    let first = js(draw, short()).await.stdout.to_text();
+    let second = js(draw, short()).await.stdout.to_text();
     assert!(first.ends_with(" true\n"), "{first}");
     assert_ne!(first, second);
 
     // Sloppy-mode scripts, as a browser runs them.
-    let out = js("undeclared = 5; console.log(undeclared)", &short()).await;
+    let out = js("undeclared = 5; console.log(undeclared)", short()).await;
     assert_eq!(out.stdout.to_text(), "5\n", "{}", out.stderr.to_text());
 
     // Recursion without end is stopped, one way or the other, and the
     // runtime is as good as new afterwards.
     let out = js(
         "function down(n) { return down(n + 1) + 1 } down(0)",
-        &short(),
+        short(),
     )
     .await;
     match &out.result {
@@ -315,15 +342,15 @@ pub(crate) async fn javascript_runs_and_hostile_javascript_is_contained() {
         Err(CallError::Trap(why)) => assert!(why.contains("stack overflow"), "{why}"),
         Err(other) => panic!("unexpected: {other:?}"),
     }
-    still_works(Language::Js).await;
+    still_works_on(on, Language::Js).await;
 
     for bomb in [
         "new ArrayBuffer(2 ** 30)",
         "const a = []; for (;;) a.push(new Uint8Array(1 << 24))",
     ] {
-        let out = js(bomb, &short()).await;
+        let out = js(bomb, short()).await;
         assert_eq!(limit(&out), LimitKind::Memory, "{bomb}");
-        still_works(Language::Js).await;
+        still_works_on(on, Language::Js).await;
     }
 
     // No file, network or process API exists to misuse.
@@ -333,9 +360,9 @@ pub(crate) async fn javascript_runs_and_hostile_javascript_is_contained() {
         "process.exit(3)",
         "Deno.readFileSync('/etc/passwd')",
     ] {
-        let out = js(probe, &short()).await;
+        let out = js(probe, short()).await;
         assert_eq!(exit_code(&out), 1, "{probe}");
-        still_works(Language::Js).await;
+        still_works_on(on, Language::Js).await;
     }
 }
 
@@ -532,5 +559,151 @@ except OSError as e:
     assert!(stopped[0].ends_with(" EIO"), "{stdout}");
     assert!(stopped[1].starts_with("created "), "{stdout}");
     assert!(stopped[1].ends_with("ENOSPC"), "{stdout}");
+    still_works(Language::Python).await;
+}
+
+/// An engine that makes runtime instances ahead of their runs, as `warden
+/// serve`'s does.
+fn ahead() -> &'static Engine {
+    static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+    ENGINE.get_or_init(|| {
+        Engine::new(&EngineConfig {
+            cache_dir: Some(warden_tests::artifacts::CACHE_DIR.into()),
+            runtime_dir: Some(warden_tests::artifacts::RUNTIME_DIR.into()),
+            warm_instances: 2,
+            ..EngineConfig::default()
+        })
+        .expect("engine")
+    })
+}
+
+/// One run on [`ahead`]'s engine, in a fresh scratch dir.
+async fn run_ahead(
+    language: Language,
+    code: &str,
+    stdin: &str,
+    args: &[&str],
+    options: &CallOptions,
+) -> CallOutcome<i32> {
+    let scratch = Scratch::new().unwrap();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    ahead()
+        .run_code(language, code, &scratch, stdin.into(), &args, options)
+        .await
+        .expect("the runtime is there")
+}
+
+/// Whether a run took an instance made ahead (it spent no time
+/// instantiating).
+fn made_ahead(out: &CallOutcome<i32>) -> bool {
+    out.usage.phases.instantiate == Duration::ZERO
+}
+
+/// Runs `step` (which checks its own outcomes) until one of its runs took
+/// an instance made ahead: the pool's thread makes them while runs go on,
+/// so the first runs of a language may not find one.
+async fn until_made_ahead<F, Fut>(mut step: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if step().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no run ever took an instance made ahead");
+}
+
+#[tokio::test]
+async fn a_run_on_an_instance_made_ahead_sees_only_its_own_input() {
+    let cases = [
+        (
+            Language::Python,
+            "import builtins, sys\nbuiltins.LEAK = 'CANARY'\nopen('left.txt', 'w').write(sys.stdin.read())",
+            "import builtins, os, sys\nprint(hasattr(builtins, 'LEAK'), os.listdir('.'), sys.stdin.read(), sys.argv[1:], os.getcwd(), dict(os.environ))",
+            "False [] mine ['b'] /work {}\n",
+        ),
+        (
+            Language::Js,
+            "globalThis.LEAK = readStdin(); console.log(LEAK)",
+            "console.log(typeof LEAK, readStdin(), scriptArgs)",
+            "undefined mine [ 'b' ]\n",
+        ),
+    ];
+    for (language, taint, check, expected) in cases {
+        until_made_ahead(|| async move {
+            let tainted = run_ahead(language, taint, CANARY, &["a"], &short()).await;
+            assert_eq!(tainted.result, Ok(0), "{}", tainted.stderr.to_text());
+            let out = run_ahead(language, check, "mine", &["b"], &short()).await;
+            assert_eq!(out.result, Ok(0), "{}", out.stderr.to_text());
+            assert_eq!(out.stdout.to_text(), expected, "{language}");
+            made_ahead(&out)
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_run_on_an_instance_made_ahead_keeps_every_limit() {
+    for language in [Language::Python, Language::Js] {
+        let spin = match language {
+            Language::Python => "while True: pass",
+            Language::Js => "for (;;) {}",
+        };
+        // Fuel, counted from the run's own budget.
+        let fuel = 5_000_000;
+        let options = with_limits(Grant::default(), |l| {
+            l.fuel = fuel;
+            l.timeout = Duration::from_secs(30);
+        });
+        until_made_ahead(|| async {
+            let out = run_ahead(language, spin, "", &[], &options).await;
+            assert_eq!(limit(&out), LimitKind::Fuel, "{language}");
+            assert!(out.usage.fuel_used <= fuel, "{}", out.usage.fuel_used);
+            made_ahead(&out)
+        })
+        .await;
+        // The deadline, counted from the run's start.
+        let options = with_limits(Grant::default(), |l| l.timeout = Duration::from_millis(500));
+        until_made_ahead(|| async {
+            let out = run_ahead(language, spin, "", &[], &options).await;
+            assert_eq!(limit(&out), LimitKind::Deadline, "{language}");
+            assert!(out.usage.duration < Duration::from_secs(5));
+            made_ahead(&out)
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn an_instance_made_ahead_brings_its_memory_into_the_runs_limit() {
+    // The runtime's own memory counts: 48 MiB more does not fit in 64.
+    let options = with_limits(Grant::default(), |l| {
+        l.memory_bytes = 64 << 20;
+        l.timeout = Duration::from_secs(10);
+    });
+    until_made_ahead(|| async {
+        let out = run_ahead(
+            Language::Python,
+            "x = bytearray(48 << 20)\nprint('allocated')",
+            "",
+            &[],
+            &options,
+        )
+        .await;
+        assert_eq!(limit(&out), LimitKind::Memory, "{}", out.stdout.to_text());
+        made_ahead(&out)
+    })
+    .await;
+    // A limit below what the runtime takes to start is refused as it is
+    // without instances made ahead (one would run `print`).
+    let tiny = with_limits(Grant::default(), |l| l.memory_bytes = 4 << 20);
+    for _ in 0..3 {
+        let out = run_ahead(Language::Python, "print(1)", "", &[], &tiny).await;
+        assert_eq!(limit(&out), LimitKind::Memory, "{}", out.stdout.to_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     still_works(Language::Python).await;
 }

@@ -100,12 +100,14 @@ pub struct Phases {
     /// limiter, fuel and deadline.
     pub setup: Duration,
     /// Instantiating the component in the store (zero when it did not get
-    /// that far).
+    /// that far, or when the instance was made ahead of the call: see
+    /// [`crate::EngineConfig::warm_instances`]).
     pub instantiate: Duration,
     /// The export's call: the guest's own code and the host calls it made.
     pub call: Duration,
     /// Dropping the store: the instance's memories and tables go back to
-    /// the pool, their dirty pages reset.
+    /// the pool, their dirty pages reset. Only the hand-over, when the
+    /// engine makes instances ahead: a thread of its own drops the store.
     pub teardown: Duration,
 }
 
@@ -260,93 +262,51 @@ impl Sandbox {
         run_input: Option<&RunInput>,
     ) -> Result<Sandbox, CallError> {
         let started = Instant::now();
-        let limits = options.limits;
-        let deadline = started + limits.timeout;
-        let labels = CallLabels {
-            tenant: options.tenant.clone(),
-            plugin: plugin.clone(),
-        };
-        let stdout = CapturedOutput::new(limits.stdio_bytes as usize);
-        let stderr = CapturedOutput::new(limits.stdio_bytes as usize);
-        let scope = options.scope.as_ref();
-        let state = CallState {
-            wasi: build_wasi(
-                caps,
-                &stdout,
-                &stderr,
-                run_input,
-                options.call_key.as_deref(),
-            )?,
-            table: {
-                // A backstop behind the open-file gate: streams, pollables
-                // and requests are host objects too.
-                let mut table = ResourceTable::new();
-                table.set_max_capacity(limits.open_files as usize * 4 + 1024);
-                table
-            },
-            http: WasiHttpCtx::new(),
-            outbound: OutboundHttp::new(
-                Arc::new(caps.net.clone()),
-                labels.clone(),
-                limits.http_body_bytes,
-            ),
-            limiter: CallLimiter::new(&limits),
-            files: FilesContext::new(
-                services.files.clone(),
-                limits.open_files as usize,
-                caps.dirs.len(),
-                DiskQuota {
-                    bytes: limits.disk_bytes,
-                    new_files: limits.new_files,
-                    tenant: services.disks.of(labels.tenant.as_str()),
-                },
-            ),
-            log: LogContext::new(labels.clone(), limits.output_bytes),
-            exec: imports.exec.then(|| {
-                ExecContext::new(
-                    services.programs.clone(),
-                    labels.tenant.clone(),
-                    limits,
-                    deadline,
-                )
-            }),
-            llm: imports.llm.then(|| {
-                LlmContext::new(
-                    services.models.clone(),
-                    Caller {
-                        tenant: labels.tenant.to_string(),
-                        plugin: labels.plugin.to_string(),
-                        allowed: caps
-                            .models
-                            .as_ref()
-                            .map(|models| models.iter().map(|m| m.to_string()).collect()),
-                        run: scope.map(|s| s.run.clone()),
-                        role: scope.map(|s| s.role.clone()),
-                        allowance: scope.and_then(|s| s.allowance.clone()),
-                    },
-                )
-            }),
-            memory: imports.memory.then(|| {
-                MemoryContext::new(
-                    services.memories.clone(),
-                    labels.clone(),
-                    caps.memory.clone(),
-                )
-            }),
-            tools: imports.tools.then(|| {
-                ToolsContext::new(
-                    options.tools.clone(),
-                    labels.clone(),
-                    options.scope.clone(),
-                    deadline,
-                )
-            }),
-            deadline,
-            deadline_hit: false,
-            instantiated: None,
-        };
+        let (state, stdout, stderr) =
+            call_state(services, plugin, imports, options, caps, run_input, started)?;
         let mut store = Store::new(&services.wasmtime, state);
         store.limiter(|state| &mut state.limiter);
+        Sandbox::arm(services, store, options.limits, started, stdout, stderr)
+    }
+
+    /// The sandbox of one call made from `warm`, a store whose instance was
+    /// made ahead of the call and never ran (see [`crate::warm`]): the
+    /// call's own state replaces the placeholder it was instantiated with,
+    /// and its fuel, hostcall-data cap and deadline are set afresh. The
+    /// clock starts now. `Ok(Err(warm))` gives the store back untouched
+    /// when the call's limits would not have let it be instantiated.
+    pub(crate) fn adopt(
+        services: &Services,
+        mut warm: Store<CallState>,
+        plugin: &Arc<str>,
+        imports: Imports,
+        options: &CallOptions,
+        caps: &Capabilities,
+        run_input: Option<&RunInput>,
+    ) -> Result<Result<Sandbox, Store<CallState>>, CallError> {
+        let started = Instant::now();
+        if !warm.data().limiter.admits(&options.limits) {
+            return Ok(Err(warm));
+        }
+        let (mut state, stdout, stderr) =
+            call_state(services, plugin, imports, options, caps, run_input, started)?;
+        state.limiter.carry_over(&warm.data().limiter);
+        *warm.data_mut() = state;
+        let mut sandbox = Sandbox::arm(services, warm, options.limits, started, stdout, stderr)?;
+        // Instantiated already: that phase took no time of the call's.
+        sandbox.store.data_mut().instantiated = Some(sandbox.set_up);
+        Ok(Ok(sandbox))
+    }
+
+    /// Sets the call's fuel, hostcall-data cap and deadline on `store`.
+    fn arm(
+        services: &Services,
+        mut store: Store<CallState>,
+        limits: Limits,
+        started: Instant,
+        stdout: CapturedOutput,
+        stderr: CapturedOutput,
+    ) -> Result<Sandbox, CallError> {
         store.set_hostcall_fuel(usize::try_from(hostcall_data(&limits)).unwrap_or(usize::MAX));
         if services.meters_fuel {
             store
@@ -475,12 +435,20 @@ impl Sandbox {
         }
     }
 
+    /// The store, for an instance made ahead of its call ([`crate::warm`]).
+    pub(crate) fn into_store(self) -> Store<CallState> {
+        self.store
+    }
+
     /// The outcome of the call: `result`, with what the sandbox used and
-    /// captured.
+    /// captured. The store goes to `dispose`, which drops it now or off the
+    /// request path (its memories are reset then); nothing runs in it
+    /// again.
     pub(crate) fn finish<T>(
         self,
         result: Result<T, CallError>,
         narrowed: Vec<String>,
+        dispose: impl FnOnce(Store<CallState>),
     ) -> CallOutcome<T> {
         let returned = Instant::now();
         let Sandbox {
@@ -497,7 +465,7 @@ impl Sandbox {
             .map_or(0, |left| limits.fuel.saturating_sub(left));
         let log_lines_dropped = store.data().log.dropped();
         let instantiated = store.data().instantiated.unwrap_or(set_up);
-        drop(store);
+        dispose(store);
         let done = Instant::now();
         CallOutcome {
             result,
@@ -517,6 +485,104 @@ impl Sandbox {
             narrowed,
         }
     }
+}
+
+/// The state of one call's store, with its captured stdout and stderr.
+fn call_state(
+    services: &Services,
+    plugin: &Arc<str>,
+    imports: Imports,
+    options: &CallOptions,
+    caps: &Capabilities,
+    run_input: Option<&RunInput>,
+    started: Instant,
+) -> Result<(CallState, CapturedOutput, CapturedOutput), CallError> {
+    let limits = options.limits;
+    let deadline = started + limits.timeout;
+    let labels = CallLabels {
+        tenant: options.tenant.clone(),
+        plugin: plugin.clone(),
+    };
+    let stdout = CapturedOutput::new(limits.stdio_bytes as usize);
+    let stderr = CapturedOutput::new(limits.stdio_bytes as usize);
+    let scope = options.scope.as_ref();
+    let state = CallState {
+        wasi: build_wasi(
+            caps,
+            &stdout,
+            &stderr,
+            run_input,
+            options.call_key.as_deref(),
+        )?,
+        table: {
+            // A backstop behind the open-file gate: streams, pollables
+            // and requests are host objects too.
+            let mut table = ResourceTable::new();
+            table.set_max_capacity(limits.open_files as usize * 4 + 1024);
+            table
+        },
+        http: WasiHttpCtx::new(),
+        outbound: OutboundHttp::new(
+            Arc::new(caps.net.clone()),
+            labels.clone(),
+            limits.http_body_bytes,
+        ),
+        limiter: CallLimiter::new(&limits),
+        files: FilesContext::new(
+            services.files.clone(),
+            limits.open_files as usize,
+            caps.dirs.len(),
+            DiskQuota {
+                bytes: limits.disk_bytes,
+                new_files: limits.new_files,
+                tenant: services.disks.of(labels.tenant.as_str()),
+            },
+        ),
+        log: LogContext::new(labels.clone(), limits.output_bytes),
+        exec: imports.exec.then(|| {
+            ExecContext::new(
+                services.programs.clone(),
+                labels.tenant.clone(),
+                limits,
+                deadline,
+            )
+        }),
+        llm: imports.llm.then(|| {
+            LlmContext::new(
+                services.models.clone(),
+                Caller {
+                    tenant: labels.tenant.to_string(),
+                    plugin: labels.plugin.to_string(),
+                    allowed: caps
+                        .models
+                        .as_ref()
+                        .map(|models| models.iter().map(|m| m.to_string()).collect()),
+                    run: scope.map(|s| s.run.clone()),
+                    role: scope.map(|s| s.role.clone()),
+                    allowance: scope.and_then(|s| s.allowance.clone()),
+                },
+            )
+        }),
+        memory: imports.memory.then(|| {
+            MemoryContext::new(
+                services.memories.clone(),
+                labels.clone(),
+                caps.memory.clone(),
+            )
+        }),
+        tools: imports.tools.then(|| {
+            ToolsContext::new(
+                options.tools.clone(),
+                labels.clone(),
+                options.scope.clone(),
+                deadline,
+            )
+        }),
+        deadline,
+        deadline_hit: false,
+        instantiated: None,
+    };
+    Ok((state, stdout, stderr))
 }
 
 /// The outcome of a call whose sandbox could not be set up.

@@ -71,6 +71,13 @@ pub struct EngineConfig {
     /// are not applied and `fuel_used` reads 0: only the deadline (epoch
     /// interruption, which is always on) stops a guest that runs away.
     pub meters_fuel: bool,
+    /// Instances of each language runtime kept made ahead of the runs that
+    /// will use them, by a thread per runtime ([`crate::warm`]); each run
+    /// still gets an instance nothing ran in. Takes instantiation (most of
+    /// a millisecond for Python) and the reset of finished runs off the
+    /// request path, for a process that runs code again and again (`warden
+    /// serve`, `warden mcp`); 0, the default, for one that runs it once.
+    pub warm_instances: u32,
 }
 
 /// See [`EngineConfig::slow_compile`].
@@ -90,6 +97,7 @@ impl Default for EngineConfig {
             memory: None,
             slow_compile: None,
             meters_fuel: true,
+            warm_instances: 0,
         }
     }
 }
@@ -105,6 +113,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("memory", &self.memory.is_some())
             .field("slow_compile", &self.slow_compile.is_some())
             .field("meters_fuel", &self.meters_fuel)
+            .field("warm_instances", &self.warm_instances)
             .finish()
     }
 }
@@ -122,6 +131,8 @@ struct EngineInner {
     runtimes: Runtimes,
     scratch_dir: Option<PathBuf>,
     slow_compile: Option<SlowCompile>,
+    /// [`EngineConfig::warm_instances`].
+    warm_instances: u32,
 }
 
 /// Why an engine could not be built.
@@ -176,7 +187,12 @@ impl Engine {
             .max_wasm_stack(1024 * 1024)
             .async_stack_size(2 * 1024 * 1024);
 
-        let slots = config.max_concurrent_calls.max(1);
+        // Instances made ahead and stores waiting to be dropped hold slots
+        // too: up to twice `warm_instances` for each of the two runtimes.
+        let slots = config
+            .max_concurrent_calls
+            .max(1)
+            .saturating_add(config.warm_instances.saturating_mul(4));
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(slots)
             .total_core_instances(slots.saturating_mul(32))
@@ -230,6 +246,7 @@ impl Engine {
             runtimes: Runtimes::new(config.runtime_dir.clone()),
             scratch_dir: config.scratch_dir.clone(),
             slow_compile: config.slow_compile.clone(),
+            warm_instances: config.warm_instances,
         });
         if let Some(dir) = &config.scratch_dir {
             exec::remove_stale(dir);
@@ -377,6 +394,7 @@ impl Engine {
             bytes
         };
         let plugin = self.load_bytes(&bytes, &path).map_err(|e| unusable(&e))?;
+        plugin.keep_warm(self.inner.warm_instances as usize);
         loaded.insert(language, plugin.clone());
         Ok(plugin)
     }

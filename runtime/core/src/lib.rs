@@ -69,6 +69,7 @@ mod state;
 pub mod stdio;
 pub mod tool;
 pub mod tools;
+mod warm;
 
 pub use call::{CALL_KEY_VAR, CallError, CallOptions, CallOutcome, Phases, RunInput, Usage};
 pub use engine::{Engine, EngineConfig, EngineError, LoadError, SlowCompile};

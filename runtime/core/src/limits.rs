@@ -226,6 +226,24 @@ impl CallLimiter {
     }
 }
 
+impl CallLimiter {
+    /// Whether a store instantiated under this limiter (and nothing more)
+    /// could have been instantiated under `limits`: the memory it took fits,
+    /// and its instance and table limits were no wider.
+    pub(crate) fn admits(&self, limits: &Limits) -> bool {
+        self.memory_refused.is_none()
+            && self.table_refused.is_none()
+            && self.memory_in_use <= limits.memory_bytes
+            && self.instances <= limits.instances
+            && self.table_elements <= limits.table_elements
+    }
+
+    /// Counts the memory `earlier` let the store take as taken here too.
+    pub(crate) fn carry_over(&mut self, earlier: &CallLimiter) {
+        self.memory_in_use = earlier.memory_in_use;
+    }
+}
+
 impl wasmtime::ResourceLimiter for CallLimiter {
     fn memory_growing(
         &mut self,
@@ -304,6 +322,36 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(limiter.memory_refused, Some(10 * MIB + page as u64));
+    }
+
+    #[test]
+    fn a_store_made_ahead_is_admitted_only_under_limits_as_wide() {
+        let made = Limits::default();
+        let mut limiter = CallLimiter::new(&made);
+        assert!(limiter.memory_growing(0, 30 * MIB as usize, None).unwrap());
+        assert!(limiter.admits(&made));
+        let narrower = |f: fn(&mut Limits)| {
+            let mut limits = made;
+            f(&mut limits);
+            limits
+        };
+        assert!(!limiter.admits(&narrower(|l| l.memory_bytes = 16 * MIB)));
+        assert!(!limiter.admits(&narrower(|l| l.instances -= 1)));
+        assert!(!limiter.admits(&narrower(|l| l.table_elements -= 1)));
+
+        // The call's limiter goes on from what the store already took.
+        let mut call = CallLimiter::new(&narrower(|l| l.memory_bytes = 40 * MIB));
+        call.carry_over(&limiter);
+        let grown = 30 * MIB as usize;
+        assert!(
+            !call
+                .memory_growing(grown, grown + 11 * MIB as usize, None)
+                .unwrap()
+        );
+        assert!(
+            call.memory_growing(grown, grown + 10 * MIB as usize, None)
+                .unwrap()
+        );
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! call and every tenant; each of its calls runs in a fresh [`Sandbox`].
 //! Cheap to clone.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use warden_api::memory::Hit;
+
+use wasmtime_wasi::p2::bindings::Command;
 
 use crate::bindings::ToolPluginExtPre;
 use crate::bindings::exports::warden::plugin::tool as wit_tool;
@@ -25,6 +27,7 @@ use crate::scope::CallLabels;
 use crate::signature::PublicKey;
 use crate::state::CallState;
 use crate::tool::{ToolError, ToolSpec};
+use crate::warm::{Warm, WarmPool};
 
 #[derive(Clone)]
 pub struct CompiledPlugin {
@@ -42,6 +45,9 @@ struct PluginInner {
     signer: Option<PublicKey>,
     exports: Exports,
     imports: Imports,
+    /// Instances made ahead of their calls, for a language runtime whose
+    /// engine keeps some ([`crate::EngineConfig::warm_instances`]).
+    warm: OnceLock<WarmPool>,
 }
 
 /// What a component exports, linked and ready to instantiate.
@@ -124,7 +130,36 @@ impl CompiledPlugin {
                 signer,
                 exports,
                 imports,
+                warm: OnceLock::new(),
             }),
+        }
+    }
+
+    /// Keeps `count` instances of this program made ahead of its runs, by a
+    /// thread of their own ([`crate::warm`]). Only for warden's language
+    /// runtimes, whose instantiation runs no code that talks to the host.
+    pub(crate) fn keep_warm(&self, count: usize) {
+        let plugin = &self.inner;
+        let Exports::Command(pre) = &plugin.exports else {
+            return;
+        };
+        if count == 0 || plugin.warm.get().is_some() {
+            return;
+        }
+        let started = WarmPool::start(
+            plugin.services.clone(),
+            plugin.name.clone(),
+            plugin.imports,
+            pre.clone(),
+            count,
+        );
+        match started {
+            Ok(pool) => {
+                let _ = plugin.warm.set(pool);
+            }
+            Err(e) => {
+                tracing::warn!(runtime = %plugin.name, error = %e, "cannot start the thread that makes instances ahead");
+            }
         }
     }
 
@@ -321,18 +356,15 @@ impl CompiledPlugin {
             Invocation::Run(input) => Some(*input),
             _ => None,
         };
-        let outcome = match Sandbox::new(
-            &plugin.services,
-            &plugin.name,
-            plugin.imports,
-            options,
-            &caps,
-            run_input,
-        ) {
+        let pool = match &invocation {
+            Invocation::Run(_) => plugin.warm.get(),
+            _ => None,
+        };
+        let outcome = match sandbox(plugin, pool, options, &caps, run_input) {
             Err(setup) => call::not_started(setup, caps.narrowed),
-            Ok(mut sandbox) => {
+            Ok((mut sandbox, warm)) => {
                 let deadline = sandbox.deadline();
-                let run = invoke(&plugin.exports, sandbox.store(), invocation);
+                let run = invoke(&plugin.exports, sandbox.store(), invocation, warm);
                 // The epoch callback stops guest code at the deadline; this
                 // timer also stops a guest waiting in a host call.
                 let timed = tokio::time::timeout_at(deadline.into(), run).await;
@@ -357,7 +389,10 @@ impl CompiledPlugin {
                     }
                     other => other,
                 };
-                sandbox.finish(result, caps.narrowed)
+                sandbox.finish(result, caps.narrowed, |store| match pool {
+                    Some(pool) => pool.retire(store),
+                    None => drop(store),
+                })
             }
         };
         tracing::info!(
@@ -373,12 +408,53 @@ impl CompiledPlugin {
     }
 }
 
-/// Instantiates the component in `store` and calls the export `invocation`
-/// names.
+/// The sandbox of one call: an instance made ahead from `pool` when there
+/// is one the call's limits admit (with it, its `Command`), else a fresh
+/// store for [`invoke`] to instantiate in.
+fn sandbox(
+    plugin: &PluginInner,
+    pool: Option<&WarmPool>,
+    options: &CallOptions,
+    caps: &policy::Capabilities,
+    run_input: Option<&RunInput>,
+) -> Result<(Sandbox, Option<Command>), CallError> {
+    if let Some(pool) = pool
+        && let Some(Warm { store, command }) = pool.take()
+    {
+        let adopted = Sandbox::adopt(
+            &plugin.services,
+            store,
+            &plugin.name,
+            plugin.imports,
+            options,
+            caps,
+            run_input,
+        )?;
+        match adopted {
+            Ok(sandbox) => return Ok((sandbox, Some(command))),
+            // Limits tighter than the ones it was made under: instantiate
+            // under the call's own, so that they refuse it as they should.
+            Err(store) => pool.give_back(Warm { store, command }),
+        }
+    }
+    let sandbox = Sandbox::new(
+        &plugin.services,
+        &plugin.name,
+        plugin.imports,
+        options,
+        caps,
+        run_input,
+    )?;
+    Ok((sandbox, None))
+}
+
+/// Instantiates the component in `store` (unless `warm`, a program's
+/// instance made ahead, is given) and calls the export `invocation` names.
 async fn invoke(
     exports: &Exports,
     store: &mut wasmtime::Store<CallState>,
     invocation: Invocation<'_>,
+    warm: Option<Command>,
 ) -> wasmtime::Result<Returned> {
     match (exports, invocation) {
         (Exports::Tool(pre), Invocation::ListTools) => {
@@ -396,8 +472,14 @@ async fn invoke(
                 .map(Returned::Call)
         }
         (Exports::Command(pre), Invocation::Run(_)) => {
-            let command = pre.instantiate_async(&mut *store).await?;
-            instantiated(store);
+            let command = match warm {
+                Some(command) => command,
+                None => {
+                    let command = pre.instantiate_async(&mut *store).await?;
+                    instantiated(store);
+                    command
+                }
+            };
             let ran = command.wasi_cli_run().call_run(store).await?;
             Ok(Returned::Exit(if ran.is_ok() { 0 } else { 1 }))
         }
