@@ -163,7 +163,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     };
     match cli.command {
         Command::Tool(cmd) => {
-            let (engine, memory) = dirs.engine_with_services(ONE_SHOT_SLOTS)?;
+            let (engine, memory) = dirs.engine_with_services(Capacity::ONE_SHOT)?;
             let result = tool::run(cmd, &engine, dirs.data.as_deref()).await;
             // Let the memory writers finish their upkeep before exiting.
             if let Some(memory) = memory
@@ -176,7 +176,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Plugin(cmd) => plugin_cmd::run(cmd, &dirs).await,
         Command::Mcp(args) => mcp::run(args, &dirs).await,
         Command::Exec(cmd) => {
-            let engine = dirs.engine_config(ONE_SHOT_SLOTS, None, None, cmd.meters_fuel())?;
+            let engine = dirs.engine_config(Capacity::ONE_SHOT, None, None, cmd.meters_fuel())?;
             exec::run(cmd, &engine).await
         }
         Command::Llm(cmd) => llm::run(cmd, &dirs).await,
@@ -211,8 +211,8 @@ impl Dirs {
     /// An engine for commands whose plugins never ask a model nor remember
     /// (`plugin`; `exec` picks its fuel metering too): no LLM config is
     /// read.
-    pub(crate) fn engine(&self, slots: u32) -> Result<Engine, Failure> {
-        self.engine_config(slots, None, None, true)
+    pub(crate) fn engine(&self, capacity: Capacity) -> Result<Engine, Failure> {
+        self.engine_config(capacity, None, None, true)
     }
 
     /// An engine whose plugins may ask the models and use the memory
@@ -220,11 +220,11 @@ impl Dirs {
     /// the LLM config, the memory store in the data dir.
     pub(crate) fn engine_with_services(
         &self,
-        slots: u32,
+        capacity: Capacity,
     ) -> Result<(Engine, Option<Arc<Memory>>), Failure> {
         let memory = self.memory()?.map(Arc::new);
         let engine = self.engine_with_memory(
-            slots,
+            capacity,
             memory
                 .clone()
                 .map(|m| m as Arc<dyn warden_api::memory::Memories>),
@@ -236,31 +236,32 @@ impl Dirs {
     /// (the data dir's, or a layer over it).
     pub(crate) fn engine_with_memory(
         &self,
-        slots: u32,
+        capacity: Capacity,
         memory: Option<Arc<dyn warden_api::memory::Memories>>,
     ) -> Result<Engine, Failure> {
         let router = Arc::new(self.router(None)?);
-        self.engine_config(slots, Some(router), memory, true)
+        self.engine_config(capacity, Some(router), memory, true)
     }
 
     /// An engine with these services; `meters_fuel` false for a `warden
     /// exec --fuel none`.
     fn engine_config(
         &self,
-        slots: u32,
+        capacity: Capacity,
         llm: Option<Arc<Router>>,
         memory: Option<Arc<dyn warden_api::memory::Memories>>,
         meters_fuel: bool,
     ) -> Result<Engine, Failure> {
         let config = EngineConfig {
             cache_dir: self.data.as_deref().map(datadir::compiled_cache),
-            max_concurrent_calls: slots,
+            max_concurrent_calls: capacity.slots,
             runtime_dir: self.runtimes.clone(),
             scratch_dir: self.data.as_deref().map(datadir::scratch_dir),
             llm: llm.map(|router| router as Arc<dyn warden_api::llm::Models>),
             memory,
             slow_compile: Some(slow_compile_notice(self.data.is_some())),
             meters_fuel,
+            warm_instances: capacity.warm,
         };
         Engine::new(&config).map_err(|e| Failure::internal(e.to_string()))
     }
@@ -284,8 +285,30 @@ impl Dirs {
     }
 }
 
-/// Pool slots for commands that run one call at a time: a small reservation.
-pub(crate) const ONE_SHOT_SLOTS: u32 = 8;
+/// How many calls an engine may run at once, and how many instances of
+/// each language runtime it makes ahead of the runs that will use them
+/// ([`EngineConfig::warm_instances`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Capacity {
+    pub(crate) slots: u32,
+    pub(crate) warm: u32,
+}
+
+impl Capacity {
+    /// For commands that run one call at a time: a small reservation, and
+    /// nothing made ahead (a run that comes once would not use it).
+    pub(crate) const ONE_SHOT: Capacity = Capacity { slots: 8, warm: 0 };
+
+    /// For a process that serves calls, `slots` at a time (`serve`, `mcp`,
+    /// `run`): two instances of each runtime made ahead, enough for runs
+    /// that come one after another or two at a time.
+    pub(crate) fn serving(slots: u32) -> Capacity {
+        Capacity {
+            slots: slots.max(1),
+            warm: 2,
+        }
+    }
+}
 
 /// What a person waiting on a first compile reads on stderr.
 fn slow_compile_notice(cached: bool) -> warden_core::SlowCompile {

@@ -44,7 +44,8 @@ pub struct McpArgs {
 }
 
 pub async fn run(args: McpArgs, dirs: &crate::Dirs) -> Result<ExitCode, Failure> {
-    let (engine, _memory) = dirs.engine_with_services(args.max_concurrent.max(1))?;
+    let (engine, _memory) =
+        dirs.engine_with_services(crate::Capacity::serving(args.max_concurrent))?;
     let mut files = args.plugins.clone();
     if let Some(dir) = &args.plugins_dir {
         files.extend(

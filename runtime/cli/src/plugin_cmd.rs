@@ -284,7 +284,7 @@ async fn compile(
             "name the plugins to compile (warden plugin compile A.wasm B.wasm), or pass --runtimes for the language runtimes",
         ));
     }
-    let engine = dirs.engine(crate::ONE_SHOT_SLOTS)?;
+    let engine = dirs.engine(crate::Capacity::ONE_SHOT)?;
     for path in plugins {
         let plugin = engine.load_file(&crate::oci::local(path, dirs.data.as_deref()).await?)?;
         eprintln!(
@@ -334,7 +334,7 @@ async fn inspect(path: &Path, json: bool, dirs: &crate::Dirs) -> Result<ExitCode
         path: path.to_path_buf(),
         error: e.to_string(),
     })?;
-    let engine = dirs.engine(crate::ONE_SHOT_SLOTS)?;
+    let engine = dirs.engine(crate::Capacity::ONE_SHOT)?;
     let plugin = engine.load_bytes(&bytes, path)?;
     let limits = plugin
         .limits(Default::default(), Default::default())

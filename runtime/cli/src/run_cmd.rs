@@ -78,7 +78,7 @@ pub async fn run(args: RunArgs, dirs: &Dirs) -> Result<ExitCode, Failure> {
         Failure::bad_input("runs live in the data dir: set --data-dir or $WARDEN_DATA_DIR")
     })?;
     let tenant = TenantId::new(&args.tenant).map_err(|e| Failure::bad_input(e.to_string()))?;
-    let (engine, memory) = dirs.engine_with_services(RUN_SLOTS)?;
+    let (engine, memory) = dirs.engine_with_services(crate::Capacity::serving(RUN_SLOTS))?;
     let plugin_dirs = crate::plugin_files::plugin_dirs(&args.plugin_dir, data);
     let env_for = |base_dir: &Path| RunEnv {
         engine: engine.clone(),

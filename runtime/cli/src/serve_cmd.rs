@@ -221,7 +221,10 @@ pub async fn serve(args: ServeArgs, dirs: &crate::Dirs) -> Result<ExitCode, Fail
         Arc::new(CountedMemories::new(Arc::new(store), operator.clone()))
             as Arc<dyn warden_api::memory::Memories>
     });
-    let engine = dirs.engine_with_memory(args.max_concurrent.max(1), memory.clone())?;
+    let engine = dirs.engine_with_memory(
+        crate::Capacity::serving(args.max_concurrent),
+        memory.clone(),
+    )?;
     let mut plugins = Vec::new();
     let mut names = HashSet::new();
     let plugin_dirs = plugin_files::plugin_dirs(&args.plugin_dir, &data);
