@@ -47,8 +47,10 @@ fn main() {
         .unwrap_or(2000);
     let cache = tempfile::tempdir().expect("a temp dir");
     let scratch_root = tempfile::tempdir().expect("a temp dir");
-    let metered = engine(cache.path(), scratch_root.path(), true);
-    let unmetered = engine(cache.path(), scratch_root.path(), false);
+    let metered = engine(cache.path(), scratch_root.path(), true, 0);
+    let unmetered = engine(cache.path(), scratch_root.path(), false, 0);
+    // As `warden serve` makes its engine: instances made ahead.
+    let ahead = engine(cache.path(), scratch_root.path(), true, 2);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -70,14 +72,18 @@ fn main() {
     .filter(|(language, _)| wanted(*language))
     {
         println!("\n{language}: {code}");
-        for (label, engine) in [("fuel", &metered), ("no fuel", &unmetered)] {
+        for (label, engine, twice) in [
+            ("fuel", &metered, true),
+            ("no fuel", &unmetered, false),
+            ("fuel, made ahead (serve)", &ahead, true),
+        ] {
             // Compiles (or loads) the runtime and warms the pool's slots.
             batch(&rt, engine, language, code, runs / 10, 1);
             let alone = batch(&rt, engine, language, code, runs, 1);
             alone.print(&format!("1 at a time, {label}"));
-            if label == "fuel" {
+            if twice {
                 let two = batch(&rt, engine, language, code, runs, 2);
-                two.print("2 at a time, fuel");
+                two.print(&format!("2 at a time, {label}"));
             }
         }
     }
@@ -130,7 +136,7 @@ fn main() {
     if let Some(baseline) = baseline {
         let dir = tempfile::tempdir().expect("a temp dir");
         std::fs::copy(&baseline, dir.path().join("js.wasm")).expect("the baseline runtime");
-        let other = engine_with_runtimes(dir.path(), cache.path(), scratch_root.path(), true);
+        let other = engine_with_runtimes(dir.path(), cache.path(), scratch_root.path(), true, 0);
         let code = "console.log(1+1)";
         println!(
             "\njs beside the baseline {}",
@@ -157,8 +163,14 @@ fn main() {
     }
 }
 
-fn engine(cache: &Path, scratch: &Path, meters_fuel: bool) -> Engine {
-    engine_with_runtimes(Path::new(RUNTIME_DIR), cache, scratch, meters_fuel)
+fn engine(cache: &Path, scratch: &Path, meters_fuel: bool, warm_instances: u32) -> Engine {
+    engine_with_runtimes(
+        Path::new(RUNTIME_DIR),
+        cache,
+        scratch,
+        meters_fuel,
+        warm_instances,
+    )
 }
 
 fn engine_with_runtimes(
@@ -166,12 +178,14 @@ fn engine_with_runtimes(
     cache: &Path,
     scratch: &Path,
     meters_fuel: bool,
+    warm_instances: u32,
 ) -> Engine {
     Engine::new(&EngineConfig {
         cache_dir: Some(cache.to_path_buf()),
         runtime_dir: Some(runtimes.to_path_buf()),
         scratch_dir: Some(scratch.to_path_buf()),
         meters_fuel,
+        warm_instances,
         ..EngineConfig::default()
     })
     .expect("an engine")
