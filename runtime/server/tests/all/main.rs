@@ -113,6 +113,8 @@ impl TestServer {
             cache_dir: Some(CACHE_DIR.into()),
             runtime_dir: Some(RUNTIME_DIR.into()),
             max_concurrent_calls: 16,
+            // As `warden serve` makes its engine.
+            warm_instances: 2,
             ..EngineConfig::default()
         })
         .unwrap();
