@@ -164,3 +164,59 @@ async fn a_policy_that_requires_signatures_admits_only_trusted_signers() {
     let repacked = warden_core::manifest::pack(&signed, &manifest).unwrap();
     assert_eq!(load(&repacked).unwrap().signer(), None);
 }
+
+#[tokio::test]
+async fn a_cached_runtime_snapshot_warden_did_not_write_is_made_again() {
+    use warden_core::{Language, Scratch};
+    use warden_tests::artifacts::{PROGRAM, RUNTIME_DIR};
+    let cache = tempfile::tempdir().unwrap();
+    let engine_with_runtimes = || {
+        Engine::new(&EngineConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            runtime_dir: Some(RUNTIME_DIR.into()),
+            max_concurrent_calls: 4,
+            ..EngineConfig::default()
+        })
+        .expect("an engine")
+    };
+    let answer = |engine: Engine| async move {
+        let scratch = Scratch::new().unwrap();
+        let out = engine
+            .run_code(
+                Language::Js,
+                "console.log(6 * 7)",
+                &scratch,
+                Vec::new(),
+                &[],
+                &options(Grant::default()),
+            )
+            .await
+            .expect("the runtime loads");
+        (out.result, out.stdout.to_text())
+    };
+    assert_eq!(answer(engine_with_runtimes()).await, (Ok(0), "42\n".into()));
+    let snapshot = std::fs::read_dir(cache.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".snapshot.wasm"))
+        .expect("the JavaScript runtime's snapshot is cached");
+
+    // Another program in its place, with a made-up MAC: were it trusted,
+    // that program would run as the JavaScript runtime.
+    let mut forged = std::fs::read(PROGRAM).unwrap();
+    forged.extend_from_slice(&[0x5a; 32]);
+    std::fs::write(&snapshot, &forged).unwrap();
+    assert_eq!(answer(engine_with_runtimes()).await, (Ok(0), "42\n".into()));
+    let made_again = std::fs::read(&snapshot).unwrap();
+    assert!(made_again != forged, "the forged snapshot was kept");
+
+    // And a snapshot cut short.
+    let cut = &made_again[..made_again.len() / 2];
+    std::fs::write(&snapshot, cut).unwrap();
+    assert_eq!(answer(engine_with_runtimes()).await, (Ok(0), "42\n".into()));
+    assert!(
+        std::fs::read(&snapshot).unwrap().len() > cut.len(),
+        "the cut snapshot was kept"
+    );
+}
