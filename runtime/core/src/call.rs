@@ -238,6 +238,16 @@ fn hostcall_data(limits: &Limits) -> u64 {
         + 64 * 1024
 }
 
+/// A call's state and limits, made before the store they go in: a fresh
+/// one ([`Sandbox::new`]) or one made ahead ([`Sandbox::adopt`]).
+pub(crate) struct Prepared {
+    state: CallState,
+    limits: Limits,
+    started: Instant,
+    stdout: CapturedOutput,
+    stderr: CapturedOutput,
+}
+
 /// A running call: its store, limits, deadline and captured output.
 pub(crate) struct Sandbox {
     store: Store<CallState>,
@@ -250,55 +260,72 @@ pub(crate) struct Sandbox {
 }
 
 impl Sandbox {
-    /// A fresh store for one call of `plugin`: its state (only the contexts
-    /// of the interfaces it imports), limiter, fuel, hostcall-data cap and
-    /// deadline. The clock starts now.
-    pub(crate) fn new(
+    /// The state of one call of `plugin` (only the contexts of the
+    /// interfaces it imports), before the store it goes in. The call's
+    /// clock starts now.
+    pub(crate) fn prepare(
         services: &Services,
         plugin: &Arc<str>,
         imports: Imports,
         options: &CallOptions,
         caps: &Capabilities,
         run_input: Option<&RunInput>,
-    ) -> Result<Sandbox, CallError> {
+    ) -> Result<Prepared, CallError> {
         let started = Instant::now();
         let (state, stdout, stderr) =
             call_state(services, plugin, imports, options, caps, run_input, started)?;
-        let mut store = Store::new(&services.wasmtime, state);
-        store.limiter(|state| &mut state.limiter);
-        Sandbox::arm(services, store, options.limits, started, stdout, stderr)
+        Ok(Prepared {
+            state,
+            limits: options.limits,
+            started,
+            stdout,
+            stderr,
+        })
     }
 
-    /// The sandbox of one call made from `warm`, a store whose instance was
-    /// made ahead of the call and never ran (see [`crate::warm`]): the
-    /// call's own state replaces the placeholder it was instantiated with,
-    /// and its fuel, hostcall-data cap and deadline are set afresh. The
-    /// clock starts now. `Ok(Err(warm))` gives the store back untouched
-    /// when the call's limits would not have let it be instantiated.
+    /// A fresh store for the call `prepared`, with its limiter, fuel,
+    /// hostcall-data cap and deadline.
+    pub(crate) fn new(services: &Services, prepared: Prepared) -> Result<Sandbox, CallError> {
+        let store = Store::new(&services.wasmtime, prepared.state);
+        Sandbox::arm(
+            services,
+            store,
+            prepared.limits,
+            prepared.started,
+            prepared.stdout,
+            prepared.stderr,
+        )
+    }
+
+    /// The sandbox of the call `prepared` in `warm`, a store whose instance
+    /// was made ahead of the call and never ran, under limits no wider than
+    /// the call's (see [`crate::warm`]): the call's state replaces the
+    /// placeholder it was instantiated with, counting the memory the
+    /// instance already took, and its limiter, fuel, hostcall-data cap and
+    /// deadline are set afresh.
     pub(crate) fn adopt(
         services: &Services,
+        prepared: Prepared,
         mut warm: Store<CallState>,
-        plugin: &Arc<str>,
-        imports: Imports,
-        options: &CallOptions,
-        caps: &Capabilities,
-        run_input: Option<&RunInput>,
-    ) -> Result<Result<Sandbox, Store<CallState>>, CallError> {
-        let started = Instant::now();
-        if !warm.data().limiter.admits(&options.limits) {
-            return Ok(Err(warm));
-        }
-        let (mut state, stdout, stderr) =
-            call_state(services, plugin, imports, options, caps, run_input, started)?;
+    ) -> Result<Sandbox, CallError> {
+        let Prepared {
+            mut state,
+            limits,
+            started,
+            stdout,
+            stderr,
+        } = prepared;
         state.limiter.carry_over(&warm.data().limiter);
         *warm.data_mut() = state;
-        let mut sandbox = Sandbox::arm(services, warm, options.limits, started, stdout, stderr)?;
+        let mut sandbox = Sandbox::arm(services, warm, limits, started, stdout, stderr)?;
         // Instantiated already: that phase took no time of the call's.
         sandbox.store.data_mut().instantiated = Some(sandbox.set_up);
-        Ok(Ok(sandbox))
+        Ok(sandbox)
     }
 
-    /// Sets the call's fuel, hostcall-data cap and deadline on `store`.
+    /// Sets the call's limiter, fuel, hostcall-data cap and deadline on
+    /// `store`. (wasmtime reads the limiter's instance, table and memory
+    /// counts when it is set, so it is set again for a store made ahead.)
     fn arm(
         services: &Services,
         mut store: Store<CallState>,
@@ -307,6 +334,7 @@ impl Sandbox {
         stdout: CapturedOutput,
         stderr: CapturedOutput,
     ) -> Result<Sandbox, CallError> {
+        store.limiter(|state| &mut state.limiter);
         store.set_hostcall_fuel(usize::try_from(hostcall_data(&limits)).unwrap_or(usize::MAX));
         if services.meters_fuel {
             store

@@ -30,6 +30,7 @@ use crate::manifest;
 use crate::plugin::{CompiledPlugin, Exports};
 use crate::snapshot;
 use crate::state::CallState;
+use crate::warm;
 
 /// Bytes of each linear memory kept resident between calls in a pool slot.
 const KEEP_RESIDENT_BYTES: usize = 2 * 1024 * 1024;
@@ -187,12 +188,16 @@ impl Engine {
             .max_wasm_stack(1024 * 1024)
             .async_stack_size(2 * 1024 * 1024);
 
-        // Instances made ahead and stores waiting to be dropped hold slots
-        // too: up to twice `warm_instances` for each of the two runtimes.
+        // Instances made ahead, and stores waiting to be dropped, hold
+        // slots too.
+        let warm_slots = match config.warm_instances {
+            0 => 0,
+            wanted => warm::slots_held(wanted).saturating_mul(Language::ALL.len() as u32),
+        };
         let slots = config
             .max_concurrent_calls
             .max(1)
-            .saturating_add(config.warm_instances.saturating_mul(4));
+            .saturating_add(warm_slots);
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(slots)
             .total_core_instances(slots.saturating_mul(32))
@@ -394,7 +399,13 @@ impl Engine {
             bytes
         };
         let plugin = self.load_bytes(&bytes, &path).map_err(|e| unusable(&e))?;
-        plugin.keep_warm(self.inner.warm_instances as usize);
+        if self.inner.warm_instances > 0 {
+            if warm::runs_code_when_instantiated(&bytes) {
+                tracing::warn!(runtime = %path.display(), "instances are not made ahead: instantiating it runs code of its own (a start function)");
+            } else {
+                plugin.keep_warm(self.inner.warm_instances as usize);
+            }
+        }
         loaded.insert(language, plugin.clone());
         Ok(plugin)
     }

@@ -25,6 +25,9 @@ pub enum Language {
 }
 
 impl Language {
+    /// Every language warden runs.
+    pub const ALL: [Language; 2] = [Language::Python, Language::Js];
+
     /// `python`/`py` or `js`/`javascript`.
     pub fn parse(name: &str) -> Option<Language> {
         match name.to_ascii_lowercase().as_str() {

@@ -137,7 +137,9 @@ impl CompiledPlugin {
 
     /// Keeps `count` instances of this program made ahead of its runs, by a
     /// thread of their own ([`crate::warm`]). Only for warden's language
-    /// runtimes, whose instantiation runs no code that talks to the host.
+    /// runtimes, and only when instantiating runs no code of theirs
+    /// ([`crate::warm::runs_code_when_instantiated`], checked by the
+    /// caller on the component's bytes).
     pub(crate) fn keep_warm(&self, count: usize) {
         let plugin = &self.inner;
         let Exports::Command(pre) = &plugin.exports else {
@@ -410,7 +412,9 @@ impl CompiledPlugin {
 
 /// The sandbox of one call: an instance made ahead from `pool` when there
 /// is one the call's limits admit (with it, its `Command`), else a fresh
-/// store for [`invoke`] to instantiate in.
+/// store for [`invoke`] to instantiate in. A call whose limits are tighter
+/// than the ones the instance was made under instantiates its own, so that
+/// they refuse it as they should.
 fn sandbox(
     plugin: &PluginInner,
     pool: Option<&WarmPool>,
@@ -418,34 +422,21 @@ fn sandbox(
     caps: &policy::Capabilities,
     run_input: Option<&RunInput>,
 ) -> Result<(Sandbox, Option<Command>), CallError> {
-    if let Some(pool) = pool
-        && let Some(Warm { store, command }) = pool.take()
-    {
-        let adopted = Sandbox::adopt(
-            &plugin.services,
-            store,
-            &plugin.name,
-            plugin.imports,
-            options,
-            caps,
-            run_input,
-        )?;
-        match adopted {
-            Ok(sandbox) => return Ok((sandbox, Some(command))),
-            // Limits tighter than the ones it was made under: instantiate
-            // under the call's own, so that they refuse it as they should.
-            Err(store) => pool.give_back(Warm { store, command }),
-        }
-    }
-    let sandbox = Sandbox::new(
-        &plugin.services,
+    let services = &plugin.services;
+    let prepared = Sandbox::prepare(
+        services,
         &plugin.name,
         plugin.imports,
         options,
         caps,
         run_input,
     )?;
-    Ok((sandbox, None))
+    match pool.and_then(|pool| pool.take(&options.limits)) {
+        Some(Warm { store, command }) => {
+            Ok((Sandbox::adopt(services, prepared, store)?, Some(command)))
+        }
+        None => Ok((Sandbox::new(services, prepared)?, None)),
+    }
 }
 
 /// Instantiates the component in `store` (unless `warm`, a program's
