@@ -72,12 +72,14 @@ pub struct EngineConfig {
     /// are not applied and `fuel_used` reads 0: only the deadline (epoch
     /// interruption, which is always on) stops a guest that runs away.
     pub meters_fuel: bool,
-    /// Instances of each language runtime kept made ahead of the runs that
-    /// will use them, by a thread per runtime ([`crate::warm`]); each run
-    /// still gets an instance nothing ran in. Takes instantiation (most of
-    /// a millisecond for Python) and the reset of finished runs off the
-    /// request path, for a process that runs code again and again (`warden
-    /// serve`, `warden mcp`); 0, the default, for one that runs it once.
+    /// Instances of each language runtime made ahead of the runs that will
+    /// use them and kept ready, by a thread per runtime ([`crate::warm`]);
+    /// each run still gets an instance nothing ran in. Takes instantiation
+    /// (most of a millisecond for Python) and the reset of finished runs
+    /// off the request path, for a process that runs code again and again
+    /// (`warden serve`, `mcp`, `run`); 0, the default, for one that runs it
+    /// once. Only for a runtime whose instantiation runs no code of its own
+    /// (no start function): any other instantiates in each run.
     pub warm_instances: u32,
 }
 

@@ -7,7 +7,6 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use warden_api::memory::Hit;
-
 use wasmtime_wasi::p2::bindings::Command;
 
 use crate::bindings::ToolPluginExtPre;
