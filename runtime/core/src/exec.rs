@@ -324,25 +324,16 @@ pub(crate) async fn run_code(
     std::fs::write(code_dir.path().join(language.script_file()), code)
         .map_err(|e| ExecError::Io(format!("cannot write the code: {e}")))?;
 
-    let mut options = options.clone();
-    let own_dirs_only = options.grant.dirs.is_empty();
-    options.grant.dirs.extend(scratch.grants());
-    options.grant.dirs.push(DirGrant {
+    let code = DirGrant {
         host: code_dir.path().to_path_buf(),
         guest: CODE_DIR.to_string(),
         mode: DirMode::ReadOnly,
-    });
-    let mut argv = vec![
+    };
+    let argv = [
         language.name().to_string(),
         format!("{CODE_DIR}/{}", language.script_file()),
     ];
-    argv.extend(args.iter().cloned());
-    let input = RunInput {
-        args: argv,
-        stdin,
-        cwd: Some(WORK_DIR.to_string()),
-        own_dirs_only,
-    };
+    let (options, input) = in_scratch(options, scratch, Some(code), argv, args, stdin);
     Ok(runtime.run_program(&options, &input).await)
 }
 
@@ -357,18 +348,34 @@ pub async fn run_wasi_program(
     args: &[String],
     options: &CallOptions,
 ) -> CallOutcome<i32> {
+    let (options, input) = in_scratch(options, scratch, None, [name.to_string()], args, stdin);
+    program.run_program(&options, &input).await
+}
+
+/// The options and input of a program run in `scratch`: `options` with
+/// the scratch dir granted (and `code`, when given), argv `argv0… args…`,
+/// `stdin`, `/work` the working directory. File operations run on the
+/// calling thread when the operator granted no directory of its own (see
+/// [`RunInput::own_dirs_only`]).
+fn in_scratch(
+    options: &CallOptions,
+    scratch: &Scratch,
+    code: Option<DirGrant>,
+    argv0: impl IntoIterator<Item = String>,
+    args: &[String],
+    stdin: Vec<u8>,
+) -> (CallOptions, RunInput) {
     let mut options = options.clone();
     let own_dirs_only = options.grant.dirs.is_empty();
     options.grant.dirs.extend(scratch.grants());
+    options.grant.dirs.extend(code);
     let input = RunInput {
-        args: std::iter::once(name.to_string())
-            .chain(args.iter().cloned())
-            .collect(),
+        args: argv0.into_iter().chain(args.iter().cloned()).collect(),
         stdin,
         cwd: Some(WORK_DIR.to_string()),
         own_dirs_only,
     };
-    program.run_program(&options, &input).await
+    (options, input)
 }
 
 /// What a program run did, as `warden exec --json` prints it and the
