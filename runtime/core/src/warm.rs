@@ -11,13 +11,17 @@
 //! same thread drops the stores of finished calls, so that resetting their
 //! memories is off the request path too.
 //!
-//! What makes the swap sound: instantiating runs no guest code at all when
-//! no module in the component has a start function and the component has
-//! none ([`runs_code_when_instantiated`], checked before a pool is made),
-//! so nothing in the instance can refer to the placeholder. warden's
-//! runtimes are pre-initialised snapshots: they read their arguments,
-//! environment and directories when `run` is called. The thread also
-//! checks that an instantiation left nothing in the store's resource table.
+//! What makes the swap sound: when no module in the component has a start
+//! function and the component has none ([`runs_code_when_instantiated`],
+//! checked before a pool is made), instantiating runs no function of the
+//! guest's, and so makes no host call: what it evaluates are the modules'
+//! constant expressions (element, global and segment initialisers, which
+//! cannot call anything; wasmtime meters them, about 6 300 units of fuel
+//! for `python.wasm`, not charged to the run). Nothing in the instance can
+//! refer to the placeholder. warden's runtimes are pre-initialised
+//! snapshots: they read their arguments, environment and directories when
+//! `run` is called. The thread also checks that an instantiation left
+//! nothing in the store's resource table.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -44,9 +48,10 @@ pub(crate) fn slots_held(wanted: u32) -> u32 {
     wanted.saturating_mul(2).saturating_add(1)
 }
 
-/// Whether instantiating the component `bytes` runs code of its own: a
-/// start function in any module it holds, or a component start. A
-/// component that cannot be read counts as running code.
+/// Whether instantiating the component `bytes` runs functions of its own
+/// (which could call the host): a start function in any module it holds,
+/// or a component start. A component that cannot be read counts as
+/// running code.
 pub(crate) fn runs_code_when_instantiated(bytes: &[u8]) -> bool {
     use wasmparser::{Parser, Payload};
     Parser::new(0).parse_all(bytes).any(|payload| {
