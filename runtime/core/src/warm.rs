@@ -16,8 +16,9 @@
 //! checked before a pool is made), instantiating runs no function of the
 //! guest's, and so makes no host call: what it evaluates are the modules'
 //! constant expressions (element, global and segment initialisers, which
-//! cannot call anything; wasmtime meters them, about 6 300 units of fuel
-//! for `python.wasm`, not charged to the run). Nothing in the instance can
+//! cannot call anything). Some of that work is metered: about 6 300 units
+//! of fuel for `python.wasm`, all in its modules with element segments,
+//! not charged to the run. Nothing in the instance can
 //! refer to the placeholder. warden's runtimes are pre-initialised
 //! snapshots: they read their arguments, environment and directories when
 //! `run` is called. The thread also checks that an instantiation left
