@@ -272,11 +272,94 @@ impl Sandbox {
         run_input: Option<&RunInput>,
     ) -> Result<Prepared, CallError> {
         let started = Instant::now();
-        let (state, stdout, stderr) =
-            call_state(services, plugin, imports, options, caps, run_input, started)?;
+        let limits = options.limits;
+        let deadline = started + limits.timeout;
+        let labels = CallLabels {
+            tenant: options.tenant.clone(),
+            plugin: plugin.clone(),
+        };
+        let stdout = CapturedOutput::new(limits.stdio_bytes as usize);
+        let stderr = CapturedOutput::new(limits.stdio_bytes as usize);
+        let scope = options.scope.as_ref();
+        let state = CallState {
+            wasi: build_wasi(
+                caps,
+                &stdout,
+                &stderr,
+                run_input,
+                options.call_key.as_deref(),
+            )?,
+            table: {
+                // A backstop behind the open-file gate: streams, pollables
+                // and requests are host objects too.
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(limits.open_files as usize * 4 + 1024);
+                table
+            },
+            http: WasiHttpCtx::new(),
+            outbound: OutboundHttp::new(
+                Arc::new(caps.net.clone()),
+                labels.clone(),
+                limits.http_body_bytes,
+            ),
+            limiter: CallLimiter::new(&limits),
+            files: FilesContext::new(
+                services.files.clone(),
+                limits.open_files as usize,
+                caps.dirs.len(),
+                DiskQuota {
+                    bytes: limits.disk_bytes,
+                    new_files: limits.new_files,
+                    tenant: services.disks.of(labels.tenant.as_str()),
+                },
+            ),
+            log: LogContext::new(labels.clone(), limits.output_bytes),
+            exec: imports.exec.then(|| {
+                ExecContext::new(
+                    services.programs.clone(),
+                    labels.tenant.clone(),
+                    limits,
+                    deadline,
+                )
+            }),
+            llm: imports.llm.then(|| {
+                LlmContext::new(
+                    services.models.clone(),
+                    Caller {
+                        tenant: labels.tenant.to_string(),
+                        plugin: labels.plugin.to_string(),
+                        allowed: caps
+                            .models
+                            .as_ref()
+                            .map(|models| models.iter().map(|m| m.to_string()).collect()),
+                        run: scope.map(|s| s.run.clone()),
+                        role: scope.map(|s| s.role.clone()),
+                        allowance: scope.and_then(|s| s.allowance.clone()),
+                    },
+                )
+            }),
+            memory: imports.memory.then(|| {
+                MemoryContext::new(
+                    services.memories.clone(),
+                    labels.clone(),
+                    caps.memory.clone(),
+                )
+            }),
+            tools: imports.tools.then(|| {
+                ToolsContext::new(
+                    options.tools.clone(),
+                    labels.clone(),
+                    options.scope.clone(),
+                    deadline,
+                )
+            }),
+            deadline,
+            deadline_hit: false,
+            instantiated: None,
+        };
         Ok(Prepared {
             state,
-            limits: options.limits,
+            limits,
             started,
             stdout,
             stderr,
@@ -513,104 +596,6 @@ impl Sandbox {
             narrowed,
         }
     }
-}
-
-/// The state of one call's store, with its captured stdout and stderr.
-fn call_state(
-    services: &Services,
-    plugin: &Arc<str>,
-    imports: Imports,
-    options: &CallOptions,
-    caps: &Capabilities,
-    run_input: Option<&RunInput>,
-    started: Instant,
-) -> Result<(CallState, CapturedOutput, CapturedOutput), CallError> {
-    let limits = options.limits;
-    let deadline = started + limits.timeout;
-    let labels = CallLabels {
-        tenant: options.tenant.clone(),
-        plugin: plugin.clone(),
-    };
-    let stdout = CapturedOutput::new(limits.stdio_bytes as usize);
-    let stderr = CapturedOutput::new(limits.stdio_bytes as usize);
-    let scope = options.scope.as_ref();
-    let state = CallState {
-        wasi: build_wasi(
-            caps,
-            &stdout,
-            &stderr,
-            run_input,
-            options.call_key.as_deref(),
-        )?,
-        table: {
-            // A backstop behind the open-file gate: streams, pollables
-            // and requests are host objects too.
-            let mut table = ResourceTable::new();
-            table.set_max_capacity(limits.open_files as usize * 4 + 1024);
-            table
-        },
-        http: WasiHttpCtx::new(),
-        outbound: OutboundHttp::new(
-            Arc::new(caps.net.clone()),
-            labels.clone(),
-            limits.http_body_bytes,
-        ),
-        limiter: CallLimiter::new(&limits),
-        files: FilesContext::new(
-            services.files.clone(),
-            limits.open_files as usize,
-            caps.dirs.len(),
-            DiskQuota {
-                bytes: limits.disk_bytes,
-                new_files: limits.new_files,
-                tenant: services.disks.of(labels.tenant.as_str()),
-            },
-        ),
-        log: LogContext::new(labels.clone(), limits.output_bytes),
-        exec: imports.exec.then(|| {
-            ExecContext::new(
-                services.programs.clone(),
-                labels.tenant.clone(),
-                limits,
-                deadline,
-            )
-        }),
-        llm: imports.llm.then(|| {
-            LlmContext::new(
-                services.models.clone(),
-                Caller {
-                    tenant: labels.tenant.to_string(),
-                    plugin: labels.plugin.to_string(),
-                    allowed: caps
-                        .models
-                        .as_ref()
-                        .map(|models| models.iter().map(|m| m.to_string()).collect()),
-                    run: scope.map(|s| s.run.clone()),
-                    role: scope.map(|s| s.role.clone()),
-                    allowance: scope.and_then(|s| s.allowance.clone()),
-                },
-            )
-        }),
-        memory: imports.memory.then(|| {
-            MemoryContext::new(
-                services.memories.clone(),
-                labels.clone(),
-                caps.memory.clone(),
-            )
-        }),
-        tools: imports.tools.then(|| {
-            ToolsContext::new(
-                options.tools.clone(),
-                labels.clone(),
-                options.scope.clone(),
-                deadline,
-            )
-        }),
-        deadline,
-        deadline_hit: false,
-        instantiated: None,
-    };
-    Ok((state, stdout, stderr))
 }
 
 /// The outcome of a call whose sandbox could not be set up.

@@ -283,10 +283,7 @@ impl Filler {
     /// One instance in a store with a placeholder state: no grants, the
     /// default limits, no input.
     async fn make(&self) -> Result<Warm, Unusable> {
-        let options = CallOptions {
-            limits: Limits::default(),
-            ..CallOptions::default()
-        };
+        let options = CallOptions::default();
         let placeholder = RunInput::default();
         let prepared = Sandbox::prepare(
             &self.services,
